@@ -1,0 +1,54 @@
+# Two commands for a fresh clone: `make demo` (the whole chain, embedded) and `make test`.
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(CURDIR)/$(VENV)/bin/python
+
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+export AIRFLOW_HOME ?= $(CURDIR)/.airflow
+export AIRFLOW__CORE__DAGS_FOLDER ?= $(CURDIR)/dags
+export AIRFLOW__CORE__PLUGINS_FOLDER ?= $(CURDIR)/plugins
+export AIRFLOW__CORE__LOAD_EXAMPLES ?= False
+export TUNEOPS_HOME ?= $(CURDIR)/.tuneops
+export MLFLOW_TRACKING_URI ?= sqlite:///$(TUNEOPS_HOME)/mlflow.db
+export HF_HUB_OFFLINE ?= 1
+export HF_DATASETS_OFFLINE ?= 1
+export GX_ANALYTICS_ENABLED ?= False
+export TOKENIZERS_PARALLELISM ?= false
+export PYTHONUNBUFFERED ?= 1
+
+.PHONY: install demo test test-fast lint airflow mlflow-ui clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-deps -e .
+	touch $@
+
+$(AIRFLOW_HOME)/airflow.db: | install
+	mkdir -p $(AIRFLOW_HOME) $(TUNEOPS_HOME)
+	airflow db migrate
+
+demo: install $(AIRFLOW_HOME)/airflow.db
+	airflow db migrate > /dev/null
+	$(PY) scripts/demo.py
+
+test: install
+	$(PY) -m pytest
+
+test-fast: install
+	$(PY) -m pytest -m "not integration"
+
+lint: install
+	ruff check dags include plugins tests scripts
+
+airflow: install $(AIRFLOW_HOME)/airflow.db
+	airflow standalone
+
+mlflow-ui: install
+	mlflow ui --backend-store-uri $(MLFLOW_TRACKING_URI) --port 5000
+
+clean:
+	rm -rf $(AIRFLOW_HOME) $(TUNEOPS_HOME)

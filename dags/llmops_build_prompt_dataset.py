@@ -1,0 +1,48 @@
+"""
+### llmops_build_prompt_dataset
+
+Renders validated records through the dataset's versioned prompt template, splits them
+deterministically and publishes a content-addressed HF `datasets` version to
+`datasets/<dataset>/<version>`. Same inputs give the same version, and a rerun reuses it.
+
+**Triggered by** `tuneops_validated_batch`, or by hand with the `validated_uri` Param.
+
+**Emits** `tuneops_prompt_dataset` with `extra={"uri", "version"}`.
+"""
+
+import pendulum
+from airflow.sdk import Param, dag, task
+
+from tuneops.assets import PROMPT_DATASET, VALIDATED_BATCH, resolve_input
+
+
+@dag(
+    schedule=[VALIDATED_BATCH],
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    tags=["llmops", "data"],
+    doc_md=__doc__,
+    default_args={"retries": 2, "retry_delay": pendulum.duration(seconds=30)},
+    params={
+        "validated_uri": Param(None, type=["null", "string"], description="URI of a validated batch in the artifact store."),
+        "dataset": Param("support_tickets", type="string", description="Dataset config name or YAML path."),
+    },
+)
+def llmops_build_prompt_dataset():
+    @task(inlets=[VALIDATED_BATCH])
+    def resolve_batch(**context) -> str:
+        return resolve_input(context, "validated_uri", VALIDATED_BATCH, "uri")
+
+    @task(outlets=[PROMPT_DATASET])
+    def build(validated_uri: str, **context) -> dict:
+        from tuneops.pipeline import build_prompts
+
+        result = build_prompts([validated_uri], context["params"]["dataset"])
+        context["outlet_events"][PROMPT_DATASET].extra = {"uri": result["uri"], "version": result["version"]}
+        return result
+
+    build(resolve_batch())
+
+
+llmops_build_prompt_dataset()

@@ -1,0 +1,8 @@
+# Airflow image with the tuneops library and its pinned dependencies.
+FROM apache/airflow:3.3.2-python3.11
+COPY --chown=airflow:root requirements.txt /opt/tuneops/requirements.txt
+RUN pip install --no-cache-dir -r /opt/tuneops/requirements.txt \
+      --extra-index-url https://download.pytorch.org/whl/cpu
+COPY --chown=airflow:root pyproject.toml /opt/tuneops/pyproject.toml
+COPY --chown=airflow:root include /opt/tuneops/include
+RUN pip install --no-cache-dir --no-deps -e /opt/tuneops

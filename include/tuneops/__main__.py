@@ -1,0 +1,5 @@
+import sys
+
+from tuneops.cli import main
+
+sys.exit(main())

@@ -1,0 +1,135 @@
+"""``tuneops``: the library's steps on the command line (the same functions the DAGs call)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+
+def _print(obj) -> None:
+    print(json.dumps(obj, indent=2, sort_keys=True, default=str))
+
+
+def cmd_sample_data(args) -> None:
+    from tuneops.sample_data import write_sample_batch
+
+    print(write_sample_batch(Path(args.out), args.rows, args.seed))
+
+
+def cmd_base_model(args) -> None:
+    from tuneops.base_model import resolve_base_model
+    from tuneops.settings import load_settings
+    from tuneops.store import ArtifactStore
+
+    print(resolve_base_model(args.name, ArtifactStore.from_settings(load_settings())))
+
+
+def cmd_validate(args) -> None:
+    from tuneops.pipeline import validate
+
+    _print(validate(args.batch, args.dataset))
+
+
+def cmd_build_prompts(args) -> None:
+    from tuneops.pipeline import build_prompts
+
+    _print(build_prompts(args.validated, args.dataset))
+
+
+def cmd_train(args) -> int:
+    from tuneops.train import main
+
+    return main(args.train_args)
+
+
+def cmd_finetune(args) -> None:
+    from tuneops import pipeline
+
+    labels = {"dag_id": "cli"}
+    plan = pipeline.plan_training(args.dataset_uri, args.recipe, labels)
+    summary = pipeline.train_locally(plan)
+    evaluations = pipeline.evaluate_models(plan, summary)
+    decision = pipeline.run_gate(plan, evaluations)
+    print(decision["text"])
+    if decision["passed"]:
+        _print(pipeline.register_and_promote(plan, summary, evaluations, decision, labels))
+
+
+def cmd_generate(args) -> None:
+    from tuneops.inference import generate_with_champion
+
+    inputs = [args.prompt] if args.prompt else [{"subject": args.subject, "input": args.body}]
+    for rec in generate_with_champion(inputs, args.model, args.alias):
+        print(f"[{rec['model']} v{rec['version']}] {rec['response']}")
+
+
+def cmd_monitor(args) -> None:
+    from tuneops.monitor import run_monitor
+
+    _print(run_monitor(window_hours=args.window_hours))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tuneops", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("sample-data", help="write the deterministic sample support-ticket batch (JSONL)")
+    p.add_argument("--out", required=True, help="file to write, e.g. landing/support_tickets/batch-0001.jsonl")
+    p.add_argument("--rows", type=int, default=2000)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_sample_data)
+
+    p = sub.add_parser("base-model", help="build (once) the embedded tiny Llama base model and print its path")
+    p.add_argument("--name", default="builtin:tiny-llama")
+    p.set_defaults(func=cmd_base_model)
+
+    p = sub.add_parser("validate", help="validate a raw batch against its dataset contract and publish it")
+    p.add_argument("--batch", required=True, help="file or folder of the batch (path or s3://)")
+    p.add_argument("--dataset", default="support_tickets", help="dataset config name or YAML path")
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("build-prompts", help="build the versioned prompt dataset from validated batches")
+    p.add_argument("--validated", required=True, action="append", help="validated batch URI (repeatable)")
+    p.add_argument("--dataset", default="support_tickets")
+    p.set_defaults(func=cmd_build_prompts)
+
+    p = sub.add_parser("train", help="the trainer entry point (same as python -m tuneops.train)", add_help=False)
+    p.add_argument("train_args", nargs=argparse.REMAINDER)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("finetune", help="train, evaluate, gate, register and promote, without Airflow")
+    p.add_argument("--dataset-uri", required=True)
+    p.add_argument("--recipe", default="tiny-local")
+    p.set_defaults(func=cmd_finetune)
+
+    p = sub.add_parser("generate", help="generate with models:/<model>@<alias> and log the request")
+    p.add_argument("--model", default="tuneops-support-triage")
+    p.add_argument("--alias", default="champion")
+    p.add_argument("--prompt", help="a full prompt; or give --subject and --body to use the model's template")
+    p.add_argument("--subject", default="")
+    p.add_argument("--body", default="")
+    p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("monitor", help="compute inference-log statistics for the last window")
+    p.add_argument("--window-hours", type=int, default=1)
+    p.set_defaults(func=cmd_monitor)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from tuneops.config import ConfigError
+
+    try:
+        return args.func(args) or 0
+    except (ConfigError, ValueError, FileNotFoundError) as exc:
+        print(f"tuneops {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

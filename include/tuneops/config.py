@@ -1,0 +1,225 @@
+"""Typed configuration: dataset configs, prompt templates and recipes, loaded from YAML.
+
+Every file is validated into a pydantic model that forbids unknown keys, so a typo fails
+before any compute with the bad key's dotted path and the keys that are allowed there.
+Names without a path (``tiny-local``) resolve to the files shipped in ``tuneops/configs``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+CONFIG_DIR = Path(__file__).parent / "configs"
+
+
+class ConfigError(ValueError):
+    """A config file is missing, unreadable or has a bad key or value."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --- datasets -------------------------------------------------------------------------
+
+
+class ColumnMapping(_Strict):
+    """Canonical column <- raw column. ``instruction`` is optional; the template supplies a default."""
+
+    id: str
+    input: str
+    response: str
+    instruction: str | None = None
+
+
+class ValidationRules(_Strict):
+    min_rows: int = 10
+    input_chars: tuple[int, int] = (1, 8000)
+    response_chars: tuple[int, int] = (1, 4000)
+    max_duplicate_rate: float = Field(0.05, ge=0, le=1)
+    response_is_json: bool = False
+
+
+class Splits(_Strict):
+    validation: float = Field(0.1, ge=0, lt=1)
+    test: float = Field(0.1, ge=0, lt=1)
+
+    @model_validator(mode="after")
+    def _leaves_train(self):
+        if self.validation + self.test >= 1:
+            raise ValueError("validation + test must leave rows for train (sum < 1)")
+        return self
+
+
+class DatasetConfig(_Strict):
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_\-]*$")
+    format: Literal["auto", "jsonl", "csv", "parquet"] = "auto"
+    columns: ColumnMapping
+    keep: list[str] = []
+    validation: ValidationRules = ValidationRules()
+    template: str
+    splits: Splits = Splits()
+
+
+# --- prompt templates -----------------------------------------------------------------
+
+
+class PromptTemplate(_Strict):
+    id: str
+    description: str = ""
+    system: str = ""
+    instruction: str = ""
+    prompt: str
+    response: str = "{{ response }}"
+
+
+# --- recipes --------------------------------------------------------------------------
+
+
+class LoraConfig(_Strict):
+    r: int = Field(16, gt=0)
+    alpha: int = Field(32, gt=0)
+    dropout: float = Field(0.05, ge=0, lt=1)
+    target_modules: list[str] = ["q_proj", "k_proj", "v_proj", "o_proj"]
+
+
+class TrainConfig(_Strict):
+    max_steps: int = Field(300, gt=0)
+    batch_size: int = Field(16, gt=0)
+    grad_accum: int = Field(1, gt=0)
+    learning_rate: float = Field(2e-3, gt=0)
+    warmup_ratio: float = Field(0.05, ge=0, lt=1)
+    weight_decay: float = Field(0.0, ge=0)
+    max_seq_len: int = Field(256, gt=8)
+    seed: int = 0
+    log_every: int = Field(20, gt=0)
+    max_train_examples: int | None = Field(None, gt=0)
+
+
+class EvalConfig(_Strict):
+    max_examples: int = Field(64, gt=0)
+    batch_size: int = Field(16, gt=0)
+    max_new_tokens: int = Field(48, gt=0)
+
+
+class GateRules(_Strict):
+    metric: Literal["rougeL", "rouge1", "rouge2", "bleu", "exact_match"] = "rougeL"
+    min_value: float = 0.0
+    min_improvement_over_base: float = 0.0
+    max_regression_vs_champion: float = Field(0.0, ge=0)
+
+
+class RegistryConfig(_Strict):
+    model_name: str = Field("tuneops-support-triage", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+    auto_approve: bool = True
+
+
+class KubernetesCompute(_Strict):
+    image: str = "ghcr.io/tuneops/trainer:0.1.0"
+    namespace: str = "tuneops"
+    gpus: int = Field(1, ge=0)
+    cpu: str = "4"
+    memory: str = "32Gi"
+    node_selector: dict[str, str] = {"nvidia.com/gpu.present": "true"}
+    service_account: str | None = None
+    secret_env: str | None = "tuneops-credentials"
+
+
+class ComputeConfig(_Strict):
+    backend: Literal["local", "kubernetes"] = "local"
+    kubernetes: KubernetesCompute = KubernetesCompute()
+
+
+class Recipe(_Strict):
+    base_model: str
+    trust_remote_code: bool = False
+    lora: LoraConfig = LoraConfig()
+    train: TrainConfig = TrainConfig()
+    eval: EvalConfig = EvalConfig()
+    gate: GateRules = GateRules()
+    registry: RegistryConfig = RegistryConfig()
+    compute: ComputeConfig = ComputeConfig()
+
+
+# --- loading --------------------------------------------------------------------------
+
+
+def _format_errors(err: ValidationError, model: type[BaseModel], source: str) -> str:
+    lines = []
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"])
+        if e["type"] == "extra_forbidden":
+            allowed = _allowed_keys(model, e["loc"][:-1])
+            lines.append(f"unknown key '{loc}'; valid keys here: {', '.join(allowed)}")
+        elif e["type"] == "missing":
+            lines.append(f"missing required key '{loc}'")
+        else:
+            lines.append(f"bad value for '{loc}': {e['msg']}")
+    return f"{source}: " + "; ".join(lines)
+
+
+def _allowed_keys(model: type[BaseModel], loc: tuple) -> list[str]:
+    current: Any = model
+    for part in loc:
+        field = current.model_fields.get(part) if isinstance(part, str) else None
+        ann = field.annotation if field else None
+        if not (isinstance(ann, type) and issubclass(ann, BaseModel)):
+            return []
+        current = ann
+    return sorted(current.model_fields)
+
+
+def resolve_config_path(ref: str | Path, kind: str) -> Path:
+    """A path as given, or the shipped ``configs/<kind>/<ref>.yaml`` for a bare name."""
+    path = Path(ref)
+    if path.suffix in (".yaml", ".yml") or path.is_file():
+        if not path.is_file():
+            raise ConfigError(f"{kind[:-1]} file {ref} does not exist")
+        return path
+    shipped = CONFIG_DIR / kind / f"{ref}.yaml"
+    if not shipped.is_file():
+        names = sorted(p.stem for p in (CONFIG_DIR / kind).glob("*.yaml"))
+        raise ConfigError(f"no {kind[:-1]} named {ref!r}; shipped ones: {', '.join(names)}; or pass a .yaml path")
+    return shipped
+
+
+def load_model(model: type[BaseModel], ref: str | Path, kind: str, overrides: dict | None = None):
+    """Load YAML ``ref`` into ``model``; ``overrides`` (nested dict) win over the file."""
+    path = resolve_config_path(ref, kind)
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
+    data = _merge(data, overrides or {})
+    try:
+        return model.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(_format_errors(err, model, str(path))) from None
+
+
+def _merge(base: dict, override: dict) -> dict:
+    out = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def load_recipe(ref: str | Path, overrides: dict | None = None) -> Recipe:
+    return load_model(Recipe, ref, "recipes", overrides)
+
+
+def load_dataset_config(ref: str | Path) -> DatasetConfig:
+    return load_model(DatasetConfig, ref, "datasets")
+
+
+def load_template(ref: str | Path) -> PromptTemplate:
+    return load_model(PromptTemplate, ref, "templates")

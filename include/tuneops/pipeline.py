@@ -1,0 +1,236 @@
+"""The pipeline's steps as plain functions: what each DAG task (and the CLI) calls.
+
+Each step takes small JSON-able inputs (URIs, ids, names) and returns a small dict, so
+Airflow passes them through XCom while the data stays in the artifact store.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import sys
+from pathlib import Path
+
+from tuneops.config import PromptTemplate, load_dataset_config, load_recipe, load_template
+from tuneops.settings import Settings, load_settings
+from tuneops.store import ArtifactStore
+
+log = logging.getLogger(__name__)
+
+
+def _store(settings: Settings) -> ArtifactStore:
+    return ArtifactStore.from_settings(settings)
+
+
+def validate(batch_uri: str, dataset: str, settings: Settings | None = None) -> dict:
+    """Validate a landed batch; see ``tuneops.validation.validate_batch``."""
+    from tuneops.validation import validate_batch
+
+    if not batch_uri or not str(batch_uri).strip():
+        raise ValueError("batch_uri is empty: pass the file or folder of the landed batch (local path or s3://...)")
+    settings = settings or load_settings()
+    return validate_batch(batch_uri, load_dataset_config(dataset), _store(settings), settings.cache_dir)
+
+
+def build_prompts(validated_uris: list[str], dataset: str, settings: Settings | None = None) -> dict:
+    """Build the prompt dataset from validated batch URIs; see ``tuneops.prompts``."""
+    from tuneops.prompts import build_prompt_dataset
+
+    settings = settings or load_settings()
+    store = _store(settings)
+    config = load_dataset_config(dataset)
+    keys = [_key_of(uri, store) for uri in validated_uris]
+    return build_prompt_dataset(keys, config, load_template(config.template), store)
+
+
+def _key_of(uri: str, store: ArtifactStore) -> str:
+    root = store.uri("").rstrip("/")
+    if not uri.startswith(root + "/"):
+        raise ValueError(f"{uri} is not inside the artifact store {root}; pass a URI that an earlier step published")
+    key = uri[len(root) + 1 :]
+    if not store.exists(key):
+        raise ValueError(f"{uri} holds no published artifact; run the step that produces it first")
+    return key
+
+
+def plan_training(dataset_uri: str, recipe: str, labels: dict[str, str] | None = None, settings: Settings | None = None) -> dict:
+    """Resolve recipe and dataset into a run plan: content-addressed output URI and an MLflow run.
+
+    The output URI is a hash of the recipe and the dataset version, so rerunning with the same
+    inputs finds the adapter already trained; the MLflow run for that output is reused too.
+    """
+    import mlflow
+
+    from tuneops.mlflow_utils import configure_mlflow
+    from tuneops.train import recipe_hash
+
+    settings = settings or load_settings()
+    store = _store(settings)
+    resolved = load_recipe(recipe)
+    dataset_dir = store.fetch_dir(_key_of(dataset_uri, store))
+    manifest = json.loads((dataset_dir / "manifest.json").read_text())
+    train_key = f"{recipe_hash(resolved)}-{manifest['version']}"
+    output_uri = store.uri(f"candidates/{train_key}")
+    experiment_id = configure_mlflow(settings)
+    runs = mlflow.search_runs([experiment_id], filter_string=f"tags.`tuneops.train_key` = '{train_key}'", output_format="list")
+    if runs:
+        run_id = runs[0].info.run_id
+    else:
+        tags = {
+            "tuneops.train_key": train_key,
+            "tuneops.dataset_version": manifest["version"],
+            "tuneops.template_id": manifest["template_id"],
+            "tuneops.recipe_hash": recipe_hash(resolved),
+            **{f"tuneops.{k}": v for k, v in (labels or {}).items()},
+        }
+        run_id = mlflow.MlflowClient().create_run(experiment_id, tags=tags, run_name=f"finetune-{train_key}").info.run_id
+    return {
+        "recipe": recipe,
+        "dataset_uri": dataset_uri,
+        "dataset_version": manifest["version"],
+        "template_id": manifest["template_id"],
+        "template_hash": manifest["template_hash"],
+        "output_uri": output_uri,
+        "mlflow_run_id": run_id,
+        "model_name": resolved.registry.model_name,
+        "compute": resolved.compute.backend,
+    }
+
+
+def train_command(plan: dict) -> list[str]:
+    """The trainer command line; the local subprocess and the Kubernetes pod run exactly this."""
+    return [
+        "python", "-m", "tuneops.train",
+        "--recipe", plan["recipe"],
+        "--dataset", plan["dataset_uri"],
+        "--output", plan["output_uri"],
+        "--run-id", plan["mlflow_run_id"],
+    ]  # fmt: skip
+
+
+def train_locally(plan: dict) -> dict:
+    """Run the trainer as a subprocess with this interpreter; returns its summary."""
+    cmd = [sys.executable, *train_command(plan)[1:]]
+    log.info("running %s", " ".join(cmd))
+    proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"trainer exited with code {proc.returncode}; its log is above")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _base_ref(recipe, settings: Settings):
+    from tuneops.base_model import resolve_base_model
+    from tuneops.evaluation import ModelRef
+    from tuneops.hashing import hash_dir
+
+    path = resolve_base_model(recipe.base_model, _store(settings))
+    fingerprint = hash_dir(Path(path)) if Path(path).is_dir() else recipe.base_model
+    return ModelRef("base", f"base:{fingerprint}", path)
+
+
+def candidate_fingerprint(summary: dict, base_fingerprint: str) -> str:
+    from tuneops.hashing import hash_json
+
+    return hash_json({"base": base_fingerprint, "adapter": summary["adapter_sha256"]})
+
+
+def evaluate_models(plan: dict, summary: dict, settings: Settings | None = None) -> dict:
+    """Score base, candidate and the current champion on the same test examples."""
+    import mlflow
+
+    from tuneops.evaluation import ModelRef, evaluate_model
+    from tuneops.registry import CHAMPION, FINGERPRINT_TAG, alias_version, download_version
+
+    settings = settings or load_settings()
+    store = _store(settings)
+    recipe = load_recipe(plan["recipe"])
+    dataset_dir = store.fetch_dir(_key_of(plan["dataset_uri"], store))
+    base = _base_ref(recipe, settings)
+    adapter_dir = store.fetch_dir(_key_of(plan["output_uri"], store)) / "adapter"
+    refs = [base, ModelRef("candidate", candidate_fingerprint(summary, base.fingerprint), base.path, str(adapter_dir))]
+    champ = alias_version(plan["model_name"], CHAMPION, settings)
+    if champ is not None:
+        fp = champ.tags.get(FINGERPRINT_TAG, f"registry:{plan['model_name']}/{champ.version}")
+        refs.append(ModelRef("champion", fp, str(download_version(plan["model_name"], champ.version, settings))))
+    results = {r.role: evaluate_model(r, dataset_dir, plan["dataset_version"], recipe.eval, store) for r in refs}
+    with mlflow.start_run(run_id=plan["mlflow_run_id"]):
+        for role, res in results.items():
+            mlflow.log_metrics({f"{role}.{k}": v for k, v in res["metrics"].items()})
+    out = {role: {"metrics": r["metrics"], "fingerprint": r["fingerprint"], "n": r["n"], "uri": r["uri"]} for role, r in results.items()}
+    if champ is not None:
+        out["champion"]["version"] = str(champ.version)
+    return out
+
+
+def run_gate(plan: dict, evaluations: dict, settings: Settings | None = None) -> dict:
+    """Apply the recipe's gate rules; stores and logs the decision. Returns the decision dict."""
+    import mlflow
+
+    from tuneops.gate import decide, format_table
+
+    settings = settings or load_settings()
+    recipe = load_recipe(plan["recipe"])
+    champion = evaluations.get("champion")
+    decision = decide(
+        recipe.gate,
+        evaluations["candidate"]["metrics"],
+        evaluations["base"]["metrics"],
+        champion["metrics"] if champion else None,
+    )
+    decision["champion_version"] = champion.get("version") if champion else None
+    decision["text"] = format_table(decision)
+    log.info("gate decision:\n%s", decision["text"])
+    _store(settings).write_json(f"gates/{Path(plan['output_uri']).name}-{_evals_key(evaluations)}", decision)
+    with mlflow.start_run(run_id=plan["mlflow_run_id"]):
+        mlflow.log_dict(decision, "gate/decision.json")
+        mlflow.set_tag("tuneops.gate", "passed" if decision["passed"] else "failed")
+    return decision
+
+
+def _evals_key(evaluations: dict) -> str:
+    from tuneops.hashing import hash_json
+
+    return hash_json({role: e["fingerprint"] for role, e in evaluations.items()})[:12]
+
+
+def register_and_promote(
+    plan: dict, summary: dict, evaluations: dict, decision: dict, labels: dict[str, str], settings: Settings | None = None
+) -> dict:
+    """Register a candidate that passed the gate, alias it ``challenger``, and promote it if approved."""
+    from tuneops.registry import git_commit, promote, register_candidate, set_challenger
+
+    if not decision["passed"]:
+        raise ValueError("refusing to register a candidate that failed the gate: " + "; ".join(decision["reasons"]))
+    settings = settings or load_settings()
+    store = _store(settings)
+    recipe = load_recipe(plan["recipe"])
+    base = _base_ref(recipe, settings)
+    manifest = json.loads((store.fetch_dir(_key_of(plan["dataset_uri"], store)) / "manifest.json").read_text())
+    tags = {
+        "tuneops.dataset_version": plan["dataset_version"],
+        "tuneops.dataset_uri": plan["dataset_uri"],
+        "tuneops.template_id": plan["template_id"],
+        "tuneops.template_hash": plan["template_hash"],
+        "tuneops.recipe_hash": summary["recipe_hash"],
+        "tuneops.base_model": recipe.base_model,
+        "tuneops.git_commit": git_commit(),
+        **{f"tuneops.gate.{k}": round(v, 6) for k, v in evaluations["candidate"]["metrics"].items()},
+        **{f"tuneops.{k}": v for k, v in labels.items()},
+    }
+    registered = register_candidate(
+        name=plan["model_name"],
+        base_path=base.path,
+        adapter_dir=store.fetch_dir(_key_of(plan["output_uri"], store)) / "adapter",
+        fingerprint=evaluations["candidate"]["fingerprint"],
+        run_id=plan["mlflow_run_id"],
+        template=PromptTemplate.model_validate(manifest["template"]),
+        tags=tags,
+        max_new_tokens=recipe.eval.max_new_tokens,
+        settings=settings,
+    )
+    set_challenger(registered["name"], registered["version"], settings)
+    if not recipe.registry.auto_approve:
+        return {**registered, "alias": "challenger", "promoted": False}
+    promoted = promote(registered["name"], registered["version"], approved_by="auto_approve (recipe)", settings=settings)
+    return {**registered, "alias": "champion", "promoted": True, "previous_champion": promoted["previous"]}

@@ -1,0 +1,43 @@
+"""The registered MLflow model, logged as "models from code" (no pickled objects).
+
+``mlflow.pyfunc.load_model("models:/<name>@champion").predict(...)`` takes a list of prompt
+strings, or records with the template's fields (e.g. ``{"subject": ..., "input": ...}``),
+which are rendered with the prompt template the model was trained with.
+"""
+
+import json
+
+import mlflow
+from mlflow.pyfunc import PythonModel
+
+
+class TextGenerator(PythonModel):
+    def load_context(self, context):
+        from tuneops.config import PromptTemplate
+        from tuneops.generation import load_model
+
+        self.model, self.tokenizer = load_model(context.artifacts["model"])
+        config = context.model_config or {}
+        self.template = PromptTemplate.model_validate(json.loads(config["template"])) if config.get("template") else None
+        self.max_new_tokens = int(config.get("max_new_tokens", 48))
+
+    def predict(self, context, model_input, params=None):
+        from tuneops.generation import generate
+        from tuneops.prompts import render_prompt
+
+        records = model_input.to_dict("records") if hasattr(model_input, "to_dict") else list(model_input)
+        prompts = []
+        for rec in records:
+            if isinstance(rec, str):
+                prompts.append(rec)
+            elif "prompt" in rec:
+                prompts.append(rec["prompt"])
+            elif self.template is not None:
+                prompts.append(render_prompt(self.template, rec))
+            else:
+                raise ValueError("each input must be a prompt string, a {'prompt': ...} record, or template fields")
+        max_new = int((params or {}).get("max_new_tokens", self.max_new_tokens))
+        return generate(self.model, self.tokenizer, prompts, max_new_tokens=max_new)
+
+
+mlflow.models.set_model(TextGenerator())

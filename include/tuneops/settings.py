@@ -1,0 +1,45 @@
+"""Where things live: artifact store, MLflow tracking and registry, read from the environment.
+
+Defaults are embedded and local (a folder under ``TUNEOPS_HOME``, SQLite for MLflow);
+production swaps URIs, not code.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path
+    artifact_root: str
+    tracking_uri: str
+    registry_uri: str
+    experiment: str
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.home / "cache"
+
+    @property
+    def mlflow_artifact_location(self) -> str | None:
+        """Artifact location for new experiments; None lets an MLflow server decide."""
+        if self.tracking_uri.startswith("sqlite:") or self.tracking_uri.startswith("file:"):
+            return (self.home / "mlartifacts").as_uri()
+        return os.environ.get("TUNEOPS_MLFLOW_ARTIFACT_LOCATION")
+
+
+def load_settings(env: dict[str, str] | None = None) -> Settings:
+    """Read settings from the environment (``TUNEOPS_*`` and the standard ``MLFLOW_*`` variables)."""
+    env = dict(os.environ if env is None else env)
+    home = Path(env.get("TUNEOPS_HOME") or Path.home() / ".tuneops").expanduser().resolve()
+    tracking_uri = env.get("MLFLOW_TRACKING_URI") or f"sqlite:///{home / 'mlflow.db'}"
+    return Settings(
+        home=home,
+        artifact_root=env.get("TUNEOPS_ARTIFACT_ROOT") or str(home / "artifacts"),
+        tracking_uri=tracking_uri,
+        registry_uri=env.get("MLFLOW_REGISTRY_URI") or tracking_uri,
+        experiment=env.get("TUNEOPS_EXPERIMENT") or "tuneops",
+    )

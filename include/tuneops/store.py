@@ -1,0 +1,237 @@
+"""The artifact store: a local folder or an ``s3://bucket/prefix``, with atomic publishing.
+
+Every published artifact is a folder under a key (``datasets/<name>/<version>``). It becomes
+visible only when complete: locally it is renamed into place from a staging folder, on S3
+a ``_SUCCESS`` marker is written after every other object. Readers trust only marked
+folders, so a crash mid-write never leaves a partial artifact that looks finished.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import uuid
+from pathlib import Path
+from typing import Any
+
+MARKER = "_SUCCESS"
+
+
+class ArtifactNotFound(FileNotFoundError):
+    """A key or URI that should hold a published artifact holds none."""
+
+
+def _split_s3(uri: str) -> tuple[str, str]:
+    without = uri[len("s3://") :]
+    bucket, _, prefix = without.partition("/")
+    if len(bucket) < 3:
+        raise ValueError(f"S3 URI {uri!r} has no valid bucket name; expected s3://<bucket>/<prefix>")
+    return bucket, prefix.strip("/")
+
+
+def _s3_client():
+    import boto3
+
+    # boto3 reads AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL, so MinIO or moto work with no code change.
+    return boto3.client("s3")
+
+
+class ArtifactStore:
+    """Publish and read artifact folders under ``root`` (a local path or ``s3://bucket/prefix``)."""
+
+    def __init__(self, root: str, cache_dir: Path | None = None):
+        self.root = root
+        self.is_s3 = root.startswith("s3://")
+        self.cache_dir = cache_dir or Path(tempfile.gettempdir()) / "tuneops-cache"
+        if self.is_s3:
+            self.bucket, self.prefix = _split_s3(root)
+        else:
+            self.local_root = Path(root.removeprefix("file://")).expanduser().resolve()
+
+    @classmethod
+    def from_settings(cls, settings) -> ArtifactStore:
+        return cls(settings.artifact_root, cache_dir=settings.cache_dir)
+
+    def uri(self, key: str) -> str:
+        key = key.strip("/")
+        if self.is_s3:
+            return f"s3://{self.bucket}/{self.prefix}/{key}" if self.prefix else f"s3://{self.bucket}/{key}"
+        return str(self.local_root / key)
+
+    def _s3_key(self, key: str) -> str:
+        return f"{self.prefix}/{key.strip('/')}" if self.prefix else key.strip("/")
+
+    def exists(self, key: str) -> bool:
+        """True when a complete artifact folder is published under ``key``."""
+        if self.is_s3:
+            return _s3_object_exists(self.bucket, f"{self._s3_key(key)}/{MARKER}")
+        return (self.local_root / key / MARKER).is_file()
+
+    def publish_dir(self, local_dir: Path, key: str) -> str:
+        """Publish ``local_dir`` under ``key`` atomically and return its URI.
+
+        Publishing a key that is already complete is a no-op: content-addressed keys make
+        a rerun with the same inputs reuse what exists instead of duplicating it.
+        """
+        local_dir = Path(local_dir)
+        if self.exists(key):
+            return self.uri(key)
+        if self.is_s3:
+            client = _s3_client()
+            base = self._s3_key(key)
+            for file in sorted(p for p in local_dir.rglob("*") if p.is_file()):
+                client.upload_file(str(file), self.bucket, f"{base}/{file.relative_to(local_dir).as_posix()}")
+            client.put_object(Bucket=self.bucket, Key=f"{base}/{MARKER}", Body=b"")
+            return self.uri(key)
+        target = self.local_root / key
+        staging = self.local_root / ".staging" / f"{uuid.uuid4().hex}"
+        staging.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copytree(local_dir, staging)
+        (staging / MARKER).write_text("")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if target.exists():  # left by a crash before the marker was written
+            shutil.rmtree(target)
+        os.replace(staging, target)
+        return self.uri(key)
+
+    def fetch_dir(self, key: str) -> Path:
+        """Return a local folder holding the published artifact under ``key``."""
+        if not self.exists(key):
+            raise ArtifactNotFound(f"no complete artifact at {self.uri(key)}")
+        if not self.is_s3:
+            return self.local_root / key
+        return download_s3_dir(self.uri(key), self.cache_dir)
+
+    def write_json(self, key: str, obj: Any) -> str:
+        """Publish a single JSON document as the folder ``key`` holding ``data.json``."""
+        with tempfile.TemporaryDirectory() as tmp:
+            Path(tmp, "data.json").write_text(json.dumps(obj, indent=2, sort_keys=True, default=str))
+            return self.publish_dir(Path(tmp), key)
+
+    def read_json(self, key: str) -> Any:
+        return json.loads((self.fetch_dir(key) / "data.json").read_text())
+
+    def write_bytes(self, key: str, data: bytes) -> str:
+        """Write one object (an append-only log file, for example) atomically; returns its URI."""
+        if self.is_s3:
+            _s3_client().put_object(Bucket=self.bucket, Key=self._s3_key(key), Body=data)
+            return self.uri(key)
+        path = self.local_root / key
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}")
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+        return self.uri(key)
+
+    def read_bytes(self, key: str) -> bytes:
+        if self.is_s3:
+            return _s3_client().get_object(Bucket=self.bucket, Key=self._s3_key(key))["Body"].read()
+        return (self.local_root / key).read_bytes()
+
+    def list_objects(self, prefix: str) -> list[str]:
+        """Keys of every object (file) below ``prefix``, recursively, sorted."""
+        prefix = prefix.strip("/")
+        if self.is_s3:
+            base = self._s3_key(prefix) + "/"
+            strip = len(self.prefix) + 1 if self.prefix else 0
+            found = []
+            for page in _s3_client().get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=base):
+                found += [obj["Key"][strip:] for obj in page.get("Contents", [])]
+            return sorted(found)
+        folder = self.local_root / prefix
+        if not folder.is_dir():
+            return []
+        return sorted(
+            p.relative_to(self.local_root).as_posix() for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".")
+        )
+
+    def list_keys(self, prefix: str) -> list[str]:
+        """Keys of complete artifacts directly under ``prefix``, sorted."""
+        prefix = prefix.strip("/")
+        if self.is_s3:
+            client = _s3_client()
+            paginator = client.get_paginator("list_objects_v2")
+            found = set()
+            base = self._s3_key(prefix) + "/"
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=base):
+                for obj in page.get("Contents", []):
+                    rest = obj["Key"][len(base) :]
+                    name, _, tail = rest.partition("/")
+                    if tail == MARKER:
+                        found.add(f"{prefix}/{name}")
+            return sorted(found)
+        folder = self.local_root / prefix
+        if not folder.is_dir():
+            return []
+        return sorted(f"{prefix}/{p.name}" for p in folder.iterdir() if (p / MARKER).is_file())
+
+
+def _s3_object_exists(bucket: str, key: str) -> bool:
+    from botocore.exceptions import ClientError
+
+    try:
+        _s3_client().head_object(Bucket=bucket, Key=key)
+        return True
+    except ClientError as err:
+        if err.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+            return False
+        raise
+
+
+def download_s3_dir(uri: str, cache_dir: Path) -> Path:
+    """Download a published S3 folder into ``cache_dir`` once; later calls reuse the copy."""
+    bucket, prefix = _split_s3(uri)
+    local = Path(cache_dir) / "s3" / bucket / prefix
+    if (local / MARKER).is_file():
+        return local
+    client = _s3_client()
+    staging = local.parent / f".{local.name}.{uuid.uuid4().hex}"
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix + "/"):
+        for obj in page.get("Contents", []):
+            dest = staging / obj["Key"][len(prefix) + 1 :]
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            client.download_file(bucket, obj["Key"], str(dest))
+    if not (staging / MARKER).is_file():
+        shutil.rmtree(staging, ignore_errors=True)
+        raise ArtifactNotFound(f"no complete artifact at {uri}")
+    if local.exists():
+        shutil.rmtree(local)
+    os.replace(staging, local)
+    return local
+
+
+def list_files(uri: str) -> list[str]:
+    """URIs of the files directly under a local folder or an S3 prefix (or the URI itself if a file)."""
+    if uri.startswith("s3://"):
+        bucket, prefix = _split_s3(uri)
+        client = _s3_client()
+        if _s3_object_exists(bucket, prefix):
+            return [uri]
+        out = []
+        for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix + "/", Delimiter="/"):
+            out += [f"s3://{bucket}/{o['Key']}" for o in page.get("Contents", [])]
+        return sorted(out)
+    path = Path(uri.removeprefix("file://")).expanduser()
+    if path.is_file():
+        return [str(path.resolve())]
+    if path.is_dir():
+        return sorted(str(p.resolve()) for p in path.iterdir() if p.is_file() and not p.name.startswith((".", "_")))
+    raise ArtifactNotFound(f"{uri} does not exist: pass a file or folder path, or an s3://bucket/prefix URI")
+
+
+def fetch_file(uri: str, cache_dir: Path) -> Path:
+    """A local path for a file URI: the path itself, or a downloaded copy of an S3 object."""
+    if not uri.startswith("s3://"):
+        path = Path(uri.removeprefix("file://")).expanduser()
+        if not path.is_file():
+            raise ArtifactNotFound(f"{uri} is not a file")
+        return path
+    bucket, key = _split_s3(uri)
+    dest = Path(cache_dir) / "s3-files" / bucket / key
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(dest.name + f".{uuid.uuid4().hex}")
+    _s3_client().download_file(bucket, key, str(tmp))
+    os.replace(tmp, dest)
+    return dest

@@ -1,0 +1,260 @@
+"""The fine-tuning job: ``python -m tuneops.train --recipe R --dataset URI --output URI [--run-id ID]``.
+
+The same command runs as a local subprocess and inside the trainer image on a Kubernetes
+GPU pod. It trains a LoRA adapter with the loss masked to the response tokens, publishes
+adapter + tokenizer + resolved recipe + ``summary.json`` atomically to ``--output``, logs to
+the MLflow run ``--run-id``, and, inside a pod, writes the summary to the XCom sidecar file.
+If ``--output`` already holds a complete result (a retried pod), it returns that instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import random
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+from tuneops.config import Recipe, load_recipe
+from tuneops.hashing import hash_dir, hash_json
+from tuneops.settings import Settings, load_settings
+from tuneops.store import ArtifactStore
+
+log = logging.getLogger(__name__)
+XCOM_RETURN = Path("/airflow/xcom/return.json")
+
+
+class TrainingError(RuntimeError):
+    """Training cannot start or did not converge to a publishable adapter."""
+
+
+def recipe_hash(recipe: Recipe) -> str:
+    return hash_json(recipe.model_dump())[:12]
+
+
+def store_for(uri: str, settings: Settings) -> tuple[ArtifactStore, str]:
+    """An ArtifactStore rooted at the parent of ``uri`` and the key of ``uri`` in it."""
+    parent, _, name = uri.rstrip("/").rpartition("/")
+    if not name or not parent:
+        raise ValueError(f"{uri!r} is not a folder URI; pass a path like /data/out or s3://bucket/prefix/out")
+    return ArtifactStore(parent, cache_dir=settings.cache_dir), name
+
+
+def tokenize_split(rows, tokenizer, max_len: int) -> tuple[list[dict], int]:
+    """Prompt+response token ids with labels masked (-100) over the prompt; drops over-long rows."""
+    examples, dropped = [], 0
+    for row in rows:
+        prompt = tokenizer(row["prompt"])["input_ids"]
+        response = tokenizer(row["response"], add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+        ids = prompt + response
+        if len(ids) > max_len:
+            dropped += 1
+            continue
+        examples.append({"input_ids": ids, "labels": [-100] * len(prompt) + response})
+    return examples, dropped
+
+
+def collate(batch: list[dict], pad_id: int):
+    import torch
+
+    width = max(len(ex["input_ids"]) for ex in batch)
+    ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(batch), width), -100, dtype=torch.long)
+    mask = torch.zeros((len(batch), width), dtype=torch.long)
+    for i, ex in enumerate(batch):
+        n = len(ex["input_ids"])
+        ids[i, :n] = torch.tensor(ex["input_ids"])
+        labels[i, :n] = torch.tensor(ex["labels"])
+        mask[i, :n] = 1
+    return ids, labels, mask
+
+
+def _eval_loss(model, examples: list[dict], pad_id: int, batch_size: int) -> float:
+    import torch
+
+    if not examples:
+        return float("nan")
+    model.eval()
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for i in range(0, len(examples), batch_size):
+            ids, labels, mask = collate(examples[i : i + batch_size], pad_id)
+            n = int((labels[:, 1:] != -100).sum())
+            total += model(input_ids=ids, attention_mask=mask, labels=labels).loss.item() * n
+            count += n
+    model.train()
+    return total / max(count, 1)
+
+
+def train(recipe: Recipe, dataset_uri: str, output_uri: str, run_id: str | None, settings: Settings) -> dict:
+    """Train a LoRA adapter and publish it to ``output_uri``; returns the summary dict.
+
+    Raises TrainingError for an empty dataset, a missing base model or a NaN/inf loss
+    (with the step number); nothing is published in those cases.
+    """
+    out_store, out_key = store_for(output_uri, settings)
+    if out_store.exists(out_key):
+        summary = json.loads((out_store.fetch_dir(out_key) / "summary.json").read_text())
+        log.info("output %s is already complete; returning its summary instead of training again", output_uri)
+        return {**summary, "reused": True}
+
+    import mlflow
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer, get_cosine_schedule_with_warmup
+
+    from tuneops.base_model import resolve_base_model
+    from tuneops.mlflow_utils import configure_mlflow, flatten
+    from tuneops.prompts import load_prompt_dataset
+
+    cfg = recipe.train
+    random.seed(cfg.seed)
+    torch.manual_seed(cfg.seed)
+    data_store, data_key = store_for(dataset_uri, settings)
+    if not data_store.exists(data_key):
+        raise TrainingError(f"dataset {dataset_uri} is not a published prompt dataset; run llmops_build_prompt_dataset first")
+    dataset_dir = data_store.fetch_dir(data_key)
+    manifest = json.loads((dataset_dir / "manifest.json").read_text())
+    splits = load_prompt_dataset(dataset_dir)
+
+    base_path = resolve_base_model(recipe.base_model, ArtifactStore.from_settings(settings))
+    tokenizer = AutoTokenizer.from_pretrained(base_path, trust_remote_code=recipe.trust_remote_code)
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    train_rows = splits["train"]
+    if cfg.max_train_examples:
+        train_rows = train_rows.select(range(min(cfg.max_train_examples, len(train_rows))))
+    train_ex, dropped = tokenize_split(train_rows, tokenizer, cfg.max_seq_len)
+    val_ex, _ = tokenize_split(splits["validation"], tokenizer, cfg.max_seq_len)
+    if not train_ex:
+        raise TrainingError(
+            f"dataset {dataset_uri} has no training rows within max_seq_len={cfg.max_seq_len} "
+            f"({dropped} dropped as too long); raise train.max_seq_len or check the dataset"
+        )
+
+    model = AutoModelForCausalLM.from_pretrained(base_path, trust_remote_code=recipe.trust_remote_code, dtype=torch.float32)
+    model = get_peft_model(
+        model,
+        LoraConfig(
+            r=recipe.lora.r,
+            lora_alpha=recipe.lora.alpha,
+            lora_dropout=recipe.lora.dropout,
+            target_modules=recipe.lora.target_modules,
+            task_type="CAUSAL_LM",
+        ),
+    )
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+    scheduler = get_cosine_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * cfg.max_steps), cfg.max_steps)
+
+    configure_mlflow(settings)
+    run = mlflow.start_run(run_id=run_id) if run_id else mlflow.start_run(run_name=f"train-{recipe_hash(recipe)}")
+    with run:
+        mlflow.log_params({f"recipe.{k}": v for k, v in flatten(recipe.model_dump()).items()})
+        mlflow.log_params({"dataset.version": manifest["version"], "dataset.train_rows": len(train_ex), "lora.trainable_params": trainable})
+        order: list[int] = []
+        model.train()
+        tokens, started, loss_value = 0, time.monotonic(), float("nan")
+        for step in range(1, cfg.max_steps + 1):
+            for _ in range(cfg.grad_accum):
+                if not order:
+                    order = list(range(len(train_ex)))
+                    random.shuffle(order)
+                batch = [train_ex[order.pop()] for _ in range(min(cfg.batch_size, len(order)))]
+                ids, labels, mask = collate(batch, tokenizer.pad_token_id)
+                loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss / cfg.grad_accum
+                loss.backward()
+                tokens += int(mask.sum())
+            loss_value = loss.item() * cfg.grad_accum
+            if not math.isfinite(loss_value):
+                raise TrainingError(f"loss became {loss_value} at step {step}; lower train.learning_rate. No adapter was published.")
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            if step % cfg.log_every == 0 or step == cfg.max_steps:
+                rate = tokens / (time.monotonic() - started)
+                log.info("step %d/%d loss %.4f lr %.2e tokens/s %.0f", step, cfg.max_steps, loss_value, scheduler.get_last_lr()[0], rate)
+                mlflow.log_metrics({"train_loss": loss_value, "lr": scheduler.get_last_lr()[0], "tokens_per_s": rate}, step=step)
+        elapsed = time.monotonic() - started
+        eval_loss = _eval_loss(model, val_ex, tokenizer.pad_token_id, cfg.batch_size)
+        mlflow.log_metrics({"eval_loss": eval_loss, "train_seconds": elapsed}, step=cfg.max_steps)
+
+        with tempfile.TemporaryDirectory() as tmp:
+            out = Path(tmp)
+            model.save_pretrained(out / "adapter", safe_serialization=True)
+            tokenizer.save_pretrained(out / "adapter")
+            (out / "recipe.yaml").write_text(yaml.safe_dump(recipe.model_dump(), sort_keys=True))
+            summary = {
+                "output_uri": output_uri,
+                "adapter_sha256": hash_dir(out / "adapter"),
+                "base_model": recipe.base_model,
+                "base_model_path": base_path,
+                "dataset_uri": dataset_uri,
+                "dataset_version": manifest["version"],
+                "recipe_hash": recipe_hash(recipe),
+                "mlflow_run_id": mlflow.active_run().info.run_id,
+                "steps": cfg.max_steps,
+                "final_train_loss": loss_value,
+                "eval_loss": eval_loss,
+                "train_examples": len(train_ex),
+                "dropped_too_long": dropped,
+                "tokens_per_s": round(tokens / elapsed, 1),
+                "train_seconds": round(elapsed, 1),
+                "trainable_params": trainable,
+            }
+            (out / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True))
+            out_store.publish_dir(out, out_key)
+    log.info("published adapter to %s (eval loss %.4f)", output_uri, eval_loss)
+    return {**summary, "reused": False}
+
+
+def write_xcom_sidecar(summary: dict, path: Path = XCOM_RETURN) -> None:
+    """Inside a KubernetesPodOperator pod, hand the summary to Airflow through the XCom sidecar file."""
+    if path.parent.is_dir():
+        path.write_text(json.dumps(summary))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m tuneops.train", description="Fine-tune a LoRA adapter from a recipe.")
+    p.add_argument("--recipe", required=True, help="recipe name (shipped) or path to a recipe YAML")
+    p.add_argument("--dataset", required=True, help="URI of a published prompt dataset")
+    p.add_argument("--output", required=True, help="URI to publish the adapter folder to")
+    p.add_argument("--run-id", default=None, help="MLflow run id to log into (a new run if omitted)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for name, value in (("--dataset", args.dataset), ("--output", args.output)):
+        if not value.strip():
+            print(f"error: {name} is empty; pass a URI", file=sys.stderr)
+            return 2
+    torch_threads = os.environ.get("TUNEOPS_TORCH_THREADS")
+    if torch_threads:
+        import torch
+
+        torch.set_num_threads(int(torch_threads))
+    from tuneops.config import ConfigError
+
+    try:
+        summary = train(load_recipe(args.recipe), args.dataset, args.output, args.run_id, load_settings())
+    except (ConfigError, TrainingError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    write_xcom_sidecar(summary)
+    print(json.dumps(summary, sort_keys=True))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,33 @@
+"""Test-wide environment: a private AIRFLOW_HOME and TUNEOPS_HOME per session, offline hubs.
+
+Set before anything imports Airflow, so no test touches a developer's real metadata DB,
+artifact store or MLflow database.
+"""
+
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+_SESSION = Path(tempfile.mkdtemp(prefix="tuneops-tests-"))
+
+os.environ.update(
+    {
+        "AIRFLOW_HOME": str(_SESSION / "airflow"),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
+        "TUNEOPS_HOME": str(_SESSION / "tuneops"),
+        "MLFLOW_TRACKING_URI": f"sqlite:///{_SESSION / 'tuneops' / 'mlflow.db'}",
+        "HF_HUB_OFFLINE": "1",
+        "HF_DATASETS_OFFLINE": "1",
+        "GX_ANALYTICS_ENABLED": "False",
+        "TOKENIZERS_PARALLELISM": "false",
+    }
+)
+os.environ.pop("MLFLOW_REGISTRY_URI", None)
+os.environ.pop("TUNEOPS_ARTIFACT_ROOT", None)
+(_SESSION / "tuneops").mkdir(parents=True, exist_ok=True)
+sys.path.insert(0, str(REPO))

@@ -1,0 +1,100 @@
+"""Every DAG imports cleanly, is configured the way the style guide asks, and parses light."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+DAG_FILES = sorted((REPO / "dags").glob("*.py"))
+EXPECTED = {"llmops_validate_data", "llmops_build_prompt_dataset", "llmops_finetune", "llmops_monitor"}
+HEAVY = ["torch", "transformers", "peft", "datasets", "evaluate", "great_expectations", "mlflow", "pandas"]
+
+
+@pytest.fixture(scope="module")
+def dagbag():
+    from airflow.dag_processing.dagbag import DagBag
+
+    return DagBag(str(REPO / "dags"))
+
+
+def test_every_dag_imports_without_errors(dagbag):
+    assert dagbag.import_errors == {}
+    assert set(dagbag.dag_ids) == EXPECTED
+
+
+def test_file_stem_is_dag_id_and_one_dag_per_file(dagbag):
+    for dag in dagbag.dags.values():
+        assert Path(dag.fileloc).stem == dag.dag_id
+    assert sorted(Path(d.fileloc).name for d in dagbag.dags.values()) == sorted(f.name for f in DAG_FILES)
+
+
+@pytest.mark.parametrize("dag_id", sorted(EXPECTED))
+def test_dag_has_tags_retries_docs_and_no_catchup(dagbag, dag_id):
+    dag = dagbag.dags[dag_id]
+    assert "llmops" in dag.tags
+    assert dag.doc_md and dag_id in dag.doc_md
+    assert dag.catchup is False
+    for task in dag.tasks:
+        assert task.retries >= 2, f"{dag_id}.{task.task_id} has retries={task.retries}"
+
+
+def test_assets_chain_the_pipeline(dagbag):
+    from tuneops.assets import CHAMPION_MODEL, LANDING_SUPPORT_TICKETS, PROMPT_DATASET, VALIDATED_BATCH
+
+    def outlets(dag):
+        return {o.name for t in dag.tasks for o in t.outlets}
+
+    chain = [
+        ("llmops_validate_data", LANDING_SUPPORT_TICKETS, VALIDATED_BATCH),
+        ("llmops_build_prompt_dataset", VALIDATED_BATCH, PROMPT_DATASET),
+        ("llmops_finetune", PROMPT_DATASET, CHAMPION_MODEL),
+    ]
+    for dag_id, consumes, produces in chain:
+        dag = dagbag.dags[dag_id]
+        scheduled_on = {asset.name for asset in dag.timetable.asset_condition.objects}
+        assert scheduled_on == {consumes.name}, dag_id
+        assert produces.name in outlets(dag), dag_id
+
+
+def test_finetune_task_graph_is_as_documented(dagbag):
+    dag = dagbag.dags["llmops_finetune"]
+    edges = {(t.task_id, d) for t in dag.tasks for d in t.downstream_task_ids}
+    assert edges == {
+        ("resolve_dataset", "plan_training"),
+        ("plan_training", "choose_compute"),
+        ("plan_training", "train_local"),
+        ("plan_training", "evaluate"),
+        ("plan_training", "gate"),
+        ("plan_training", "register_and_promote"),
+        ("choose_compute", "train_local"),
+        ("choose_compute", "train_kubernetes"),
+        ("train_local", "training_summary"),
+        ("train_kubernetes", "training_summary"),
+        ("training_summary", "evaluate"),
+        ("training_summary", "register_and_promote"),
+        ("evaluate", "gate"),
+        ("evaluate", "register_and_promote"),
+        ("gate", "gate_passed"),
+        ("gate", "register_and_promote"),
+        ("gate_passed", "register_and_promote"),
+    }
+
+
+def test_monitor_is_scheduled_hourly(dagbag):
+    assert dagbag.dags["llmops_monitor"].timetable.expression in ("@hourly", "0 * * * *")
+
+
+def test_parsing_dags_imports_no_heavy_module():
+    """Importing every DAG file (as the DAG processor does) must not pull in ML or data libraries."""
+    code = (
+        "import importlib.util, json, sys\n"
+        f"for i, path in enumerate({[str(f) for f in DAG_FILES]!r}):\n"
+        "    spec = importlib.util.spec_from_file_location(f'dag_{i}', path)\n"
+        "    spec.loader.exec_module(importlib.util.module_from_spec(spec))\n"
+        f"print(json.dumps(sorted(m for m in {HEAVY!r} if m in sys.modules)))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == []

@@ -1,0 +1,100 @@
+import socket
+
+import pytest
+
+from tuneops.store import MARKER, ArtifactNotFound, ArtifactStore
+
+
+def _publishable(tmp_path, text="hello"):
+    src = tmp_path / "src"
+    (src / "sub").mkdir(parents=True)
+    (src / "a.txt").write_text(text)
+    (src / "sub" / "b.txt").write_text("b")
+    return src
+
+
+def test_local_publish_is_complete_and_idempotent(tmp_path):
+    store = ArtifactStore(str(tmp_path / "root"))
+    uri = store.publish_dir(_publishable(tmp_path), "things/v1")
+    assert store.exists("things/v1")
+    assert (store.fetch_dir("things/v1") / "sub" / "b.txt").read_text() == "b"
+    # Publishing again under the same key keeps the first content (content-addressed keys).
+    assert store.publish_dir(_publishable(tmp_path / "other", "changed"), "things/v1") == uri
+    assert (store.fetch_dir("things/v1") / "a.txt").read_text() == "hello"
+    assert store.list_keys("things") == ["things/v1"]
+
+
+def test_a_folder_without_marker_is_invisible_and_replaced(tmp_path):
+    store = ArtifactStore(str(tmp_path / "root"))
+    partial = tmp_path / "root" / "things" / "v1"
+    partial.mkdir(parents=True)
+    (partial / "a.txt").write_text("half written")
+    assert not store.exists("things/v1")
+    assert store.list_keys("things") == []
+    with pytest.raises(ArtifactNotFound):
+        store.fetch_dir("things/v1")
+    store.publish_dir(_publishable(tmp_path), "things/v1")
+    assert (store.fetch_dir("things/v1") / "a.txt").read_text() == "hello"
+    assert (partial / MARKER).is_file()
+
+
+def test_json_roundtrip_and_objects(tmp_path):
+    store = ArtifactStore(str(tmp_path / "root"))
+    store.write_json("gates/x", {"passed": True})
+    assert store.read_json("gates/x") == {"passed": True}
+    store.write_bytes("log/dt=1/a.jsonl", b"{}\n")
+    assert store.list_objects("log") == ["log/dt=1/a.jsonl"]
+    assert store.read_bytes("log/dt=1/a.jsonl") == b"{}\n"
+
+
+@pytest.fixture(scope="module")
+def s3_endpoint(monkeypatch_module):
+    from moto.server import ThreadedMotoServer
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
+    server.start()
+    endpoint = f"http://127.0.0.1:{port}"
+    for key, value in {
+        "AWS_ENDPOINT_URL": endpoint,
+        "AWS_ACCESS_KEY_ID": "test",
+        "AWS_SECRET_ACCESS_KEY": "test",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
+        monkeypatch_module.setenv(key, value)
+    import boto3
+
+    boto3.client("s3").create_bucket(Bucket="tuneops-test")
+    yield endpoint
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def monkeypatch_module():
+    with pytest.MonkeyPatch.context() as mp:
+        yield mp
+
+
+def test_s3_publish_fetch_and_partial_invisibility(tmp_path, s3_endpoint):
+    import boto3
+
+    store = ArtifactStore("s3://tuneops-test/artifacts", cache_dir=tmp_path / "cache")
+    assert store.uri("things/v1") == "s3://tuneops-test/artifacts/things/v1"
+    # An upload that crashed before its marker is not a published artifact.
+    boto3.client("s3").put_object(Bucket="tuneops-test", Key="artifacts/things/v0/a.txt", Body=b"half")
+    assert not store.exists("things/v0")
+    store.publish_dir(_publishable(tmp_path), "things/v1")
+    assert store.list_keys("things") == ["things/v1"]
+    local = store.fetch_dir("things/v1")
+    assert (local / "sub" / "b.txt").read_text() == "b"
+    store.write_json("gates/x", {"ok": 1})
+    assert store.read_json("gates/x") == {"ok": 1}
+    store.write_bytes("log/h=1/a.jsonl", b"x")
+    assert store.list_objects("log") == ["log/h=1/a.jsonl"]
+
+
+def test_bad_s3_uri_is_explained():
+    with pytest.raises(ValueError, match="no valid bucket name"):
+        ArtifactStore("s3://a/prefix")
