@@ -10,7 +10,9 @@ import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-_SESSION = Path(tempfile.mkdtemp(prefix="tuneops-tests-"))
+# Import-safe: a second import of this module (e.g. as tests.conftest) must not move the session.
+_SESSION = Path(os.environ.get("TUNEOPS_TEST_SESSION") or tempfile.mkdtemp(prefix="tuneops-tests-"))
+os.environ["TUNEOPS_TEST_SESSION"] = str(_SESSION)
 
 os.environ.update(
     {

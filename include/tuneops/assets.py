@@ -22,8 +22,10 @@ CHAMPION_MODEL = Asset(name="tuneops_champion_model", uri="tuneops://registry/ch
 def resolve_input(context, param: str, asset: Asset, extra_key: str):
     """The run's input: the DAG-run Param if set, else the triggering asset event, else the latest event.
 
-    Raises ValueError naming the Param when none of them provides a value.
+    Raises AirflowFailException (no retry can help) naming the Param when none provides a value.
     """
+    from airflow.sdk.exceptions import AirflowFailException
+
     value = context["params"].get(param)
     if value:
         return value
@@ -32,7 +34,7 @@ def resolve_input(context, param: str, asset: Asset, extra_key: str):
     for event in reversed(events):
         if event.extra and event.extra.get(extra_key):
             return event.extra[extra_key]
-    raise ValueError(
+    raise AirflowFailException(
         f"no input: set the '{param}' Param when triggering, or emit an event on asset "
         f"'{asset.name}' with extra {{'{extra_key}': ...}}"
     )

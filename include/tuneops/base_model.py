@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 BUILTIN_PREFIX = "builtin:"
 TINY_LLAMA = {
     "name": "tiny-llama",
-    "format_version": 3,
+    "format_version": 4,
     "vocab_size": 4096,
     "hidden_size": 192,
     "intermediate_size": 512,
@@ -85,7 +85,8 @@ def build_tiny_llama(out_dir: Path, spec: dict = TINY_LLAMA) -> Path:
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
-        tie_word_embeddings=True,
+        # Untied, so a recipe can put LoRA on lm_head and still merge cleanly into the weights.
+        tie_word_embeddings=False,
     )
     model = LlamaForCausalLM(config)
 

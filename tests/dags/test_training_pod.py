@@ -4,9 +4,13 @@ The Kubernetes API cannot run here, so the pod is rendered (build_pod_request_ob
 validated against the Kubernetes schema instead of being submitted.
 """
 
+from pathlib import Path
+
 import pytest
 
 from tuneops.pipeline import train_command
+
+REPO = Path(__file__).resolve().parents[2]
 
 PLAN = {
     "recipe": "qwen2.5-0.5b-instruct",
@@ -21,7 +25,6 @@ def pod():
     import jinja2
     from airflow.dag_processing.dagbag import DagBag
 
-    from tests.conftest import REPO
 
     op = DagBag(str(REPO / "dags")).dags["llmops_finetune"].get_task("train_kubernetes")
 

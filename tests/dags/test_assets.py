@@ -1,0 +1,36 @@
+"""How a DAG finds its input: Param first, then the triggering asset event, then the latest event."""
+
+from types import SimpleNamespace
+
+import pytest
+from airflow.sdk.exceptions import AirflowFailException
+
+from tuneops.assets import PROMPT_DATASET, resolve_input
+
+
+def _ctx(param=None, triggering=(), inlet=()):
+    return {
+        "params": {"dataset_uri": param},
+        "triggering_asset_events": {PROMPT_DATASET: [SimpleNamespace(extra=e) for e in triggering]} if triggering else {},
+        "inlet_events": {PROMPT_DATASET: [SimpleNamespace(extra=e) for e in inlet]},
+    }
+
+
+def test_param_wins_over_events():
+    ctx = _ctx("/from/param", triggering=[{"uri": "/from/event"}], inlet=[{"uri": "/latest"}])
+    assert resolve_input(ctx, "dataset_uri", PROMPT_DATASET, "uri") == "/from/param"
+
+
+def test_triggering_event_wins_over_the_latest_event():
+    ctx = _ctx(triggering=[{"uri": "/old"}, {"uri": "/triggering"}], inlet=[{"uri": "/newer"}])
+    assert resolve_input(ctx, "dataset_uri", PROMPT_DATASET, "uri") == "/triggering"
+
+
+def test_manual_run_without_param_takes_the_latest_event():
+    ctx = _ctx(inlet=[{"uri": "/first"}, {"uri": "/latest"}, {}])
+    assert resolve_input(ctx, "dataset_uri", PROMPT_DATASET, "uri") == "/latest"
+
+
+def test_no_input_names_the_param_and_the_asset():
+    with pytest.raises(AirflowFailException, match="'dataset_uri' Param.*tuneops_prompt_dataset"):
+        resolve_input(_ctx(), "dataset_uri", PROMPT_DATASET, "uri")
