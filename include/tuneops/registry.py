@@ -49,8 +49,12 @@ def alias_version(name: str, alias: str, settings: Settings):
 
     try:
         return _client(settings).get_model_version_by_alias(name, alias)
-    except MlflowException:
-        return None
+    except MlflowException as exc:
+        # A missing model is RESOURCE_DOES_NOT_EXIST, a missing alias INVALID_PARAMETER_VALUE;
+        # anything else (an unreachable server, say) must not read as "no champion yet".
+        if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE") and "not found" in str(exc):
+            return None
+        raise
 
 
 def download_version(name: str, version: str, settings: Settings) -> Path:
@@ -65,13 +69,8 @@ def download_version(name: str, version: str, settings: Settings) -> Path:
 
 
 def find_by_fingerprint(name: str, fingerprint: str, settings: Settings):
-    from mlflow.exceptions import MlflowException
-
-    client = _client(settings)
-    try:
-        found = client.search_model_versions(f"name = '{name}' and tags.`{FINGERPRINT_TAG}` = '{fingerprint}'")
-    except MlflowException:
-        return None
+    """The first version of ``name`` registered with these exact weights, or None."""
+    found = _client(settings).search_model_versions(f"name = '{name}' and tags.`{FINGERPRINT_TAG}` = '{fingerprint}'")
     return min(found, key=lambda v: int(v.version)) if found else None
 
 
