@@ -63,17 +63,17 @@ def train_tokenizer(texts: list[str], vocab_size: int):
     )
 
 
-def build_tiny_llama(out_dir: Path, spec: dict = TINY_LLAMA) -> Path:
-    """Build, pretrain and save the tiny model and its tokenizer into ``out_dir``."""
+def build_tiny_llama(out_dir: Path, tokenizer_dir: Path, spec: dict = TINY_LLAMA) -> Path:
+    """Pretrain the tiny model with the tokenizer in ``tokenizer_dir``; save both into ``out_dir``."""
     import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
     from tuneops.sample_data import pretraining_corpus
 
     started = time.monotonic()
     torch.manual_seed(spec["seed"])
     corpus = pretraining_corpus(spec["corpus_size"], seed=spec["seed"])
-    tokenizer = train_tokenizer(corpus, spec["vocab_size"])
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
     config = LlamaConfig(
         vocab_size=len(tokenizer),
         hidden_size=spec["hidden_size"],
@@ -121,10 +121,38 @@ def build_tiny_llama(out_dir: Path, spec: dict = TINY_LLAMA) -> Path:
     return out_dir
 
 
-def builtin_key(name: str) -> str:
+def _builtin_hash(name: str) -> str:
+    """A hash of a builtin model's spec and pretraining corpus: its identity in the store."""
+    from tuneops.sample_data import pretraining_corpus
+
     if name != TINY_LLAMA["name"]:
         raise ValueError(f"unknown builtin model {BUILTIN_PREFIX}{name!r}; available: {BUILTIN_PREFIX}tiny-llama")
-    return f"base_models/{name}-{hash_json(TINY_LLAMA)[:12]}"
+    corpus = pretraining_corpus(TINY_LLAMA["corpus_size"], seed=TINY_LLAMA["seed"])
+    return hash_json({"spec": TINY_LLAMA, "corpus": hash_json(corpus)})[:12]
+
+
+def builtin_key(name: str) -> str:
+    return f"base_models/{name}-{_builtin_hash(name)}"
+
+
+def resolve_tokenizer(ref: str, store: ArtifactStore) -> str:
+    """A local path or hub id for the tokenizer of ``ref``.
+
+    A builtin model's tokenizer is its own artifact (seconds to train), so validation can
+    count tokens without pretraining the model.
+    """
+    if not ref.startswith(BUILTIN_PREFIX):
+        return resolve_base_model(ref, store)
+    from tuneops.sample_data import pretraining_corpus
+
+    name = ref[len(BUILTIN_PREFIX) :]
+    key = f"tokenizers/{name}-{_builtin_hash(name)}"
+    if not store.exists(key):
+        with tempfile.TemporaryDirectory() as tmp:
+            corpus = pretraining_corpus(TINY_LLAMA["corpus_size"], seed=TINY_LLAMA["seed"])
+            train_tokenizer(corpus, TINY_LLAMA["vocab_size"]).save_pretrained(Path(tmp) / "tokenizer")
+            store.publish_dir(Path(tmp) / "tokenizer", key)
+    return str(store.fetch_dir(key))
 
 
 def resolve_base_model(ref: str, store: ArtifactStore) -> str:
@@ -135,8 +163,9 @@ def resolve_base_model(ref: str, store: ArtifactStore) -> str:
     if ref.startswith(BUILTIN_PREFIX):
         key = builtin_key(ref[len(BUILTIN_PREFIX) :])
         if not store.exists(key):
+            tokenizer_dir = Path(resolve_tokenizer(ref, store))
             with tempfile.TemporaryDirectory() as tmp:
-                build_tiny_llama(Path(tmp) / "model")
+                build_tiny_llama(Path(tmp) / "model", tokenizer_dir)
                 store.publish_dir(Path(tmp) / "model", key)
         return str(store.fetch_dir(key))
     if ref.startswith(("/", "./", "../", "~")) and not Path(ref).expanduser().is_dir():

@@ -28,20 +28,40 @@ class _Strict(BaseModel):
 
 
 class ColumnMapping(_Strict):
-    """Canonical column <- raw column. ``instruction`` is optional; the template supplies a default."""
+    """Canonical column <- raw column. ``instruction`` and ``label`` are optional.
+
+    With ``explode`` set in the dataset config, fields of the exploded list's items are
+    named ``<list>.<field>`` (e.g. ``instances.output``).
+    """
 
     id: str
     input: str
     response: str
     instruction: str | None = None
+    label: str | None = None
+
+
+RULES = (
+    "min_rows", "types", "not_null", "not_empty", "unique_id", "input_chars", "response_chars",
+    "input_tokens", "response_tokens", "max_duplicate_rate", "encoding", "max_pii_rate", "response_is_json",
+    "allowed_labels",
+)  # fmt: skip
 
 
 class ValidationRules(_Strict):
-    min_rows: int = 10
+    """The data contract's expectations; each is critical unless named in ``warn_only``."""
+
+    min_rows: int = Field(10, ge=1)
     input_chars: tuple[int, int] = (1, 8000)
     response_chars: tuple[int, int] = (1, 4000)
+    input_tokens: tuple[int, int] | None = None
+    response_tokens: tuple[int, int] | None = None
     max_duplicate_rate: float = Field(0.05, ge=0, le=1)
+    max_pii_rate: float = Field(0.01, ge=0, le=1)
+    max_field_bytes: int = Field(65536, gt=0)
     response_is_json: bool = False
+    allowed_labels: list[str] | None = None
+    warn_only: list[Literal[RULES]] = []  # type: ignore[valid-type]
 
 
 class Splits(_Strict):
@@ -59,7 +79,9 @@ class DatasetConfig(_Strict):
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9_\-]*$")
     format: Literal["auto", "jsonl", "csv", "parquet"] = "auto"
     columns: ColumnMapping
+    explode: str | None = None
     keep: list[str] = []
+    tokenizer: str | None = None
     validation: ValidationRules = ValidationRules()
     template: str
     splits: Splits = Splits()

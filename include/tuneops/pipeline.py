@@ -24,13 +24,44 @@ def _store(settings: Settings) -> ArtifactStore:
 
 
 def validate(batch_uri: str, dataset: str, settings: Settings | None = None) -> dict:
-    """Validate a landed batch; see ``tuneops.validation.validate_batch``."""
-    from tuneops.validation import validate_batch
+    """Validate a landed batch (see ``tuneops.validation.validate_batch``) and log its reports to MLflow.
+
+    Accepted and rejected batches alike leave an MLflow run (tag ``tuneops.kind=validation``)
+    holding the GE result, the summary and, for accepted ones, the EDA report.
+    """
+    from tuneops.validation import BatchRejected, validate_batch
 
     if not batch_uri or not str(batch_uri).strip():
         raise ValueError("batch_uri is empty: pass the file or folder of the landed batch (local path or s3://...)")
     settings = settings or load_settings()
-    return validate_batch(batch_uri, load_dataset_config(dataset), _store(settings), settings.cache_dir)
+    store = _store(settings)
+    config = load_dataset_config(dataset)
+    try:
+        result = validate_batch(batch_uri, config, store, settings.cache_dir)
+    except BatchRejected as exc:
+        if exc.report_key:
+            _log_validation(settings, store, exc.report_key, config.name, "rejected")
+        raise
+    if not result["reused"]:
+        result["mlflow_run_id"] = _log_validation(settings, store, result["key"], config.name, "accepted")
+    return result
+
+
+def _log_validation(settings: Settings, store: ArtifactStore, key: str, dataset: str, outcome: str) -> str:
+    import mlflow
+
+    from tuneops.mlflow_utils import configure_mlflow
+
+    configure_mlflow(settings)
+    folder = store.fetch_dir(key)
+    tags = {"tuneops.kind": "validation", "tuneops.dataset": dataset, "tuneops.outcome": outcome, "tuneops.batch_uri": store.uri(key)}
+    with mlflow.start_run(run_name=f"validate-{dataset}-{Path(key).name}", tags=tags) as run:
+        for name in ("validation.json", "summary.md", "meta.json"):
+            if (folder / name).is_file():
+                mlflow.log_artifact(str(folder / name), artifact_path="validation")
+        if (folder / "eda").is_dir():
+            mlflow.log_artifacts(str(folder / "eda"), artifact_path="eda")
+    return run.info.run_id
 
 
 def build_prompts(validated_uris: list[str], dataset: str, settings: Settings | None = None) -> dict:

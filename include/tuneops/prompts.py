@@ -98,7 +98,8 @@ def build_prompt_dataset(
 
     if not validated_keys:
         raise ValueError("no validated batches given: run llmops_validate_data first or pass validated_uri")
-    fields = {"id", "input", "response", *config.keep} | ({"instruction"} if config.columns.instruction else set())
+    optional = {name for name in ("instruction", "label") if getattr(config.columns, name)}
+    fields = {"id", "input", "response", *config.keep} | optional
     check_template(template, fields)
     batch_hashes = sorted(json.loads((store.fetch_dir(k) / "meta.json").read_text())["batch_hash"] for k in validated_keys)
     t_hash = template_hash(template)

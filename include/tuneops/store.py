@@ -235,3 +235,12 @@ def fetch_file(uri: str, cache_dir: Path) -> Path:
     _s3_client().download_file(bucket, key, str(tmp))
     os.replace(tmp, dest)
     return dest
+
+
+def remove_file(uri: str) -> None:
+    """Delete one file (local path or S3 object); a file already gone is not an error."""
+    if uri.startswith("s3://"):
+        bucket, key = _split_s3(uri)
+        _s3_client().delete_object(Bucket=bucket, Key=key)
+        return
+    Path(uri.removeprefix("file://")).unlink(missing_ok=True)

@@ -9,7 +9,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 DAG_FILES = sorted((REPO / "dags").glob("*.py"))
-EXPECTED = {"llmops_validate_data", "llmops_build_prompt_dataset", "llmops_finetune", "llmops_monitor"}
+EXPECTED = {"llmops_validate_data", "llmops_build_prompt_dataset", "llmops_finetune", "llmops_monitor", "llmops_example_producer"}
 HEAVY = ["torch", "transformers", "peft", "datasets", "evaluate", "great_expectations", "mlflow", "pandas"]
 
 

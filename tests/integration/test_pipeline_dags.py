@@ -128,3 +128,12 @@ def test_a_dag_runs_alone_with_the_airflow_cli(dags, tmp_path):
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "validated 60 rows" in proc.stdout + proc.stderr
+
+
+def test_every_run_is_in_the_project_experiment_not_mlflows_default(chain, dags):
+    """A run in MLflow's Default experiment would drop its artifacts into ./mlruns of the worker's cwd."""
+    import mlflow
+
+    run_dag(dags, "llmops_monitor")
+    assert mlflow.search_runs(experiment_ids=["0"], output_format="list") == []
+    assert mlflow.search_runs(experiment_names=["tuneops"], filter_string="tags.`tuneops.kind` = 'validation'", output_format="list")

@@ -1,0 +1,191 @@
+"""A real Airflow 3 deployment on loopback, for tests: API server, scheduler, DAG processor, triggerer.
+
+Each component runs as its own process group with its own log, on a fresh SQLite metadata DB
+under a private AIRFLOW_HOME and a private TUNEOPS_HOME. Tests drive it through the REST API
+only, with a JWT for a simple-auth-manager admin whose password is generated per stack.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import requests
+
+REPO = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
+ADMIN = "admin"
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _die_with_parent() -> None:
+    """Linux: the component gets SIGTERM if pytest itself is killed, so no stack outlives a run."""
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
+class AirflowStack:
+    """Start with ``start()``, always ``stop()``; ``api`` is a requests session carrying the admin's JWT."""
+
+    def __init__(self, root: Path):
+        self.airflow_home = root / "airflow"
+        self.tuneops_home = root / "tuneops"
+        self.logs = root / "component-logs"
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.api = requests.Session()
+        self._password = secrets.token_urlsafe(16)
+        self._procs: dict[str, subprocess.Popen] = {}
+        self.env = {
+            **os.environ,
+            "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+            "PYTHONUNBUFFERED": "1",
+            "AIRFLOW_HOME": str(self.airflow_home),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
+            "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
+            # Only DAGs the test unpauses run; the training DAGs must stay off.
+            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
+            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+            "AIRFLOW__CORE__PARALLELISM": "4",
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{self.airflow_home / 'airflow.db'}",
+            "AIRFLOW__API__HOST": "127.0.0.1",
+            "AIRFLOW__API__PORT": str(self.port),
+            "AIRFLOW__API__BASE_URL": self.url,
+            # Task processes report to this URL; its default (port 8080) refuses them.
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.url}/execution/",
+            # The scheduler signs task tokens that the API server checks: one secret for both.
+            "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(32),
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{ADMIN}:admin",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(self.airflow_home / "passwords.json"),
+            "TUNEOPS_HOME": str(self.tuneops_home),
+            "MLFLOW_TRACKING_URI": f"sqlite:///{self.tuneops_home / 'mlflow.db'}",
+            "HF_HUB_OFFLINE": "1",
+            "HF_DATASETS_OFFLINE": "1",
+            "GX_ANALYTICS_ENABLED": "False",
+            "TOKENIZERS_PARALLELISM": "false",
+        }
+        for inherited in ("MLFLOW_REGISTRY_URI", "TUNEOPS_ARTIFACT_ROOT", "AIRFLOW_CONFIG"):
+            self.env.pop(inherited, None)
+
+    def start(self, timeout: float = 180) -> None:
+        """Migrate the DB, start the components, log in, and wait until every component reports healthy."""
+        for folder in (self.airflow_home, self.tuneops_home, self.logs):
+            folder.mkdir(parents=True, exist_ok=True)
+        # The simple auth manager keeps this file's password for a configured user instead of generating one.
+        (self.airflow_home / "passwords.json").write_text(json.dumps({ADMIN: self._password}))
+        migrate = subprocess.run(
+            [str(BIN / "airflow"), "db", "migrate"], env=self.env, capture_output=True, text=True, timeout=timeout
+        )
+        assert migrate.returncode == 0, f"airflow db migrate failed:\n{migrate.stdout[-3000:]}{migrate.stderr[-3000:]}"
+        for name in COMPONENTS:
+            with open(self.logs / f"{name}.log", "wb") as log:
+                self._procs[name] = subprocess.Popen(
+                    [str(BIN / "airflow"), name],
+                    env=self.env,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    start_new_session=True,
+                    preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+                )
+        self.wait_for("the API server to answer", self._api_answers, timeout)
+        token = requests.post(
+            f"{self.url}/auth/token", json={"username": ADMIN, "password": self._password}, timeout=30
+        )
+        token.raise_for_status()
+        self.api.headers["Authorization"] = f"Bearer {token.json()['access_token']}"
+        self.wait_for("scheduler, DAG processor and triggerer to report healthy", self._all_healthy, timeout)
+
+    def stop(self, grace: float = 20) -> None:
+        """SIGTERM every component's process group, then SIGKILL what is left after ``grace`` seconds."""
+        for proc in self._procs.values():
+            _signal_group(proc, signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        for proc in self._procs.values():
+            try:
+                proc.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                pass
+            # Also reaps children (task runners, parsers) that outlived their component.
+            _signal_group(proc, signal.SIGKILL)
+            proc.wait()
+        self.api.close()
+
+    def log_tails(self, lines: int = 40) -> str:
+        """The last ``lines`` lines of every component's log and of every task attempt's log."""
+        logs = [self.logs / f"{name}.log" for name in COMPONENTS]
+        logs += sorted((self.airflow_home / "logs").glob("dag_id=*/**/*.log"))
+        parts = []
+        for path in logs:
+            text = path.read_text(errors="replace").splitlines() if path.exists() else ["<no log>"]
+            parts.append(f"----- {path} (last {lines} lines) -----\n" + "\n".join(text[-lines:]))
+        return "\n".join(parts)
+
+    def wait_for(self, what: str, probe: Callable[[], object], timeout: float, interval: float = 2.0):
+        """Call ``probe`` until it returns something truthy and return that.
+
+        Raises RuntimeError at once when a component has exited, TimeoutError after ``timeout`` s.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            exited = {name: p.returncode for name, p in self._procs.items() if p.poll() is not None}
+            if exited:
+                raise RuntimeError(f"Airflow component(s) exited (name: exit code) {exited} while waiting for {what}")
+            result = probe()
+            if result:
+                return result
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"gave up after {timeout:.0f} s waiting for {what}")
+            time.sleep(interval)
+
+    def call(self, method: str, path: str, **kwargs) -> dict:
+        """An authenticated REST call under /api/v2; returns the JSON body, raises on an error status."""
+        response = self.api.request(method, f"{self.url}/api/v2{path}", timeout=30, **kwargs)
+        assert response.ok, f"{method} {path} -> {response.status_code}: {response.text[:2000]}"
+        return response.json()
+
+    def runs(self, dag_id: str) -> list[dict]:
+        """The DAG's runs, newest first."""
+        return self.call("GET", f"/dags/{dag_id}/dagRuns", params={"order_by": "-run_after", "limit": 100})["dag_runs"]
+
+    def xcom(self, dag_id: str, run_id: str, task_id: str):
+        """The task's return value in that run."""
+        path = f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/return_value"
+        return self.call("GET", path)["value"]
+
+    def _api_answers(self) -> bool:
+        try:
+            return requests.get(f"{self.url}/api/v2/monitor/health", timeout=5).ok
+        except requests.ConnectionError:
+            return False
+
+    def _all_healthy(self) -> bool:
+        health = self.call("GET", "/monitor/health")
+        parts = ("scheduler", "dag_processor", "triggerer")
+        return all(health.get(part, {}).get("status") == "healthy" for part in parts)
+
+
+def _signal_group(proc: subprocess.Popen, sig: signal.Signals) -> None:
+    try:
+        os.killpg(proc.pid, sig)
+    except ProcessLookupError:
+        pass

@@ -1,0 +1,115 @@
+"""A data team's batch reaches validation under the real scheduler, not dag.test().
+
+Starts Airflow's API server, scheduler, DAG processor and triggerer on loopback (see
+airflow_stack.py) and drives them through the REST API only: the producer DAG's asset event,
+or one posted by hand, must start an asset-triggered `llmops_validate_data` run that publishes
+the batch. The training DAGs stay paused.
+"""
+
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.integration.airflow_stack import AirflowStack
+from tuneops.assets import LANDING_SUPPORT_TICKETS
+
+pytestmark = pytest.mark.integration
+PRODUCER, VALIDATE = "llmops_example_producer", "llmops_validate_data"
+TRAINING = ("llmops_build_prompt_dataset", "llmops_finetune")
+RUN_TIMEOUT = 240
+
+
+@pytest.fixture(scope="module")
+def airflow(tmp_path_factory, request):
+    stack = AirflowStack(tmp_path_factory.mktemp("airflow-stack"))
+    failed_before = request.session.testsfailed
+    try:
+        stack.start()
+        dag_ids = (PRODUCER, VALIDATE, *TRAINING)
+        stack.wait_for("the DAG processor to parse the DAGs", lambda: _parsed(stack, *dag_ids), 180)
+        for dag_id in (PRODUCER, VALIDATE):
+            stack.call("PATCH", f"/dags/{dag_id}", json={"is_paused": False})
+    except Exception as exc:
+        stack.stop()
+        raise RuntimeError(f"the Airflow stack did not come up: {exc}\n{stack.log_tails()}") from exc
+    try:
+        yield stack
+    finally:
+        stack.stop()
+        if request.session.testsfailed > failed_before:
+            reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+            reporter.write_line(f"\nAirflow logs of the failed tests:\n{stack.log_tails()}")
+
+
+def _parsed(stack: AirflowStack, *dag_ids: str) -> bool:
+    errors = stack.call("GET", "/importErrors")["import_errors"]
+    assert not errors, f"the DAG processor could not import: {errors}"
+    return all(stack.api.get(f"{stack.url}/api/v2/dags/{dag_id}", timeout=30).ok for dag_id in dag_ids)
+
+
+def _wait_for_new_asset_triggered_run(stack: AirflowStack, seen: set[str]) -> dict:
+    """The first validate run not in ``seen`` that was triggered by an asset event, once it succeeds."""
+
+    def succeeded():
+        new = [r for r in stack.runs(VALIDATE) if r["dag_run_id"] not in seen and r["run_type"] == "asset_triggered"]
+        assert not [r for r in new if r["state"] == "failed"], f"asset-triggered run failed: {new}"
+        return next((r for r in new if r["state"] == "success"), None)
+
+    return stack.wait_for(f"an asset-triggered {VALIDATE} run to succeed", succeeded, RUN_TIMEOUT)
+
+
+def _landing_asset_id(stack: AirflowStack) -> int:
+    assets = stack.call("GET", "/assets", params={"name_pattern": LANDING_SUPPORT_TICKETS.name})["assets"]
+    return next(a["id"] for a in assets if a["name"] == LANDING_SUPPORT_TICKETS.name)
+
+
+def test_rest_api_refuses_unauthenticated_writes(airflow):
+    events_before = airflow.call("GET", "/assets/events")["total_entries"]
+    runs_before = len(airflow.runs(PRODUCER))
+    forged = {"asset_id": _landing_asset_id(airflow), "extra": {"batch_uri": "/tmp/forged.jsonl"}}
+
+    trigger = requests.post(
+        f"{airflow.url}/api/v2/dags/{PRODUCER}/dagRuns", json={"logical_date": None}, timeout=30
+    )
+    event = requests.post(f"{airflow.url}/api/v2/assets/events", json=forged, timeout=30)
+
+    assert trigger.status_code in (401, 403), trigger.text
+    assert event.status_code in (401, 403), event.text
+    assert airflow.call("GET", "/assets/events")["total_entries"] == events_before
+    assert len(airflow.runs(PRODUCER)) == runs_before
+
+
+def test_producer_run_triggers_validation_of_its_batch(airflow):
+    seen = {r["dag_run_id"] for r in airflow.runs(VALIDATE)}
+    run = airflow.call("POST", f"/dags/{PRODUCER}/dagRuns", json={"logical_date": None, "conf": {"rows": 120, "seed": 3}})
+
+    validate_run = _wait_for_new_asset_triggered_run(airflow, seen)
+
+    landed = airflow.xcom(PRODUCER, run["dag_run_id"], "land_batch")
+    assert landed.startswith(str(airflow.tuneops_home / "landing" / "support_tickets" / "batch-"))
+    assert airflow.xcom(VALIDATE, validate_run["dag_run_id"], "resolve_batch") == landed
+    validated = airflow.xcom(VALIDATE, validate_run["dag_run_id"], "validate")
+    assert validated["rows"] == 120
+    assert Path(validated["uri"]).parent == airflow.tuneops_home / "artifacts" / "validated" / "support_tickets"
+    assert (Path(validated["uri"]) / "_SUCCESS").is_file()
+    for dag_id in TRAINING:
+        assert airflow.call("GET", f"/dags/{dag_id}")["is_paused"] is True
+        assert airflow.runs(dag_id) == [], f"{dag_id} ran although it is paused"
+
+
+def test_asset_event_posted_through_the_api_triggers_validation(airflow):
+    from tuneops.sample_data import write_sample_batch
+
+    batch = write_sample_batch(airflow.tuneops_home / "landing" / "support_tickets" / "posted.jsonl", 80, seed=7)
+    seen = {r["dag_run_id"] for r in airflow.runs(VALIDATE)}
+    event = {"asset_id": _landing_asset_id(airflow), "extra": {"batch_uri": str(batch)}}
+    airflow.call("POST", "/assets/events", json=event)
+
+    validate_run = _wait_for_new_asset_triggered_run(airflow, seen)
+
+    assert airflow.xcom(VALIDATE, validate_run["dag_run_id"], "resolve_batch") == str(batch)
+    validated = airflow.xcom(VALIDATE, validate_run["dag_run_id"], "validate")
+    assert validated["rows"] == 80 and validated["reused"] is False
+    assert Path(validated["uri"]).parent == airflow.tuneops_home / "artifacts" / "validated" / "support_tickets"
+    assert (Path(validated["uri"]) / "_SUCCESS").is_file()
