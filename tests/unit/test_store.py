@@ -98,3 +98,29 @@ def test_s3_publish_fetch_and_partial_invisibility(tmp_path, s3_endpoint):
 def test_bad_s3_uri_is_explained():
     with pytest.raises(ValueError, match="no valid bucket name"):
         ArtifactStore("s3://a/prefix")
+
+
+def test_a_batch_landed_on_s3_validates_and_a_bad_one_moves_to_s3_quarantine(tmp_path, s3_endpoint):
+    """The same validation code path on s3:// URIs: only the URI changes."""
+    import json
+
+    import boto3
+
+    from tuneops.config import load_dataset_config
+    from tuneops.sample_data import generate_tickets
+    from tuneops.validation import BatchRejected, validate_batch
+
+    s3 = boto3.client("s3")
+    config = load_dataset_config("support_tickets").model_copy(update={"tokenizer": None})
+    store = ArtifactStore("s3://tuneops-test/artifacts-validation", cache_dir=tmp_path / "cache")
+    good = "".join(json.dumps(r) + "\n" for r in generate_tickets(40, seed=8))
+    s3.put_object(Bucket="tuneops-test", Key="landing/good/part-0.jsonl", Body=good.encode())
+    result = validate_batch("s3://tuneops-test/landing/good", config, store, tmp_path / "cache")
+    assert result["rows"] == 40 and result["uri"].startswith("s3://tuneops-test/artifacts-validation/validated/")
+    assert store.exists(result["key"])
+
+    s3.put_object(Bucket="tuneops-test", Key="landing/bad/part-0.jsonl", Body=b'{"ticket_id": "x"}\nnot json\n')
+    with pytest.raises(BatchRejected, match="line 2: invalid JSON") as err:
+        validate_batch("s3://tuneops-test/landing/bad", config, store, tmp_path / "cache")
+    assert store.exists(err.value.report_key)
+    assert "Contents" not in s3.list_objects_v2(Bucket="tuneops-test", Prefix="landing/bad/")
