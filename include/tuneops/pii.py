@@ -44,5 +44,25 @@ def find_pii(text: str) -> dict[str, int]:
     return hits
 
 
+def redact(text: str) -> tuple[str, dict[str, int]]:
+    """``text`` with each PII hit replaced by a typed placeholder (``<EMAIL>``, ``<PHONE>``, ...).
+
+    Returns the redacted text and the hits by kind, as ``find_pii`` counts them.
+    """
+    hits: dict[str, int] = {}
+    if not text:
+        return text, hits
+    for kind, pattern in PII_PATTERNS.items():
+
+        def replace(match, kind=kind):
+            if kind == "card" and not _luhn_ok(match.group()):
+                return match.group()
+            hits[kind] = hits.get(kind, 0) + 1
+            return f"<{kind.upper()}>"
+
+        text = pattern.sub(replace, text)
+    return text, hits
+
+
 def has_pii(text: str) -> bool:
     return bool(find_pii(text))

@@ -12,7 +12,9 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 import tempfile
+import unicodedata
 from pathlib import Path
 
 from tuneops import __version__
@@ -76,6 +78,45 @@ def render_prompt(template: PromptTemplate, record: dict) -> str:
     return _env().from_string(template.prompt).render(_context(template, record))
 
 
+# Bump when cleaning changes what a row becomes: it is part of every dataset version.
+CLEANING_VERSION = 1
+_SPACES = re.compile(r"[ \t\u00a0]+")
+
+
+def normalise_text(text):
+    """NFKC Unicode, runs of spaces and tabs to one space, trimmed lines; non-text passes through."""
+    if not isinstance(text, str):
+        return text
+    text = unicodedata.normalize("NFKC", text)
+    return "\n".join(_SPACES.sub(" ", line).strip() for line in text.strip().splitlines())
+
+
+def clean_records(records: list[dict], text_fields: list[str]) -> tuple[list[dict], dict]:
+    """Normalise and PII-redact ``text_fields``, then drop exact duplicates of (input, response).
+
+    Deduplicating on content before splitting also keeps any example that appears in
+    validation or test out of train. Returns the kept records and counts of what was done.
+    """
+    from tuneops.pii import redact
+
+    redacted: dict[str, int] = {}
+    seen: set[tuple] = set()
+    kept, duplicates = [], 0
+    for record in records:
+        row = dict(record)
+        for field in text_fields:
+            row[field], hits = redact(normalise_text(row.get(field)))
+            for kind, n in hits.items():
+                redacted[kind] = redacted.get(kind, 0) + n
+        key = (row["input"], row["response"])
+        if key in seen:
+            duplicates += 1
+            continue
+        seen.add(key)
+        kept.append(row)
+    return kept, {"dropped": {"duplicate_content": duplicates}, "pii_redacted": redacted}
+
+
 def assign_split(record_id: str, validation: float, test: float) -> str:
     """Stable split from a hash of the record id: adding batches never moves existing rows."""
     bucket = int(hashlib.sha256(record_id.encode()).hexdigest()[:8], 16) / 0x1_0000_0000
@@ -104,7 +145,13 @@ def build_prompt_dataset(
     batch_hashes = sorted(json.loads((store.fetch_dir(k) / "meta.json").read_text())["batch_hash"] for k in validated_keys)
     t_hash = template_hash(template)
     version = hash_json(
-        {"batches": batch_hashes, "template": t_hash, "splits": config.splits.model_dump(), "lib": __version__}
+        {
+            "batches": batch_hashes,
+            "template": t_hash,
+            "splits": config.splits.model_dump(),
+            "cleaning": CLEANING_VERSION,
+            "lib": __version__,
+        }
     )[:16]
     key = f"datasets/{config.name}/{version}"
     if store.exists(key):
@@ -115,7 +162,9 @@ def build_prompt_dataset(
     frame = pd.concat([pd.read_parquet(store.fetch_dir(k) / "data.parquet") for k in validated_keys], ignore_index=True)
     before = len(frame)
     frame = frame.drop_duplicates(subset="id", keep="first").sort_values("id", kind="stable")
-    rows = render_rows(frame.to_dict("records"), template)
+    text_fields = ["input", "response", *config.keep] + (["instruction"] if config.columns.instruction else [])
+    records, cleaning = clean_records(frame.to_dict("records"), text_fields)
+    rows = render_rows(records, template)
     splits: dict[str, list[dict]] = {"train": [], "validation": [], "test": []}
     for row in rows:
         splits[assign_split(row["id"], config.splits.validation, config.splits.test)].append(row)
@@ -125,7 +174,8 @@ def build_prompt_dataset(
         "dataset": config.name,
         "version": version,
         "counts": {name: len(part) for name, part in splits.items()},
-        "dropped": {"duplicate_id": before - len(frame)},
+        "dropped": {"duplicate_id": before - len(frame), **cleaning["dropped"]},
+        "pii_redacted": cleaning["pii_redacted"],
         "source_batches": batch_hashes,
         "template_id": template.id,
         "template_hash": t_hash,
