@@ -16,6 +16,7 @@ import csv
 import json
 import logging
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -388,19 +389,26 @@ def _previous_batch(store: ArtifactStore, config: DatasetConfig, key: str):
     return pd.read_parquet(store.fetch_dir(latest) / "data.parquet")
 
 
-def quarantine(files: dict[str, str], out: Path, store: ArtifactStore, key: str) -> str:
-    """Publish the rejected batch's files with its reports under ``key``, then remove them from landing."""
+def _reject(message: str, report: str, out: Path, local_files: dict[str, Path], store: ArtifactStore, key: str) -> BatchRejected:
+    """Move a rejected batch to quarantine ``key`` with its reports; returns the error to raise.
+
+    The files are copied from the local copies already read (no second download), published
+    with the reports in ``out``, and only then removed from the landing location.
+    """
     from tuneops.store import remove_file
 
-    for i, uri in enumerate(files):
+    (out / "summary.md").write_text(report)
+    for i, (uri, local) in enumerate(local_files.items()):
         target = out / "files" / f"{i:03d}-{Path(uri).name}"
         target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(fetch_file(uri, out / ".fetch").read_bytes())
-    (out / "files.json").write_text(json.dumps(files, indent=2))
-    quarantined = store.publish_dir(out, key)
-    for uri in files:
+        shutil.copyfile(local, target)
+    (out / "files.json").write_text(json.dumps(list(local_files), indent=2))
+    where = store.publish_dir(out, key)
+    for uri in local_files:
         remove_file(uri)
-    return quarantined
+    rejected = BatchRejected(f"{message}\n(batch moved to {where})")
+    rejected.report_key = key
+    return rejected
 
 
 def validate_batch(batch_uri: str, config: DatasetConfig, store: ArtifactStore, cache_dir: Path) -> dict:
@@ -414,6 +422,7 @@ def validate_batch(batch_uri: str, config: DatasetConfig, store: ArtifactStore, 
     file_hashes = {uri: hash_file(path) for uri, path in local_files.items()}
     batch_hash = hash_json({"files": sorted(file_hashes.values()), "config": config.model_dump(), "v": __version__})[:16]
     key = f"validated/{config.name}/{batch_hash}"
+    quarantine_key = f"quarantine/{config.name}/{batch_hash}"
     if store.exists(key):
         meta = json.loads((store.fetch_dir(key) / "meta.json").read_text())
         log.info("batch %s already validated at %s; reusing it", batch_uri, store.uri(key))
@@ -425,11 +434,8 @@ def validate_batch(batch_uri: str, config: DatasetConfig, store: ArtifactStore, 
             frame, columns_seen = read_raw_batch(local_files, config)
             canonical = to_canonical(frame, config, columns_seen)
         except BatchRejected as exc:
-            (out / "summary.md").write_text(f"# Rejected batch {batch_hash}\n\n{exc}\n")
-            where = quarantine(file_hashes, out, store, f"quarantine/{config.name}/{batch_hash}")
-            rejected = BatchRejected(f"{exc}\n(batch moved to {where})")
-            rejected.report_key = f"quarantine/{config.name}/{batch_hash}"
-            raise rejected from None
+            report = f"# Rejected batch {batch_hash}\n\n{exc}\n"
+            raise _reject(str(exc), report, out, local_files, store, quarantine_key) from None
         tokenizer = _tokenizer(config, store)
         checked = canonical
         count_tokens = None
@@ -449,14 +455,12 @@ def validate_batch(batch_uri: str, config: DatasetConfig, store: ArtifactStore, 
         (out / "validation.json").write_text(json.dumps(result, indent=2, default=str))
         lines = [describe(f) for f in failed] or ["all expectations passed"]
         if critical:
-            (out / "summary.md").write_text(f"# Rejected batch {batch_hash}\n\n" + "\n".join(f"- {x}" for x in lines) + "\n")
-            where = quarantine(file_hashes, out, store, f"quarantine/{config.name}/{batch_hash}")
-            rejected = BatchRejected(
-                f"batch {batch_uri} failed {len(critical)} critical expectation(s) of dataset '{config.name}' "
-                f"(moved to {where}):\n  - " + "\n  - ".join(describe(f) for f in critical)
+            message = (
+                f"batch {batch_uri} failed {len(critical)} critical expectation(s) of dataset '{config.name}':\n  - "
+                + "\n  - ".join(describe(f) for f in critical)
             )
-            rejected.report_key = f"quarantine/{config.name}/{batch_hash}"
-            raise rejected
+            report = f"# Rejected batch {batch_hash}\n\n" + "\n".join(f"- {x}" for x in lines) + "\n"
+            raise _reject(message, report, out, local_files, store, quarantine_key)
         eda = build_report(canonical, config, _previous_batch(store, config, key), count_tokens, out / "eda")
         meta = {
             "dataset": config.name,

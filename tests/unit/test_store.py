@@ -123,4 +123,6 @@ def test_a_batch_landed_on_s3_validates_and_a_bad_one_moves_to_s3_quarantine(tmp
     with pytest.raises(BatchRejected, match="line 2: invalid JSON") as err:
         validate_batch("s3://tuneops-test/landing/bad", config, store, tmp_path / "cache")
     assert store.exists(err.value.report_key)
+    quarantined = store.list_objects(err.value.report_key)
+    assert sorted(k.rsplit("/", 1)[-1] for k in quarantined) == ["000-part-0.jsonl", "_SUCCESS", "files.json", "summary.md"]
     assert "Contents" not in s3.list_objects_v2(Bucket="tuneops-test", Prefix="landing/bad/")

@@ -75,6 +75,7 @@ def test_failed_critical_expectations_are_all_named_and_the_batch_is_quarantined
     (quarantined,) = store.list_keys("quarantine/support_tickets")
     folder = store.fetch_dir(quarantined)
     assert json.loads((folder / "validation.json").read_text())["success"] is False
+    assert sorted(p.name for p in folder.iterdir()) == ["_SUCCESS", "files", "files.json", "summary.md", "validation.json"]
     assert (folder / "files" / "000-bad.jsonl").read_bytes() and not batch.exists()
 
 
