@@ -1,9 +1,15 @@
 """
 ### llmops_build_prompt_dataset
 
-Renders validated records through the dataset's versioned prompt template, splits them
-deterministically and publishes a content-addressed HF `datasets` version to
-`datasets/<dataset>/<version>`. Same inputs give the same version, and a rerun reuses it.
+Turns validated batches into a content-addressed HF `datasets` version at
+`datasets/<dataset>/<version>`: the dataset config's accepted batches (all of them, or a
+time window ending at this run's batch; `accumulate` in the config) plus the pinned golden
+set, cleaned (Unicode/whitespace normalisation, typed PII redaction, token-length bounds
+with the model's tokenizer, exact and MinHash near-duplicate removal, no validation/test/
+golden example in train), rendered through the versioned prompt template and split by a
+hash of the record id. The manifest counts every dropped row by reason. Same inputs give
+the same version, and a rerun reuses it; a new version is logged to MLflow as a dataset
+input (`mlflow.data`, digest = version).
 
 **Triggered by** `tuneops_validated_batch`, or by hand with the `validated_uri` Param.
 

@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 BUILTIN_PREFIX = "builtin:"
 TINY_LLAMA = {
     "name": "tiny-llama",
-    "format_version": 4,
+    "format_version": 5,
     "vocab_size": 4096,
     "hidden_size": 192,
     "intermediate_size": 512,
@@ -38,6 +38,13 @@ TINY_LLAMA = {
     "seed": 1234,
 }
 SPECIALS = ["<pad>", "<s>", "</s>", "<unk>"]
+# A Zephyr-style chat template, so chat-format prompt templates work on the embedded model
+# exactly as on a hub chat model: each turn ends in EOS, the reply is what follows the
+# generation prompt.
+CHAT_TEMPLATE = (
+    "{{ bos_token }}{% for message in messages %}<|{{ message['role'] }}|>\n{{ message['content'] }}{{ eos_token }}\n"
+    "{% endfor %}{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
+)
 
 
 def train_tokenizer(texts: list[str], vocab_size: int):
@@ -58,9 +65,11 @@ def train_tokenizer(texts: list[str], vocab_size: int):
     tok.post_processor = processors.TemplateProcessing(
         single="<s> $A", special_tokens=[("<s>", tok.token_to_id("<s>"))]
     )
-    return PreTrainedTokenizerFast(
+    fast = PreTrainedTokenizerFast(
         tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>", unk_token="<unk>"
     )
+    fast.chat_template = CHAT_TEMPLATE
+    return fast
 
 
 def build_tiny_llama(out_dir: Path, tokenizer_dir: Path, spec: dict = TINY_LLAMA) -> Path:
@@ -126,7 +135,9 @@ def _builtin_hash(name: str) -> str:
     from tuneops.sample_data import pretraining_corpus
 
     if name != TINY_LLAMA["name"]:
-        raise ValueError(f"unknown builtin model {BUILTIN_PREFIX}{name!r}; available: {BUILTIN_PREFIX}tiny-llama")
+        raise ValueError(
+            f"unknown builtin model {BUILTIN_PREFIX}{name!r}; available: {BUILTIN_PREFIX}tiny-llama"
+        )
     corpus = pretraining_corpus(TINY_LLAMA["corpus_size"], seed=TINY_LLAMA["seed"])
     return hash_json({"spec": TINY_LLAMA, "corpus": hash_json(corpus)})[:12]
 
@@ -169,5 +180,7 @@ def resolve_base_model(ref: str, store: ArtifactStore) -> str:
                 store.publish_dir(Path(tmp) / "model", key)
         return str(store.fetch_dir(key))
     if ref.startswith(("/", "./", "../", "~")) and not Path(ref).expanduser().is_dir():
-        raise ValueError(f"base_model path {ref} does not exist; pass an existing folder, a hub id or builtin:tiny-llama")
+        raise ValueError(
+            f"base_model path {ref} does not exist; pass an existing folder, a hub id or builtin:tiny-llama"
+        )
     return str(Path(ref).expanduser()) if Path(ref).expanduser().is_dir() else ref

@@ -75,6 +75,38 @@ class Splits(_Strict):
         return self
 
 
+class NearDuplicates(_Strict):
+    """MinHash/LSH near-duplicate removal; ``threshold: null`` keeps exact dedup only."""
+
+    threshold: float | None = Field(0.85, gt=0, le=1)
+    fields: list[str] = ["input"]
+
+
+class Cleaning(_Strict):
+    """What the prompt dataset builder does to validated records before splitting."""
+
+    redact_pii: list[Literal["email", "phone", "card", "ip"]] = ["email", "phone", "card", "ip"]
+    near_duplicates: NearDuplicates = NearDuplicates()
+    token_bounds: tuple[int, int] | None = None  # prompt + response tokens, counted with ``tokenizer``
+
+
+class Accumulate(_Strict):
+    """Which accepted batches make one training dataset: all of them, or a time window.
+
+    The window ends at the newest batch the run was given, so rerunning an old run later
+    gives the same dataset.
+    """
+
+    mode: Literal["all", "window"] = "all"
+    window_days: float | None = Field(None, gt=0)
+
+    @model_validator(mode="after")
+    def _window_has_days(self):
+        if self.mode == "window" and self.window_days is None:
+            raise ValueError("mode 'window' needs window_days (e.g. window_days: 30)")
+        return self
+
+
 class DatasetConfig(_Strict):
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9_\-]*$")
     format: Literal["auto", "jsonl", "csv", "parquet"] = "auto"
@@ -85,13 +117,32 @@ class DatasetConfig(_Strict):
     validation: ValidationRules = ValidationRules()
     template: str
     splits: Splits = Splits()
+    cleaning: Cleaning = Cleaning()
+    accumulate: Accumulate = Accumulate()
+    golden: str | None = None  # a pinned eval file (raw columns, like a batch); never enters training
+
+    @model_validator(mode="after")
+    def _token_bounds_need_a_tokenizer(self):
+        if self.cleaning.token_bounds is not None and not self.tokenizer:
+            raise ValueError(
+                "cleaning.token_bounds counts tokens with the dataset's tokenizer: set 'tokenizer' too"
+            )
+        return self
 
 
 # --- prompt templates -----------------------------------------------------------------
 
 
 class PromptTemplate(_Strict):
+    """A versioned prompt template.
+
+    ``format: instruction`` renders ``prompt`` as the whole prompt text. ``format: chat``
+    renders ``prompt`` as the user message and lays out system, user and assistant turns
+    with the tokenizer's own chat template (``apply_chat_template``).
+    """
+
     id: str
+    format: Literal["instruction", "chat"] = "instruction"
     description: str = ""
     system: str = ""
     instruction: str = ""
@@ -120,6 +171,7 @@ class TrainConfig(_Strict):
     seed: int = 0
     log_every: int = Field(20, gt=0)
     max_train_examples: int | None = Field(None, gt=0)
+    group_by_length: bool = True
 
 
 class EvalConfig(_Strict):
@@ -205,7 +257,9 @@ def resolve_config_path(ref: str | Path, kind: str) -> Path:
     shipped = CONFIG_DIR / kind / f"{ref}.yaml"
     if not shipped.is_file():
         names = sorted(p.stem for p in (CONFIG_DIR / kind).glob("*.yaml"))
-        raise ConfigError(f"no {kind[:-1]} named {ref!r}; shipped ones: {', '.join(names)}; or pass a .yaml path")
+        raise ConfigError(
+            f"no {kind[:-1]} named {ref!r}; shipped ones: {', '.join(names)}; or pass a .yaml path"
+        )
     return shipped
 
 
@@ -240,7 +294,15 @@ def load_recipe(ref: str | Path, overrides: dict | None = None) -> Recipe:
 
 
 def load_dataset_config(ref: str | Path) -> DatasetConfig:
-    return load_model(DatasetConfig, ref, "datasets")
+    """A dataset config; a relative ``golden`` path is taken relative to the config file."""
+    config = load_model(DatasetConfig, ref, "datasets")
+    golden = config.golden
+    if golden and "://" not in golden and not Path(golden).is_absolute():
+        path = resolve_config_path(ref, "datasets").parent / golden
+        if not path.is_file():
+            raise ConfigError(f"{resolve_config_path(ref, 'datasets')}: golden file {golden} not found (looked for {path})")
+        config = config.model_copy(update={"golden": str(path.resolve())})
+    return config
 
 
 def load_template(ref: str | Path) -> PromptTemplate:

@@ -18,7 +18,9 @@ def load_model(model_path: str, adapter_dir: str | Path | None = None, trust_rem
     tokenizer.padding_side = "left"
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
-    model = AutoModelForCausalLM.from_pretrained(model_path, trust_remote_code=trust_remote_code, dtype=torch.float32)
+    model = AutoModelForCausalLM.from_pretrained(
+        model_path, trust_remote_code=trust_remote_code, dtype=torch.float32
+    )
     if adapter_dir is not None:
         from peft import PeftModel
 
@@ -27,13 +29,28 @@ def load_model(model_path: str, adapter_dir: str | Path | None = None, trust_rem
     return model, tokenizer
 
 
-def generate(model, tokenizer, prompts: list[str], max_new_tokens: int = 48, batch_size: int = 16) -> list[str]:
-    """Greedy completions for ``prompts`` (the prompt text is not included in the output)."""
+def generate(
+    model,
+    tokenizer,
+    prompts: list[str],
+    max_new_tokens: int = 48,
+    batch_size: int = 16,
+    add_special_tokens: bool = True,
+) -> list[str]:
+    """Greedy completions for ``prompts`` (the prompt text is not included in the output).
+
+    ``add_special_tokens`` must match training: False for chat-formatted prompts.
+    """
     import torch
 
     outputs: list[str] = []
     for start in range(0, len(prompts), batch_size):
-        batch = tokenizer(prompts[start : start + batch_size], return_tensors="pt", padding=True)
+        batch = tokenizer(
+            prompts[start : start + batch_size],
+            return_tensors="pt",
+            padding=True,
+            add_special_tokens=add_special_tokens,
+        )
         with torch.no_grad():
             generated = model.generate(
                 **batch,

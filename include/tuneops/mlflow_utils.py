@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from tuneops.settings import Settings
 
 
@@ -36,3 +38,35 @@ def flatten(d: dict, prefix: str = "") -> dict:
         else:
             out[name] = value
     return out
+
+
+def log_dataset_inputs(dataset_dir: Path, uri: str, contexts: dict[str, str]) -> None:
+    """Log splits of a published prompt dataset as ``mlflow.data`` inputs of the active run.
+
+    ``contexts`` maps split name to the MLflow input context (``"training"``, ...). Each
+    input is named ``<dataset>@<version>/<split>``, has the dataset version as its digest and
+    the dataset URI as its source, and is tagged with the template id and hash.
+    """
+    import json
+
+    import mlflow
+
+    from tuneops.prompts import load_prompt_dataset
+
+    manifest = json.loads((Path(dataset_dir) / "manifest.json").read_text())
+    splits = load_prompt_dataset(dataset_dir)
+    datasets, names, tags = [], [], []
+    for split, context in contexts.items():
+        if split not in splits:
+            continue
+        frame = splits[split].to_pandas()
+        name = f"{manifest['dataset']}@{manifest['version']}/{split}"
+        datasets.append(mlflow.data.from_pandas(frame, source=uri, name=name, digest=manifest["version"]))
+        names.append(context)
+        tags.append(
+            {
+                "tuneops.template_id": manifest["template_id"],
+                "tuneops.template_hash": manifest["template_hash"],
+            }
+        )
+    mlflow.log_inputs(datasets=datasets, contexts=names, tags_list=tags)

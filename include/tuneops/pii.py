@@ -7,6 +7,7 @@ confirmed with the Luhn checksum to keep order numbers and ids from counting as 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 
 # Checked in this order; each kind's matches are blanked before the next, so a card
 # number is not also counted as a phone number.
@@ -14,7 +15,9 @@ PII_PATTERNS: dict[str, re.Pattern] = {
     "email": re.compile(r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}\b"),
     "card": re.compile(r"\b(?:\d[ -]?){12,18}\d\b"),
     "ip": re.compile(r"\b(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(?:25[0-5]|2[0-4]\d|1?\d?\d)\b"),
-    "phone": re.compile(r"(?<![\w+])(?:\+\d{1,3}[\s.-]?)?(?:\(\d{2,4}\)[\s.-]?|\d{2,4}[\s.-])\d{3,4}[\s.-]\d{3,4}\b"),
+    "phone": re.compile(
+        r"(?<![\w+])(?:\+\d{1,3}[\s.-]?)?(?:\(\d{2,4}\)[\s.-]?|\d{2,4}[\s.-])\d{3,4}[\s.-]\d{3,4}\b"
+    ),
 }
 
 
@@ -44,15 +47,19 @@ def find_pii(text: str) -> dict[str, int]:
     return hits
 
 
-def redact(text: str) -> tuple[str, dict[str, int]]:
+def redact(text: str, kinds: Iterable[str] | None = None) -> tuple[str, dict[str, int]]:
     """``text`` with each PII hit replaced by a typed placeholder (``<EMAIL>``, ``<PHONE>``, ...).
 
-    Returns the redacted text and the hits by kind, as ``find_pii`` counts them.
+    ``kinds`` limits redaction to those kinds (default: all). Returns the redacted text and
+    the hits by kind, as ``find_pii`` counts them.
     """
     hits: dict[str, int] = {}
     if not text:
         return text, hits
+    wanted = set(PII_PATTERNS if kinds is None else kinds)
     for kind, pattern in PII_PATTERNS.items():
+        if kind not in wanted:
+            continue
 
         def replace(match, kind=kind):
             if kind == "card" and not _luhn_ok(match.group()):

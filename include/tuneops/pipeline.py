@@ -32,7 +32,9 @@ def validate(batch_uri: str, dataset: str, settings: Settings | None = None) -> 
     from tuneops.validation import BatchRejected, validate_batch
 
     if not batch_uri or not str(batch_uri).strip():
-        raise ValueError("batch_uri is empty: pass the file or folder of the landed batch (local path or s3://...)")
+        raise ValueError(
+            "batch_uri is empty: pass the file or folder of the landed batch (local path or s3://...)"
+        )
     settings = settings or load_settings()
     store = _store(settings)
     config = load_dataset_config(dataset)
@@ -54,7 +56,12 @@ def _log_validation(settings: Settings, store: ArtifactStore, key: str, dataset:
 
     configure_mlflow(settings)
     folder = store.fetch_dir(key)
-    tags = {"tuneops.kind": "validation", "tuneops.dataset": dataset, "tuneops.outcome": outcome, "tuneops.batch_uri": store.uri(key)}
+    tags = {
+        "tuneops.kind": "validation",
+        "tuneops.dataset": dataset,
+        "tuneops.outcome": outcome,
+        "tuneops.batch_uri": store.uri(key),
+    }
     with mlflow.start_run(run_name=f"validate-{dataset}-{Path(key).name}", tags=tags) as run:
         for name in ("validation.json", "summary.md", "meta.json"):
             if (folder / name).is_file():
@@ -65,27 +72,61 @@ def _log_validation(settings: Settings, store: ArtifactStore, key: str, dataset:
 
 
 def build_prompts(validated_uris: list[str], dataset: str, settings: Settings | None = None) -> dict:
-    """Build the prompt dataset from validated batch URIs; see ``tuneops.prompts``."""
-    from tuneops.prompts import build_prompt_dataset
+    """Build the prompt dataset from these validated batches and the ones the config accumulates.
+
+    See ``tuneops.prompts``. A new version is logged to MLflow (tag ``tuneops.kind=prompt_dataset``)
+    with its manifest and each split as an ``mlflow.data`` input whose digest is the version.
+    """
+    from tuneops.prompts import build_prompt_dataset, select_batches
 
     settings = settings or load_settings()
     store = _store(settings)
     config = load_dataset_config(dataset)
-    keys = [_key_of(uri, store) for uri in validated_uris]
-    return build_prompt_dataset(keys, config, load_template(config.template), store)
+    keys = select_batches([_key_of(uri, store) for uri in validated_uris], config, store)
+    result = build_prompt_dataset(keys, config, load_template(config.template), store, settings.cache_dir)
+    if not result["reused"]:
+        result["mlflow_run_id"] = _log_prompt_dataset(settings, store, result)
+    return result
+
+
+def _log_prompt_dataset(settings: Settings, store: ArtifactStore, result: dict) -> str:
+    import mlflow
+
+    from tuneops.mlflow_utils import configure_mlflow, log_dataset_inputs
+
+    configure_mlflow(settings)
+    folder = store.fetch_dir(result["key"])
+    tags = {
+        "tuneops.kind": "prompt_dataset",
+        "tuneops.dataset": result["dataset"],
+        "tuneops.dataset_version": result["version"],
+        "tuneops.dataset_uri": result["uri"],
+        "tuneops.template_id": result["template_id"],
+        "tuneops.template_hash": result["template_hash"],
+    }
+    with mlflow.start_run(run_name=f"prompts-{result['dataset']}-{result['version']}", tags=tags) as run:
+        mlflow.log_artifact(str(folder / "manifest.json"), artifact_path="dataset")
+        mlflow.log_metrics({f"rows.{k}": v for k, v in result["counts"].items()})
+        mlflow.log_metrics({f"dropped.{k}": v for k, v in result["dropped"].items()})
+        log_dataset_inputs(folder, result["uri"], {split: split for split in result["counts"]})
+    return run.info.run_id
 
 
 def _key_of(uri: str, store: ArtifactStore) -> str:
     root = store.uri("").rstrip("/")
     if not uri.startswith(root + "/"):
-        raise ValueError(f"{uri} is not inside the artifact store {root}; pass a URI that an earlier step published")
+        raise ValueError(
+            f"{uri} is not inside the artifact store {root}; pass a URI that an earlier step published"
+        )
     key = uri[len(root) + 1 :]
     if not store.exists(key):
         raise ValueError(f"{uri} holds no published artifact; run the step that produces it first")
     return key
 
 
-def plan_training(dataset_uri: str, recipe: str, labels: dict[str, str] | None = None, settings: Settings | None = None) -> dict:
+def plan_training(
+    dataset_uri: str, recipe: str, labels: dict[str, str] | None = None, settings: Settings | None = None
+) -> dict:
     """Resolve recipe and dataset into a run plan: content-addressed output URI and an MLflow run.
 
     The output URI is a hash of the recipe and the dataset version, so rerunning with the same
@@ -93,7 +134,7 @@ def plan_training(dataset_uri: str, recipe: str, labels: dict[str, str] | None =
     """
     import mlflow
 
-    from tuneops.mlflow_utils import configure_mlflow
+    from tuneops.mlflow_utils import configure_mlflow, log_dataset_inputs
     from tuneops.train import recipe_hash
 
     settings = settings or load_settings()
@@ -104,7 +145,9 @@ def plan_training(dataset_uri: str, recipe: str, labels: dict[str, str] | None =
     train_key = f"{recipe_hash(resolved)}-{manifest['version']}"
     output_uri = store.uri(f"candidates/{train_key}")
     experiment_id = configure_mlflow(settings)
-    runs = mlflow.search_runs([experiment_id], filter_string=f"tags.`tuneops.train_key` = '{train_key}'", output_format="list")
+    runs = mlflow.search_runs(
+        [experiment_id], filter_string=f"tags.`tuneops.train_key` = '{train_key}'", output_format="list"
+    )
     if runs:
         run_id = runs[0].info.run_id
     else:
@@ -115,7 +158,17 @@ def plan_training(dataset_uri: str, recipe: str, labels: dict[str, str] | None =
             "tuneops.recipe_hash": recipe_hash(resolved),
             **{f"tuneops.{k}": v for k, v in (labels or {}).items()},
         }
-        run_id = mlflow.MlflowClient().create_run(experiment_id, tags=tags, run_name=f"finetune-{train_key}").info.run_id
+        run_id = (
+            mlflow.MlflowClient()
+            .create_run(experiment_id, tags=tags, run_name=f"finetune-{train_key}")
+            .info.run_id
+        )
+        with mlflow.start_run(run_id=run_id):
+            log_dataset_inputs(
+                dataset_dir,
+                dataset_uri,
+                {"train": "training", "validation": "validation", "test": "evaluation"},
+            )
     return {
         "recipe": recipe,
         "dataset_uri": dataset_uri,
@@ -179,16 +232,26 @@ def evaluate_models(plan: dict, summary: dict, settings: Settings | None = None)
     dataset_dir = store.fetch_dir(_key_of(plan["dataset_uri"], store))
     base = _base_ref(recipe, settings)
     adapter_dir = store.fetch_dir(_key_of(plan["output_uri"], store)) / "adapter"
-    refs = [base, ModelRef("candidate", candidate_fingerprint(summary, base.fingerprint), base.path, str(adapter_dir))]
+    refs = [
+        base,
+        ModelRef("candidate", candidate_fingerprint(summary, base.fingerprint), base.path, str(adapter_dir)),
+    ]
     champ = alias_version(plan["model_name"], CHAMPION, settings)
     if champ is not None:
         fp = champ.tags.get(FINGERPRINT_TAG, f"registry:{plan['model_name']}/{champ.version}")
-        refs.append(ModelRef("champion", fp, str(download_version(plan["model_name"], champ.version, settings))))
-    results = {r.role: evaluate_model(r, dataset_dir, plan["dataset_version"], recipe.eval, store) for r in refs}
+        refs.append(
+            ModelRef("champion", fp, str(download_version(plan["model_name"], champ.version, settings)))
+        )
+    results = {
+        r.role: evaluate_model(r, dataset_dir, plan["dataset_version"], recipe.eval, store) for r in refs
+    }
     with mlflow.start_run(run_id=plan["mlflow_run_id"]):
         for role, res in results.items():
             mlflow.log_metrics({f"{role}.{k}": v for k, v in res["metrics"].items()})
-    out = {role: {"metrics": r["metrics"], "fingerprint": r["fingerprint"], "n": r["n"], "uri": r["uri"]} for role, r in results.items()}
+    out = {
+        role: {"metrics": r["metrics"], "fingerprint": r["fingerprint"], "n": r["n"], "uri": r["uri"]}
+        for role, r in results.items()
+    }
     if champ is not None:
         out["champion"]["version"] = str(champ.version)
     return out
@@ -226,18 +289,27 @@ def _evals_key(evaluations: dict) -> str:
 
 
 def register_and_promote(
-    plan: dict, summary: dict, evaluations: dict, decision: dict, labels: dict[str, str], settings: Settings | None = None
+    plan: dict,
+    summary: dict,
+    evaluations: dict,
+    decision: dict,
+    labels: dict[str, str],
+    settings: Settings | None = None,
 ) -> dict:
     """Register a candidate that passed the gate, alias it ``challenger``, and promote it if approved."""
     from tuneops.registry import git_commit, promote, register_candidate, set_challenger
 
     if not decision["passed"]:
-        raise ValueError("refusing to register a candidate that failed the gate: " + "; ".join(decision["reasons"]))
+        raise ValueError(
+            "refusing to register a candidate that failed the gate: " + "; ".join(decision["reasons"])
+        )
     settings = settings or load_settings()
     store = _store(settings)
     recipe = load_recipe(plan["recipe"])
     base = _base_ref(recipe, settings)
-    manifest = json.loads((store.fetch_dir(_key_of(plan["dataset_uri"], store)) / "manifest.json").read_text())
+    manifest = json.loads(
+        (store.fetch_dir(_key_of(plan["dataset_uri"], store)) / "manifest.json").read_text()
+    )
     tags = {
         "tuneops.dataset_version": plan["dataset_version"],
         "tuneops.dataset_uri": plan["dataset_uri"],
@@ -263,5 +335,7 @@ def register_and_promote(
     set_challenger(registered["name"], registered["version"], settings)
     if not recipe.registry.auto_approve:
         return {**registered, "alias": "challenger", "promoted": False}
-    promoted = promote(registered["name"], registered["version"], approved_by="auto_approve (recipe)", settings=settings)
+    promoted = promote(
+        registered["name"], registered["version"], approved_by="auto_approve (recipe)", settings=settings
+    )
     return {**registered, "alias": "champion", "promoted": True, "previous_champion": promoted["previous"]}

@@ -23,7 +23,7 @@ class TextGenerator(PythonModel):
 
     def predict(self, context, model_input, params=None):
         from tuneops.generation import generate
-        from tuneops.prompts import render_prompt
+        from tuneops.prompts import adds_special_tokens, render_prompt
 
         records = model_input.to_dict("records") if hasattr(model_input, "to_dict") else list(model_input)
         prompts = []
@@ -33,11 +33,12 @@ class TextGenerator(PythonModel):
             elif "prompt" in rec:
                 prompts.append(rec["prompt"])
             elif self.template is not None:
-                prompts.append(render_prompt(self.template, rec))
+                prompts.append(render_prompt(self.template, rec, self.tokenizer))
             else:
                 raise ValueError("each input must be a prompt string, a {'prompt': ...} record, or template fields")
         max_new = int((params or {}).get("max_new_tokens", self.max_new_tokens))
-        return generate(self.model, self.tokenizer, prompts, max_new_tokens=max_new)
+        special = adds_special_tokens(self.template) if self.template is not None else True
+        return generate(self.model, self.tokenizer, prompts, max_new_tokens=max_new, add_special_tokens=special)
 
 
 mlflow.models.set_model(TextGenerator())

@@ -137,3 +137,27 @@ def test_every_run_is_in_the_project_experiment_not_mlflows_default(chain, dags)
     run_dag(dags, "llmops_monitor")
     assert mlflow.search_runs(experiment_ids=["0"], output_format="list") == []
     assert mlflow.search_runs(experiment_names=["tuneops"], filter_string="tags.`tuneops.kind` = 'validation'", output_format="list")
+
+
+def test_training_run_carries_the_exact_dataset_version_as_mlflow_inputs(chain):
+    from mlflow import MlflowClient
+
+    dataset = task_result("llmops_build_prompt_dataset", chain["prompts"].run_id, "build")
+    plan = task_result("llmops_finetune", chain["finetune"].run_id, "plan_training")
+
+    def inputs(run_id: str) -> dict[str, tuple]:
+        found = {}
+        for item in MlflowClient().get_run(run_id).inputs.dataset_inputs:
+            tags = {t.key: t.value for t in item.tags}
+            found[item.dataset.name] = (item.dataset.digest, tags["mlflow.data.context"], tags["tuneops.template_hash"])
+        return found
+
+    version, template = dataset["version"], dataset["template_hash"]
+    assert inputs(plan["mlflow_run_id"]) == {
+        f"support_tickets@{version}/train": (version, "training", template),
+        f"support_tickets@{version}/validation": (version, "validation", template),
+        f"support_tickets@{version}/test": (version, "evaluation", template),
+    }
+    built = inputs(dataset["mlflow_run_id"])
+    assert set(built) == {f"support_tickets@{version}/{s}" for s in ("train", "validation", "test", "golden")}
+    assert dataset["counts"]["golden"] == 32

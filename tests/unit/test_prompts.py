@@ -1,58 +1,284 @@
 import json
+import shutil
+import subprocess
+import sys
+import tempfile
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from tuneops.config import PromptTemplate, load_dataset_config, load_template
+from tuneops.hashing import hash_json
+from tuneops.pii import find_pii
 from tuneops.prompts import (
     TemplateError,
     assign_split,
     build_prompt_dataset,
     check_template,
+    encode_example,
     load_prompt_dataset,
+    normalise_text,
+    render_prompt,
+    select_batches,
 )
 from tuneops.sample_data import generate_tickets
 from tuneops.store import ArtifactStore
 from tuneops.validation import validate_batch
 
+# The shipped config without its golden file; the golden test brings its own.
+CONFIG = load_dataset_config("support_tickets").model_copy(update={"golden": None})
+TEMPLATE = load_template(CONFIG.template)
+NOW = datetime(2026, 11, 25, 12, tzinfo=UTC)
+
+
+@pytest.fixture(scope="module")
+def tokenizers_dir(tmp_path_factory):
+    """The builtin tokenizer, built once and copied into each test's store."""
+    from tuneops.base_model import resolve_tokenizer
+
+    store = ArtifactStore(str(tmp_path_factory.mktemp("tok")))
+    resolve_tokenizer(CONFIG.tokenizer, store)
+    return Path(store.uri("tokenizers"))
+
 
 @pytest.fixture
-def setup(tmp_path):
-    store = ArtifactStore(str(tmp_path / "artifacts"))
-    config = load_dataset_config("support_tickets")
+def store(tmp_path, tokenizers_dir):
+    root = tmp_path / "artifacts"
+    shutil.copytree(tokenizers_dir, root / "tokenizers")
+    return ArtifactStore(str(root))
+
+
+def tickets(n: int, seed: int) -> list[dict]:
+    """Canonical records (the validated layout) from the sample generator."""
+    return [
+        {"id": t["ticket_id"], "input": t["body"], "response": t["triage"], "label": t["channel"], "subject": t["subject"]}
+        for t in generate_tickets(n, seed=seed)
+    ]
+
+
+def publish_batch(store: ArtifactStore, records: list[dict], validated_at: datetime = NOW, dataset: str = "support_tickets") -> str:
+    """Publish records as an accepted batch, in the layout ``validate_batch`` writes."""
+    batch_hash = hash_json(records)[:16]
+    with tempfile.TemporaryDirectory() as tmp:
+        pd.DataFrame(records).to_parquet(Path(tmp) / "data.parquet", index=False)
+        meta = {"dataset": dataset, "batch_hash": batch_hash, "rows": len(records), "validated_at": validated_at.isoformat()}
+        (Path(tmp) / "meta.json").write_text(json.dumps(meta))
+        store.publish_dir(Path(tmp), f"validated/{dataset}/{batch_hash}")
+    return f"validated/{dataset}/{batch_hash}"
+
+
+def build(store, keys, config=CONFIG, template=TEMPLATE):
+    return build_prompt_dataset(keys, config, template, store, cache_dir=Path(store.uri("")) / ".cache")
+
+
+def splits_of(store, result) -> dict[str, dict[str, dict]]:
+    ds = load_prompt_dataset(store.fetch_dir(result["key"]))
+    return {name: {row["id"]: row for row in ds[name]} for name in ds}
+
+
+def manifest_of(store, result) -> dict:
+    return json.loads((store.fetch_dir(result["key"]) / "manifest.json").read_text())
+
+
+def all_files(root: Path) -> set[str]:
+    return {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()}
+
+
+def test_validated_batch_builds_a_versioned_dataset_end_to_end(tmp_path, store):
     batch = tmp_path / "b.jsonl"
     batch.write_text("".join(json.dumps(r) + "\n" for r in generate_tickets(120, seed=7)))
-    validated = validate_batch(str(batch), config, store, tmp_path / "cache")
-    return store, config, validated["key"]
-
-
-def test_dataset_is_versioned_by_content_and_reused(setup):
-    store, config, key = setup
-    template = load_template(config.template)
-    first = build_prompt_dataset([key], config, template, store)
-    again = build_prompt_dataset([key], config, template, store)
-    assert again["version"] == first["version"] and again["reused"] is True
-    assert sum(first["counts"].values()) == 120
-    changed = template.model_copy(update={"system": "Different system prompt."})
-    assert build_prompt_dataset([key], config, changed, store)["version"] != first["version"]
-
-
-def test_rows_render_the_template_and_keep_the_response(setup):
-    store, config, key = setup
-    result = build_prompt_dataset([key], config, load_template(config.template), store)
-    ds = load_prompt_dataset(store.fetch_dir(result["key"]))
-    row = ds["train"][0]
+    validated = validate_batch(str(batch), CONFIG, store, tmp_path / "cache")
+    result = build(store, [validated["key"]])
+    rows = splits_of(store, result)
+    assert sum(result["counts"].values()) + sum(result["dropped"].values()) == 120
+    row = next(iter(rows["train"].values()))
     assert row["prompt"].startswith("### System\n") and row["prompt"].endswith("### Triage\n")
-    assert json.loads(row["response"])["team"]
-    source = pd.read_parquet(store.fetch_dir(key) / "data.parquet").set_index("id")
+    source = pd.read_parquet(store.fetch_dir(validated["key"]) / "data.parquet").set_index("id")
     assert row["response"] == source.loc[row["id"], "response"]
+    assert row["source_batch"] == validated["batch_hash"]
 
 
-def test_split_is_a_stable_function_of_the_record_id():
-    ids = [f"T{i}" for i in range(2000)]
-    splits = [assign_split(i, 0.1, 0.1) for i in ids]
-    assert splits == [assign_split(i, 0.1, 0.1) for i in ids]
-    assert 150 < splits.count("test") < 250 and 150 < splits.count("validation") < 250
+def test_identical_rerun_gives_the_same_version_and_writes_no_file(store):
+    keys = [publish_batch(store, tickets(150, seed=1))]
+    first = build(store, keys)
+    files = all_files(Path(store.uri("")))
+    again = build(store, keys)
+    assert again["version"] == first["version"] and again["reused"] is True and first["reused"] is False
+    assert all_files(Path(store.uri(""))) == files
+    assert not list(Path(store.uri(".staging")).glob("*"))
+
+
+def test_one_changed_record_or_template_changes_the_version(store):
+    records = tickets(150, seed=1)
+    first = build(store, [publish_batch(store, records)])
+    changed = [dict(r) for r in records]
+    changed[77]["input"] = changed[77]["input"].replace("Hi", "Hello")
+    assert build(store, [publish_batch(store, changed)])["version"] != first["version"]
+    other_template = TEMPLATE.model_copy(update={"system": "Different system prompt."})
+    assert build(store, [publish_batch(store, records)], template=other_template)["version"] != first["version"]
+
+
+def test_pii_in_inputs_never_reaches_any_split(store):
+    records = tickets(150, seed=2)
+    planted = {
+        "email": "dana.smith@example.com",
+        "phone": "+1 415-555-0199",
+        "card": "4111 1111 1111 1111",
+        "ip": "192.168.13.77",
+    }
+    for i, (kind, value) in enumerate(planted.items()):
+        for r in records[i * 10 : i * 10 + 10]:
+            r["input"] += f" My {kind} is {value}."
+    records[50]["subject"] = "Call me at +44 20 7946 0958"
+    result = build(store, [publish_batch(store, records)])
+    rows = [row for split in splits_of(store, result).values() for row in split.values()]
+    text = "\n".join(row["prompt"] + row["response"] for row in rows)
+    assert not any(value in text for value in planted.values()) and "7946" not in text
+    assert not any(find_pii(row["prompt"] + "\n" + row["response"]) for row in rows)
+    redacted = manifest_of(store, result)["pii_redacted"]
+    assert redacted["card"] >= 10 and redacted["ip"] >= 10 and redacted["phone"] >= 11 and redacted["email"] >= 10
+    assert "<CARD>" in text and "<IP>" in text
+
+
+def test_pii_kinds_are_configurable(store):
+    records = tickets(100, seed=2)
+    records[0]["input"] += " Server 10.1.2.3 is down, mail ops@example.com."
+    config = CONFIG.model_copy(update={"cleaning": CONFIG.cleaning.model_copy(update={"redact_pii": ["email"]})})
+    rows = splits_of(store, build(store, [publish_batch(store, records)], config=config))
+    row = next(row for split in rows.values() for row in split.values() if row["id"] == records[0]["id"])
+    assert "10.1.2.3" in row["prompt"] and "<EMAIL>" in row["prompt"]
+
+
+def test_normalisation():
+    assert normalise_text("  Ｈｉ,  the ﬁle\t is \u00a0 broken.  \n  next   line ") == "Hi, the file is broken.\nnext line"
+
+
+def test_exact_and_near_duplicates_are_dropped_and_counted(store):
+    records = tickets(150, seed=3)
+    records.append({**records[10], "id": "Z-exact"})
+    records.append({**records[11], "id": "Z-near", "input": records[11]["input"].replace(".", "!", 1)})
+    records.append({**records[12], "id": records[12]["id"]})  # a repeated id
+    result = build(store, [publish_batch(store, records)])
+    kept = {i for split in splits_of(store, result).values() for i in split}
+    assert "Z-exact" not in kept and "Z-near" not in kept
+    assert records[10]["id"] in kept and records[11]["id"] in kept
+    dropped = result["dropped"]
+    assert dropped["duplicate_id"] == 1 and dropped["duplicate_exact"] + dropped["contamination"] >= 1
+    assert sum(result["counts"].values()) + sum(dropped.values()) == len(records)
+
+
+def _train_id_like(prefix: str) -> str:
+    return next(f"{prefix}-{i}" for i in range(1000) if assign_split(f"{prefix}-{i}", 0.1, 0.1) == "train")
+
+
+def test_near_duplicate_of_a_test_row_in_a_new_batch_is_removed_from_train(store):
+    old = tickets(200, seed=4)
+    first = build(store, [publish_batch(store, old, NOW - timedelta(days=1))])
+    test_row = next(iter(splits_of(store, first)["test"]))
+    source = next(r for r in old if r["id"] == test_row)
+    leak = {**source, "id": _train_id_like("LEAK"), "input": source["input"].replace("Hi, this is", "Hello, this is")}
+    copy = {**source, "id": _train_id_like("COPY")}
+    new_keys = [publish_batch(store, [leak, copy, *tickets(50, seed=5)], NOW)]
+    second = build(store, select_batches(new_keys, CONFIG, store))
+    rows = splits_of(store, second)
+    assert test_row in rows["test"]
+    assert leak["id"] not in rows["train"] and copy["id"] not in rows["train"]
+    assert second["dropped"]["contamination"] >= first["dropped"]["contamination"] + 2
+
+
+def test_adding_a_batch_keeps_old_rows_in_their_splits(store):
+    first_key = publish_batch(store, tickets(200, seed=6), NOW - timedelta(days=2))
+    first = splits_of(store, build(store, [first_key]))
+    second_key = publish_batch(store, tickets(200, seed=8), NOW)
+    keys = select_batches([second_key], CONFIG, store)
+    assert set(keys) == {first_key, second_key}
+    second = splits_of(store, build(store, keys))
+    for split, rows in first.items():
+        for row_id in rows:
+            assert row_id in second[split], f"{row_id} left {split}"
+    assert sum(len(r) for r in second.values()) > sum(len(r) for r in first.values()) + 150
+
+
+def test_window_accumulation_leaves_out_old_batches_and_later_ones(store):
+    old = publish_batch(store, tickets(50, seed=9), NOW - timedelta(days=40))
+    recent = publish_batch(store, tickets(50, seed=10), NOW - timedelta(days=3))
+    current = publish_batch(store, tickets(50, seed=11), NOW)
+    later = publish_batch(store, tickets(50, seed=12), NOW + timedelta(days=1))
+    windowed = CONFIG.model_copy(update={"accumulate": CONFIG.accumulate.model_copy(update={"mode": "window", "window_days": 30})})
+    assert set(select_batches([current], windowed, store)) == {recent, current}
+    assert set(select_batches([current], CONFIG, store)) == {old, recent, current}
+    assert later in select_batches([later], CONFIG, store)
+
+
+def test_token_bounds_drop_rows_measured_with_the_real_tokenizer(store):
+    from transformers import AutoTokenizer
+
+    from tuneops.base_model import resolve_tokenizer
+
+    records = tickets(150, seed=13)
+    records[5]["input"] += " Extra detail." * 40
+    config = CONFIG.model_copy(update={"cleaning": CONFIG.cleaning.model_copy(update={"token_bounds": (10, 150)})})
+    result = build(store, [publish_batch(store, records)], config=config)
+    tokenizer = AutoTokenizer.from_pretrained(resolve_tokenizer(CONFIG.tokenizer, store))
+    ds = load_prompt_dataset(store.fetch_dir(result["key"]))
+    lengths = [sum(map(len, encode_example(tokenizer, r["prompt"], r["response"]))) for s in ds for r in ds[s]]
+    assert max(lengths) <= 150
+    kept = {r["id"] for s in ds for r in ds[s]}
+    assert records[5]["id"] not in kept and result["dropped"]["too_many_tokens"] >= 1
+    stats = manifest_of(store, result)["token_lengths"]["train"]
+    assert stats["max"] <= 150 and stats["rows"] == result["counts"]["train"]
+
+
+def test_golden_set_is_its_own_split_and_never_trained_on(store, tmp_path):
+    golden_rows = generate_tickets(12, seed=99)
+    golden = tmp_path / "golden.jsonl"
+    golden.write_text("".join(json.dumps(r) + "\n" for r in golden_rows))
+    config = CONFIG.model_copy(update={"golden": str(golden)})
+    records = tickets(150, seed=14)
+    leaked = {
+        "id": _train_id_like("GOLD"),
+        "input": golden_rows[0]["body"],
+        "response": golden_rows[0]["triage"],
+        "label": "email",
+        "subject": "x",
+    }
+    first = build(store, [publish_batch(store, [*records, leaked])], config=config)
+    rows = splits_of(store, first)
+    assert set(rows["golden"]) == {r["ticket_id"] for r in golden_rows}
+    assert leaked["id"] not in rows["train"] and first["dropped"]["contamination"] >= 1
+    manifest = manifest_of(store, first)
+    assert manifest["golden"]["rows"] == 12 and manifest["counts"]["golden"] == 12
+    golden.write_text("".join(json.dumps(r) + "\n" for r in golden_rows[:11]))
+    assert build(store, [publish_batch(store, [*records, leaked])], config=config)["version"] != first["version"]
+
+
+def test_chat_format_uses_the_tokenizers_chat_template_and_marks_the_reply(store):
+    from transformers import AutoTokenizer
+
+    from tuneops.base_model import resolve_tokenizer
+
+    chat = load_template("triage_chat_v1")
+    assert chat.format == "chat"
+    result = build(store, [publish_batch(store, tickets(120, seed=15))], template=chat)
+    row = next(iter(splits_of(store, result)["train"].values()))
+    assert row["prompt"].startswith("<s><|system|>\n") and row["prompt"].endswith("<|assistant|>\n")
+    assert row["response"].endswith("</s>") and json.loads(row["response"].removesuffix("</s>"))
+    tokenizer = AutoTokenizer.from_pretrained(resolve_tokenizer(CONFIG.tokenizer, store))
+    prompt_ids, response_ids = encode_example(tokenizer, row["prompt"], row["response"], add_special_tokens=False)
+    assert prompt_ids.count(tokenizer.bos_token_id) == 1 and response_ids.count(tokenizer.eos_token_id) == 1
+    assert response_ids[-1] == tokenizer.eos_token_id
+    record = {"subject": "Charged twice", "input": "I was charged twice."}
+    assert render_prompt(chat, record, tokenizer).endswith("<|assistant|>\n")
+    assert manifest_of(store, result)["add_special_tokens"] is False
+
+
+def test_chat_format_without_a_chat_template_fails_before_any_row(store):
+    chat = load_template("triage_chat_v1")
+    with pytest.raises(TemplateError, match="format 'chat'.*no tokenizer"):
+        build(store, [publish_batch(store, tickets(30, seed=16))], config=CONFIG.model_copy(update={"tokenizer": None}), template=chat)
+    assert not store.list_keys("datasets/support_tickets")
 
 
 def test_template_with_unknown_field_fails_before_rendering():
@@ -63,40 +289,59 @@ def test_template_with_unknown_field_fails_before_rendering():
         check_template(PromptTemplate(id="t", prompt="{{ input "), {"input"})
 
 
-def test_cleaning_normalises_redacts_and_drops_duplicate_content():
-    from tuneops.prompts import clean_records
-
-    records = [
-        {"id": "a", "input": "Ｈｉ,  the ﬁle\t is   broken.  Mail me at dana@example.com ", "response": "ok"},
-        {"id": "b", "input": "Hi, the file is broken. Mail me at lee@example.org", "response": "ok"},
-        {"id": "c", "input": "Call +1 415-555-0199 about card 4111 1111 1111 1111", "response": "ok"},
-    ]
-    kept, report = clean_records(records, ["input", "response"])
-    assert [r["id"] for r in kept] == ["a", "c"]
-    assert kept[0]["input"] == "Hi, the file is broken. Mail me at <EMAIL>"
-    assert kept[1]["input"] == "Call <PHONE> about card <CARD>"
-    assert report == {"dropped": {"duplicate_content": 1}, "pii_redacted": {"email": 2, "phone": 1, "card": 1}}
+def test_split_is_a_stable_function_of_the_record_id():
+    ids = [f"T{i}" for i in range(2000)]
+    splits = [assign_split(i, 0.1, 0.1) for i in ids]
+    assert splits == [assign_split(i, 0.1, 0.1) for i in ids]
+    assert 150 < splits.count("test") < 250 and 150 < splits.count("validation") < 250
 
 
-def test_no_pii_reaches_the_dataset_and_drops_are_counted(tmp_path):
-    from tuneops.pii import find_pii
+KILLER = """
+import os, shutil, signal, sys
+from pathlib import Path
+from tuneops.config import load_dataset_config, load_template
+from tuneops.prompts import build_prompt_dataset
+from tuneops.store import ArtifactStore
 
-    store = ArtifactStore(str(tmp_path / "artifacts"))
-    config = load_dataset_config("support_tickets").model_copy(update={"tokenizer": None})
-    records = generate_tickets(120, seed=7)
-    for r in records[:10]:
-        r["body"] += " You can reach me at someone@example.com."
-    # The same ticket under two ids: it must end up once, so never in train and test both.
-    records[20] = {**records[21], "ticket_id": "T-copy"}
-    batch = tmp_path / "b.jsonl"
-    batch.write_text("".join(json.dumps(r) + "\n" for r in records))
-    validated = validate_batch(str(batch), config, store, tmp_path / "cache")
-    result = build_prompt_dataset([validated["key"]], config, load_template(config.template), store)
-    manifest = json.loads((store.fetch_dir(result["key"]) / "manifest.json").read_text())
-    assert manifest["dropped"]["duplicate_content"] == 1
-    expected_emails = sum(find_pii(r["body"]).get("email", 0) for i, r in enumerate(records) if i != 20)
-    assert expected_emails >= 10 and manifest["pii_redacted"]["email"] == expected_emails
-    ds = load_prompt_dataset(store.fetch_dir(result["key"]))
-    assert sum(len(ds[s]) for s in ds) == 119
-    assert not any(find_pii(row["prompt"]) for s in ds for row in ds[s])
-    assert sum(row["prompt"].count("<EMAIL>") for s in ds for row in ds[s]) == expected_emails
+copytree = shutil.copytree
+copied = []
+
+def copy_then_die(src, dst, **kwargs):
+    shutil.copy2(src, dst)
+    copied.append(dst)
+    if len(copied) == int(sys.argv[3]):
+        os.kill(os.getpid(), signal.SIGKILL)  # mid-publish: some files are in, some are not
+
+def dying_copytree(src, dst, symlinks=False, ignore=None, copy_function=None, *rest, **kwargs):
+    return copytree(src, dst, symlinks, ignore, copy_then_die, *rest, **kwargs)
+
+shutil.copytree = dying_copytree
+config = load_dataset_config("support_tickets")
+build_prompt_dataset([sys.argv[2]], config, load_template(config.template), ArtifactStore(sys.argv[1]), Path(sys.argv[1]) / ".cache")
+"""
+
+
+def test_a_kill_during_the_write_leaves_no_visible_version(store):
+    key = publish_batch(store, tickets(150, seed=17))
+    root = store.uri("")
+    for kill_after in (1, 4):
+        proc = subprocess.run([sys.executable, "-c", KILLER, root, key, str(kill_after)], capture_output=True, text=True)
+        assert proc.returncode == -9, proc.stderr[-2000:]
+        assert store.list_keys("datasets/support_tickets") == []
+        assert list(Path(root, ".staging").glob("*")), "the kill should have left a partial staging folder"
+    result = build(store, [key])
+    assert store.list_keys("datasets/support_tickets") == [result["key"]]
+    assert sum(len(s) for s in splits_of(store, result).values()) == sum(result["counts"].values())
+
+
+def test_shipped_golden_file_is_found_next_to_its_config(tmp_path):
+    from tuneops.config import ConfigError
+    from tuneops.prompts import read_golden
+
+    shipped = load_dataset_config("support_tickets")
+    golden, digest = read_golden(shipped, tmp_path)
+    assert len(golden) == 32 and set(golden.columns) >= {"id", "input", "response"} and len(digest) == 64
+    moved = tmp_path / "tickets.yaml"
+    moved.write_text(Path(shipped.golden).parents[1].joinpath("datasets/support_tickets.yaml").read_text())
+    with pytest.raises(ConfigError, match="golden file ../golden/support_tickets.jsonl not found"):
+        load_dataset_config(moved)
