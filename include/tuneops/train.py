@@ -14,14 +14,15 @@ import json
 import logging
 import math
 import os
-import random
 import sys
 import tempfile
 import time
+from itertools import chain, count
 from pathlib import Path
 
 import yaml
 
+from tuneops.batching import length_grouped_batches, padding_efficiency, random_batches
 from tuneops.config import Recipe, load_recipe
 from tuneops.hashing import hash_dir, hash_json
 from tuneops.settings import Settings, load_settings
@@ -47,12 +48,16 @@ def store_for(uri: str, settings: Settings) -> tuple[ArtifactStore, str]:
     return ArtifactStore(parent, cache_dir=settings.cache_dir), name
 
 
-def tokenize_split(rows, tokenizer, max_len: int) -> tuple[list[dict], int]:
-    """Prompt+response token ids with labels masked (-100) over the prompt; drops over-long rows."""
+def tokenize_split(rows, tokenizer, max_len: int, add_special_tokens: bool = True) -> tuple[list[dict], int]:
+    """Prompt+response token ids with labels masked (-100) over the prompt; drops over-long rows.
+
+    ``add_special_tokens`` is the dataset manifest's: chat-formatted prompts already hold theirs.
+    """
+    from tuneops.prompts import encode_example
+
     examples, dropped = [], 0
     for row in rows:
-        prompt = tokenizer(row["prompt"])["input_ids"]
-        response = tokenizer(row["response"], add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+        prompt, response = encode_example(tokenizer, row["prompt"], row["response"], add_special_tokens)
         ids = prompt + response
         if len(ids) > max_len:
             dropped += 1
@@ -115,7 +120,6 @@ def train(recipe: Recipe, dataset_uri: str, output_uri: str, run_id: str | None,
     from tuneops.prompts import load_prompt_dataset
 
     cfg = recipe.train
-    random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
     data_store, data_key = store_for(dataset_uri, settings)
     if not data_store.exists(data_key):
@@ -131,8 +135,9 @@ def train(recipe: Recipe, dataset_uri: str, output_uri: str, run_id: str | None,
     train_rows = splits["train"]
     if cfg.max_train_examples:
         train_rows = train_rows.select(range(min(cfg.max_train_examples, len(train_rows))))
-    train_ex, dropped = tokenize_split(train_rows, tokenizer, cfg.max_seq_len)
-    val_ex, _ = tokenize_split(splits["validation"], tokenizer, cfg.max_seq_len)
+    special = manifest.get("add_special_tokens", True)
+    train_ex, dropped = tokenize_split(train_rows, tokenizer, cfg.max_seq_len, special)
+    val_ex, _ = tokenize_split(splits["validation"], tokenizer, cfg.max_seq_len, special)
     if not train_ex:
         raise TrainingError(
             f"dataset {dataset_uri} has no training rows within max_seq_len={cfg.max_seq_len} "
@@ -150,6 +155,17 @@ def train(recipe: Recipe, dataset_uri: str, output_uri: str, run_id: str | None,
             task_type="CAUSAL_LM",
         ),
     )
+    lengths = [len(ex["input_ids"]) for ex in train_ex]
+
+    def epoch_batches(epoch: int) -> list[list[int]]:
+        if cfg.group_by_length:
+            return length_grouped_batches(lengths, cfg.batch_size, seed=cfg.seed + epoch)
+        return random_batches(len(lengths), cfg.batch_size, seed=cfg.seed + epoch)
+
+    # Epoch 0 is drawn up front to log how much of it is padding; each epoch reshuffles.
+    first_epoch = epoch_batches(0)
+    efficiency = round(padding_efficiency(lengths, first_epoch), 4)
+    batches = chain(first_epoch, chain.from_iterable(epoch_batches(e) for e in count(1)))
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
@@ -160,15 +176,12 @@ def train(recipe: Recipe, dataset_uri: str, output_uri: str, run_id: str | None,
     with run:
         mlflow.log_params({f"recipe.{k}": v for k, v in flatten(recipe.model_dump()).items()})
         mlflow.log_params({"dataset.version": manifest["version"], "dataset.train_rows": len(train_ex), "lora.trainable_params": trainable})
-        order: list[int] = []
+        mlflow.log_metric("padding_efficiency", efficiency)
         model.train()
         tokens, started, loss_value = 0, time.monotonic(), float("nan")
         for step in range(1, cfg.max_steps + 1):
             for _ in range(cfg.grad_accum):
-                if not order:
-                    order = list(range(len(train_ex)))
-                    random.shuffle(order)
-                batch = [train_ex[order.pop()] for _ in range(min(cfg.batch_size, len(order)))]
+                batch = [train_ex[i] for i in next(batches)]
                 ids, labels, mask = collate(batch, tokenizer.pad_token_id)
                 loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss / cfg.grad_accum
                 loss.backward()
@@ -207,6 +220,7 @@ def train(recipe: Recipe, dataset_uri: str, output_uri: str, run_id: str | None,
                 "eval_loss": eval_loss,
                 "train_examples": len(train_ex),
                 "dropped_too_long": dropped,
+                "padding_efficiency": efficiency,
                 "tokens_per_s": round(tokens / elapsed, 1),
                 "train_seconds": round(elapsed, 1),
                 "trainable_params": trainable,
