@@ -1,4 +1,4 @@
-"""Prompt dataset at scale: tokenisation throughput and padding waste of batching strategies.
+"""Prompt dataset at scale: tokenisation and builder throughput, padding waste of batching strategies.
 
 Renders N sample tickets through the ``triage_v1`` template and, side by side in one run:
   (a) tokenises prompt + response with the tiny-llama tokenizer three ways: a plain Python
@@ -8,7 +8,10 @@ Renders N sample tickets through the ``triage_v1`` template and, side by side in
   (b) from those token lengths, the padding efficiency (real tokens / tokens processed) of one
       epoch at batch size 16: shuffled batches padded to their longest member, length-grouped
       batches (``tuneops.batching``), and packing into fixed ``max_seq_len`` blocks.
-Prints examples/s and ratios against the loop, and the efficiency table.
+  (c) runs the whole ``build_prompt_dataset`` (clean, redact, render, count tokens, MinHash,
+      dedup and contamination check, split, save) on N validated records, in one process and
+      with its default workers (one per 25k rows, up to the cores).
+Prints examples/s and ratios, and the efficiency table.
 
     .venv/bin/python bench/prompt_batching.py [--rows 100000]
 """
@@ -136,6 +139,73 @@ def measure_batching(lengths: list[int], batch_size: int, max_seq_len: int, seed
     return [{"method": name, "efficiency": eff, "tokens_processed": real / eff} for name, eff in rows]
 
 
+def measure_builder(n: int, seed: int, tmp: Path) -> list[dict]:
+    """Time ``build_prompt_dataset`` on one batch of ``n`` records, in one process and with the default workers.
+
+    Each run gets its own store, so neither reuses the other's version.
+    """
+    import json
+
+    import pandas as pd
+
+    from tuneops import prompts
+    from tuneops.base_model import resolve_tokenizer
+    from tuneops.config import load_dataset_config, load_template
+    from tuneops.sample_data import generate_tickets
+    from tuneops.store import ArtifactStore
+
+    config = load_dataset_config("support_tickets").model_copy(update={"golden": None})
+    records = [
+        {
+            "id": t["ticket_id"],
+            "input": t["body"],
+            "response": t["triage"],
+            "label": t["channel"],
+            "subject": t["subject"],
+        }
+        for t in generate_tickets(n, seed=seed)
+    ]
+    results = []
+    default_rows_per_process = prompts._ROWS_PER_PROCESS
+    for method, rows_per_process in (
+        ("1 process", 10**12),
+        ("default (one per 25k rows, up to the cores)", default_rows_per_process),
+    ):
+        store = ArtifactStore(str(tmp / f"store-{len(results)}"))
+        batch = tmp / f"batch-{len(results)}"
+        batch.mkdir()
+        pd.DataFrame(records).to_parquet(batch / "data.parquet", index=False)
+        meta = {
+            "dataset": config.name,
+            "batch_hash": f"bench{n}",
+            "rows": n,
+            "validated_at": "2026-11-25T00:00:00+00:00",
+        }
+        (batch / "meta.json").write_text(json.dumps(meta))
+        key = f"validated/{config.name}/bench{n}"
+        store.publish_dir(batch, key)
+        resolve_tokenizer(config.tokenizer, store)  # built before the clock starts, as in a warm store
+        prompts._ROWS_PER_PROCESS = rows_per_process
+        started = time.perf_counter()
+        result = prompts.build_prompt_dataset(
+            [key], config, load_template(config.template), store, tmp / "cache"
+        )
+        seconds = time.perf_counter() - started
+        results.append(
+            {
+                "method": method,
+                "seconds": seconds,
+                "examples_per_s": n / seconds,
+                "counts": result["counts"],
+                "dropped": result["dropped"],
+            }
+        )
+    prompts._ROWS_PER_PROCESS = default_rows_per_process
+    for r in results:
+        r["vs_one"] = results[0]["seconds"] / r["seconds"]
+    return results
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -179,6 +249,8 @@ def main() -> int:
         tokenisation, lengths = measure_tokenisation(rows, tokenizer)
         # Part 2: padding waste of each batching strategy, from the same token lengths.
         batching = measure_batching(lengths, args.batch_size, args.max_seq_len, args.seed)
+        # Part 3: the whole builder (clean, render, count tokens, MinHash, dedup, split, save).
+        builds = measure_builder(args.rows, args.seed, Path(tmp))
 
     print(
         f"{args.rows:,} tickets rendered in {render_seconds:.1f} s; tokens per example: mean {statistics.mean(lengths):.1f}, "
@@ -195,6 +267,11 @@ def main() -> int:
             f"{r['method']:<52} {r['efficiency']:>10.3f} {r['tokens_processed']:>17,.0f} "
             f"{r['tokens_processed'] / batching[0]['tokens_processed']:>11.2f}x"
         )
+    print(f"\n(c) build_prompt_dataset end to end, {args.rows:,} validated records")
+    print(f"{'processes':<52} {'seconds':>8} {'examples/s':>11} {'vs 1 proc':>9}")
+    for r in builds:
+        print(f"{r['method']:<52} {r['seconds']:>8.1f} {r['examples_per_s']:>11,.0f} {r['vs_one']:>8.2f}x")
+    print(f"kept per split: {builds[0]['counts']}; dropped by reason: {builds[0]['dropped']}")
     return 0
 
 
