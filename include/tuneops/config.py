@@ -172,6 +172,8 @@ class TrainConfig(_Strict):
     log_every: int = Field(20, gt=0)
     max_train_examples: int | None = Field(None, gt=0)
     group_by_length: bool = True
+    checkpoint_every: int | None = Field(50, gt=0)  # steps; null: no checkpoints, a retry starts over
+    keep_checkpoints: int = Field(2, gt=0)
 
 
 class EvalConfig(_Strict):

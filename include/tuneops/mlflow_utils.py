@@ -50,18 +50,21 @@ def log_dataset_inputs(dataset_dir: Path, uri: str, contexts: dict[str, str]) ->
     import json
 
     import mlflow
+    from mlflow.data.sources import LocalArtifactDatasetSource, S3ArtifactDatasetSource
 
     from tuneops.prompts import load_prompt_dataset
 
     manifest = json.loads((Path(dataset_dir) / "manifest.json").read_text())
     splits = load_prompt_dataset(dataset_dir)
+    # An explicit source: MLflow registers the local one twice and warns when left to guess.
+    source = S3ArtifactDatasetSource(uri) if uri.startswith("s3://") else LocalArtifactDatasetSource(uri)
     datasets, names, tags = [], [], []
     for split, context in contexts.items():
         if split not in splits:
             continue
         frame = splits[split].to_pandas()
         name = f"{manifest['dataset']}@{manifest['version']}/{split}"
-        datasets.append(mlflow.data.from_pandas(frame, source=uri, name=name, digest=manifest["version"]))
+        datasets.append(mlflow.data.from_pandas(frame, source=source, name=name, digest=manifest["version"]))
         names.append(context)
         tags.append(
             {

@@ -96,6 +96,22 @@ class ArtifactStore:
         os.replace(staging, target)
         return self.uri(key)
 
+    def remove_dir(self, key: str) -> None:
+        """Delete the artifact folder ``key``; its marker goes first, so it is never seen half-deleted."""
+        if self.is_s3:
+            client = _s3_client()
+            base = self._s3_key(key)
+            client.delete_object(Bucket=self.bucket, Key=f"{base}/{MARKER}")
+            for page in client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=base + "/"
+            ):
+                for obj in page.get("Contents", []):
+                    client.delete_object(Bucket=self.bucket, Key=obj["Key"])
+            return
+        folder = self.local_root / key
+        (folder / MARKER).unlink(missing_ok=True)
+        shutil.rmtree(folder, ignore_errors=True)
+
     def fetch_dir(self, key: str) -> Path:
         """Return a local folder holding the published artifact under ``key``."""
         if not self.exists(key):
@@ -137,14 +153,18 @@ class ArtifactStore:
             base = self._s3_key(prefix) + "/"
             strip = len(self.prefix) + 1 if self.prefix else 0
             found = []
-            for page in _s3_client().get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=base):
+            for page in (
+                _s3_client().get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=base)
+            ):
                 found += [obj["Key"][strip:] for obj in page.get("Contents", [])]
             return sorted(found)
         folder = self.local_root / prefix
         if not folder.is_dir():
             return []
         return sorted(
-            p.relative_to(self.local_root).as_posix() for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".")
+            p.relative_to(self.local_root).as_posix()
+            for p in folder.rglob("*")
+            if p.is_file() and not p.name.startswith(".")
         )
 
     def list_keys(self, prefix: str) -> list[str]:
@@ -210,14 +230,18 @@ def list_files(uri: str) -> list[str]:
         if _s3_object_exists(bucket, prefix):
             return [uri]
         out = []
-        for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix + "/", Delimiter="/"):
+        for page in client.get_paginator("list_objects_v2").paginate(
+            Bucket=bucket, Prefix=prefix + "/", Delimiter="/"
+        ):
             out += [f"s3://{bucket}/{o['Key']}" for o in page.get("Contents", [])]
         return sorted(out)
     path = Path(uri.removeprefix("file://")).expanduser()
     if path.is_file():
         return [str(path.resolve())]
     if path.is_dir():
-        return sorted(str(p.resolve()) for p in path.iterdir() if p.is_file() and not p.name.startswith((".", "_")))
+        return sorted(
+            str(p.resolve()) for p in path.iterdir() if p.is_file() and not p.name.startswith((".", "_"))
+        )
     raise ArtifactNotFound(f"{uri} does not exist: pass a file or folder path, or an s3://bucket/prefix URI")
 
 

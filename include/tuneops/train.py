@@ -116,14 +116,16 @@ def train(recipe: Recipe, dataset_uri: str, output_uri: str, run_id: str | None,
     from transformers import AutoModelForCausalLM, AutoTokenizer, get_cosine_schedule_with_warmup
 
     from tuneops.base_model import resolve_base_model
+    from tuneops.checkpoints import latest_complete, list_checkpoints, load_checkpoint, save_checkpoint
     from tuneops.mlflow_utils import configure_mlflow, flatten
     from tuneops.prompts import load_prompt_dataset
 
     cfg = recipe.train
-    torch.manual_seed(cfg.seed)
     data_store, data_key = store_for(dataset_uri, settings)
     if not data_store.exists(data_key):
-        raise TrainingError(f"dataset {dataset_uri} is not a published prompt dataset; run llmops_build_prompt_dataset first")
+        raise TrainingError(
+            f"dataset {dataset_uri} is not a published prompt dataset; run llmops_build_prompt_dataset first"
+        )
     dataset_dir = data_store.fetch_dir(data_key)
     manifest = json.loads((dataset_dir / "manifest.json").read_text())
     splits = load_prompt_dataset(dataset_dir)
@@ -144,7 +146,12 @@ def train(recipe: Recipe, dataset_uri: str, output_uri: str, run_id: str | None,
             f"({dropped} dropped as too long); raise train.max_seq_len or check the dataset"
         )
 
-    model = AutoModelForCausalLM.from_pretrained(base_path, trust_remote_code=recipe.trust_remote_code, dtype=torch.float32)
+    model = AutoModelForCausalLM.from_pretrained(
+        base_path, trust_remote_code=recipe.trust_remote_code, dtype=torch.float32
+    )
+    # Seeded here, after everything above: building the base model in this process (first
+    # run on a fresh store) draws from the RNG too, and must not change the adapter's init.
+    torch.manual_seed(cfg.seed)
     model = get_peft_model(
         model,
         LoraConfig(
@@ -165,21 +172,45 @@ def train(recipe: Recipe, dataset_uri: str, output_uri: str, run_id: str | None,
     # Epoch 0 is drawn up front to log how much of it is padding; each epoch reshuffles.
     first_epoch = epoch_batches(0)
     efficiency = round(padding_efficiency(lengths, first_epoch), 4)
-    batches = chain(first_epoch, chain.from_iterable(epoch_batches(e) for e in count(1)))
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
-    scheduler = get_cosine_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * cfg.max_steps), cfg.max_steps)
+    scheduler = get_cosine_schedule_with_warmup(
+        optimizer, int(cfg.warmup_ratio * cfg.max_steps), cfg.max_steps
+    )
+
+    done, tokens = 0, 0
+    checkpoint = latest_complete(out_store, out_key)
+    if checkpoint is not None:
+        state = load_checkpoint(checkpoint, model, optimizer, scheduler)
+        done, tokens = state["step"], state["tokens"]
+        log.info("resuming from checkpoint %s at step %d of %d", checkpoint, done, cfg.max_steps)
+    # The batch order is a function of (seed, epoch), so a resumed run picks up at the very
+    # micro-batch where the checkpointed one stopped.
+    epoch, position = divmod(done * cfg.grad_accum, len(first_epoch))
+    batches = chain(
+        epoch_batches(epoch)[position:], chain.from_iterable(epoch_batches(e) for e in count(epoch + 1))
+    )
 
     configure_mlflow(settings)
-    run = mlflow.start_run(run_id=run_id) if run_id else mlflow.start_run(run_name=f"train-{recipe_hash(recipe)}")
+    run = (
+        mlflow.start_run(run_id=run_id)
+        if run_id
+        else mlflow.start_run(run_name=f"train-{recipe_hash(recipe)}")
+    )
     with run:
         mlflow.log_params({f"recipe.{k}": v for k, v in flatten(recipe.model_dump()).items()})
-        mlflow.log_params({"dataset.version": manifest["version"], "dataset.train_rows": len(train_ex), "lora.trainable_params": trainable})
+        mlflow.log_params(
+            {
+                "dataset.version": manifest["version"],
+                "dataset.train_rows": len(train_ex),
+                "lora.trainable_params": trainable,
+            }
+        )
         mlflow.log_metric("padding_efficiency", efficiency)
         model.train()
-        tokens, started, loss_value = 0, time.monotonic(), float("nan")
-        for step in range(1, cfg.max_steps + 1):
+        started, tokens_at_start, loss_value = time.monotonic(), tokens, float("nan")
+        for step in range(done + 1, cfg.max_steps + 1):
             for _ in range(cfg.grad_accum):
                 batch = [train_ex[i] for i in next(batches)]
                 ids, labels, mask = collate(batch, tokenizer.pad_token_id)
@@ -188,15 +219,32 @@ def train(recipe: Recipe, dataset_uri: str, output_uri: str, run_id: str | None,
                 tokens += int(mask.sum())
             loss_value = loss.item() * cfg.grad_accum
             if not math.isfinite(loss_value):
-                raise TrainingError(f"loss became {loss_value} at step {step}; lower train.learning_rate. No adapter was published.")
+                raise TrainingError(
+                    f"loss became {loss_value} at step {step}; lower train.learning_rate. No adapter was published."
+                )
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
+            if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < cfg.max_steps:
+                state = {"tokens": tokens, "loss": loss_value}
+                save_checkpoint(
+                    out_store, out_key, step, model, optimizer, scheduler, state, cfg.keep_checkpoints
+                )
             if step % cfg.log_every == 0 or step == cfg.max_steps:
-                rate = tokens / (time.monotonic() - started)
-                log.info("step %d/%d loss %.4f lr %.2e tokens/s %.0f", step, cfg.max_steps, loss_value, scheduler.get_last_lr()[0], rate)
-                mlflow.log_metrics({"train_loss": loss_value, "lr": scheduler.get_last_lr()[0], "tokens_per_s": rate}, step=step)
+                rate = (tokens - tokens_at_start) / (time.monotonic() - started)
+                log.info(
+                    "step %d/%d loss %.4f lr %.2e tokens/s %.0f",
+                    step,
+                    cfg.max_steps,
+                    loss_value,
+                    scheduler.get_last_lr()[0],
+                    rate,
+                )
+                mlflow.log_metrics(
+                    {"train_loss": loss_value, "lr": scheduler.get_last_lr()[0], "tokens_per_s": rate},
+                    step=step,
+                )
         elapsed = time.monotonic() - started
         eval_loss = _eval_loss(model, val_ex, tokenizer.pad_token_id, cfg.batch_size)
         mlflow.log_metrics({"eval_loss": eval_loss, "train_seconds": elapsed}, step=cfg.max_steps)
@@ -221,12 +269,15 @@ def train(recipe: Recipe, dataset_uri: str, output_uri: str, run_id: str | None,
                 "train_examples": len(train_ex),
                 "dropped_too_long": dropped,
                 "padding_efficiency": efficiency,
-                "tokens_per_s": round(tokens / elapsed, 1),
+                "tokens_per_s": round((tokens - tokens_at_start) / elapsed, 1),
+                "resumed_from_step": done,
                 "train_seconds": round(elapsed, 1),
                 "trainable_params": trainable,
             }
             (out / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True))
             out_store.publish_dir(out, out_key)
+    for key in list_checkpoints(out_store, out_key):  # the output is complete: nothing left to resume
+        out_store.remove_dir(key)
     log.info("published adapter to %s (eval loss %.4f)", output_uri, eval_loss)
     return {**summary, "reused": False}
 
@@ -238,7 +289,9 @@ def write_xcom_sidecar(summary: dict, path: Path = XCOM_RETURN) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m tuneops.train", description="Fine-tune a LoRA adapter from a recipe.")
+    p = argparse.ArgumentParser(
+        prog="python -m tuneops.train", description="Fine-tune a LoRA adapter from a recipe."
+    )
     p.add_argument("--recipe", required=True, help="recipe name (shipped) or path to a recipe YAML")
     p.add_argument("--dataset", required=True, help="URI of a published prompt dataset")
     p.add_argument("--output", required=True, help="URI to publish the adapter folder to")

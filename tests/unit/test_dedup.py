@@ -11,7 +11,12 @@ def jaccard(a: str, b: str) -> float:
 
 
 def test_signatures_estimate_jaccard_and_are_deterministic():
-    variants = [BASE, BASE.replace("12345", "54321"), BASE.replace("Dana", "Priya"), "Something else entirely, no overlap."]
+    variants = [
+        BASE,
+        BASE.replace("12345", "54321"),
+        BASE.replace("Dana", "Priya"),
+        "Something else entirely, no overlap.",
+    ]
     sigs = signatures(variants)
     assert sigs.dtype == np.uint32 and sigs.shape == (4, 128)
     assert np.array_equal(sigs, signatures(variants))

@@ -53,17 +53,30 @@ def store(tmp_path, tokenizers_dir):
 def tickets(n: int, seed: int) -> list[dict]:
     """Canonical records (the validated layout) from the sample generator."""
     return [
-        {"id": t["ticket_id"], "input": t["body"], "response": t["triage"], "label": t["channel"], "subject": t["subject"]}
+        {
+            "id": t["ticket_id"],
+            "input": t["body"],
+            "response": t["triage"],
+            "label": t["channel"],
+            "subject": t["subject"],
+        }
         for t in generate_tickets(n, seed=seed)
     ]
 
 
-def publish_batch(store: ArtifactStore, records: list[dict], validated_at: datetime = NOW, dataset: str = "support_tickets") -> str:
+def publish_batch(
+    store: ArtifactStore, records: list[dict], validated_at: datetime = NOW, dataset: str = "support_tickets"
+) -> str:
     """Publish records as an accepted batch, in the layout ``validate_batch`` writes."""
     batch_hash = hash_json(records)[:16]
     with tempfile.TemporaryDirectory() as tmp:
         pd.DataFrame(records).to_parquet(Path(tmp) / "data.parquet", index=False)
-        meta = {"dataset": dataset, "batch_hash": batch_hash, "rows": len(records), "validated_at": validated_at.isoformat()}
+        meta = {
+            "dataset": dataset,
+            "batch_hash": batch_hash,
+            "rows": len(records),
+            "validated_at": validated_at.isoformat(),
+        }
         (Path(tmp) / "meta.json").write_text(json.dumps(meta))
         store.publish_dir(Path(tmp), f"validated/{dataset}/{batch_hash}")
     return f"validated/{dataset}/{batch_hash}"
@@ -117,7 +130,9 @@ def test_one_changed_record_or_template_changes_the_version(store):
     changed[77]["input"] = changed[77]["input"].replace("Hi", "Hello")
     assert build(store, [publish_batch(store, changed)])["version"] != first["version"]
     other_template = TEMPLATE.model_copy(update={"system": "Different system prompt."})
-    assert build(store, [publish_batch(store, records)], template=other_template)["version"] != first["version"]
+    assert (
+        build(store, [publish_batch(store, records)], template=other_template)["version"] != first["version"]
+    )
 
 
 def test_pii_in_inputs_never_reaches_any_split(store):
@@ -138,21 +153,31 @@ def test_pii_in_inputs_never_reaches_any_split(store):
     assert not any(value in text for value in planted.values()) and "7946" not in text
     assert not any(find_pii(row["prompt"] + "\n" + row["response"]) for row in rows)
     redacted = manifest_of(store, result)["pii_redacted"]
-    assert redacted["card"] >= 10 and redacted["ip"] >= 10 and redacted["phone"] >= 11 and redacted["email"] >= 10
+    assert (
+        redacted["card"] >= 10
+        and redacted["ip"] >= 10
+        and redacted["phone"] >= 11
+        and redacted["email"] >= 10
+    )
     assert "<CARD>" in text and "<IP>" in text
 
 
 def test_pii_kinds_are_configurable(store):
     records = tickets(100, seed=2)
     records[0]["input"] += " Server 10.1.2.3 is down, mail ops@example.com."
-    config = CONFIG.model_copy(update={"cleaning": CONFIG.cleaning.model_copy(update={"redact_pii": ["email"]})})
+    config = CONFIG.model_copy(
+        update={"cleaning": CONFIG.cleaning.model_copy(update={"redact_pii": ["email"]})}
+    )
     rows = splits_of(store, build(store, [publish_batch(store, records)], config=config))
     row = next(row for split in rows.values() for row in split.values() if row["id"] == records[0]["id"])
     assert "10.1.2.3" in row["prompt"] and "<EMAIL>" in row["prompt"]
 
 
 def test_normalisation():
-    assert normalise_text("  Ｈｉ,  the ﬁle\t is \u00a0 broken.  \n  next   line ") == "Hi, the file is broken.\nnext line"
+    assert (
+        normalise_text("  Ｈｉ,  the ﬁle\t is \u00a0 broken.  \n  next   line ")
+        == "Hi, the file is broken.\nnext line"
+    )
 
 
 def test_exact_and_near_duplicates_are_dropped_and_counted(store):
@@ -178,7 +203,11 @@ def test_near_duplicate_of_a_test_row_in_a_new_batch_is_removed_from_train(store
     first = build(store, [publish_batch(store, old, NOW - timedelta(days=1))])
     test_row = next(iter(splits_of(store, first)["test"]))
     source = next(r for r in old if r["id"] == test_row)
-    leak = {**source, "id": _train_id_like("LEAK"), "input": source["input"].replace("Hi, this is", "Hello, this is")}
+    leak = {
+        **source,
+        "id": _train_id_like("LEAK"),
+        "input": source["input"].replace("Hi, this is", "Hello, this is"),
+    }
     copy = {**source, "id": _train_id_like("COPY")}
     new_keys = [publish_batch(store, [leak, copy, *tickets(50, seed=5)], NOW)]
     second = build(store, select_batches(new_keys, CONFIG, store))
@@ -206,7 +235,9 @@ def test_window_accumulation_leaves_out_old_batches_and_later_ones(store):
     recent = publish_batch(store, tickets(50, seed=10), NOW - timedelta(days=3))
     current = publish_batch(store, tickets(50, seed=11), NOW)
     later = publish_batch(store, tickets(50, seed=12), NOW + timedelta(days=1))
-    windowed = CONFIG.model_copy(update={"accumulate": CONFIG.accumulate.model_copy(update={"mode": "window", "window_days": 30})})
+    windowed = CONFIG.model_copy(
+        update={"accumulate": CONFIG.accumulate.model_copy(update={"mode": "window", "window_days": 30})}
+    )
     assert set(select_batches([current], windowed, store)) == {recent, current}
     assert set(select_batches([current], CONFIG, store)) == {old, recent, current}
     assert later in select_batches([later], CONFIG, store)
@@ -219,11 +250,15 @@ def test_token_bounds_drop_rows_measured_with_the_real_tokenizer(store):
 
     records = tickets(150, seed=13)
     records[5]["input"] += " Extra detail." * 40
-    config = CONFIG.model_copy(update={"cleaning": CONFIG.cleaning.model_copy(update={"token_bounds": (10, 150)})})
+    config = CONFIG.model_copy(
+        update={"cleaning": CONFIG.cleaning.model_copy(update={"token_bounds": (10, 150)})}
+    )
     result = build(store, [publish_batch(store, records)], config=config)
     tokenizer = AutoTokenizer.from_pretrained(resolve_tokenizer(CONFIG.tokenizer, store))
     ds = load_prompt_dataset(store.fetch_dir(result["key"]))
-    lengths = [sum(map(len, encode_example(tokenizer, r["prompt"], r["response"]))) for s in ds for r in ds[s]]
+    lengths = [
+        sum(map(len, encode_example(tokenizer, r["prompt"], r["response"]))) for s in ds for r in ds[s]
+    ]
     assert max(lengths) <= 150
     kept = {r["id"] for s in ds for r in ds[s]}
     assert records[5]["id"] not in kept and result["dropped"]["too_many_tokens"] >= 1
@@ -251,7 +286,9 @@ def test_golden_set_is_its_own_split_and_never_trained_on(store, tmp_path):
     manifest = manifest_of(store, first)
     assert manifest["golden"]["rows"] == 12 and manifest["counts"]["golden"] == 12
     golden.write_text("".join(json.dumps(r) + "\n" for r in golden_rows[:11]))
-    assert build(store, [publish_batch(store, [*records, leaked])], config=config)["version"] != first["version"]
+    assert (
+        build(store, [publish_batch(store, [*records, leaked])], config=config)["version"] != first["version"]
+    )
 
 
 def test_chat_format_uses_the_tokenizers_chat_template_and_marks_the_reply(store):
@@ -266,7 +303,9 @@ def test_chat_format_uses_the_tokenizers_chat_template_and_marks_the_reply(store
     assert row["prompt"].startswith("<s><|system|>\n") and row["prompt"].endswith("<|assistant|>\n")
     assert row["response"].endswith("</s>") and json.loads(row["response"].removesuffix("</s>"))
     tokenizer = AutoTokenizer.from_pretrained(resolve_tokenizer(CONFIG.tokenizer, store))
-    prompt_ids, response_ids = encode_example(tokenizer, row["prompt"], row["response"], add_special_tokens=False)
+    prompt_ids, response_ids = encode_example(
+        tokenizer, row["prompt"], row["response"], add_special_tokens=False
+    )
     assert prompt_ids.count(tokenizer.bos_token_id) == 1 and response_ids.count(tokenizer.eos_token_id) == 1
     assert response_ids[-1] == tokenizer.eos_token_id
     record = {"subject": "Charged twice", "input": "I was charged twice."}
@@ -277,7 +316,12 @@ def test_chat_format_uses_the_tokenizers_chat_template_and_marks_the_reply(store
 def test_chat_format_without_a_chat_template_fails_before_any_row(store):
     chat = load_template("triage_chat_v1")
     with pytest.raises(TemplateError, match="format 'chat'.*no tokenizer"):
-        build(store, [publish_batch(store, tickets(30, seed=16))], config=CONFIG.model_copy(update={"tokenizer": None}), template=chat)
+        build(
+            store,
+            [publish_batch(store, tickets(30, seed=16))],
+            config=CONFIG.model_copy(update={"tokenizer": None}),
+            template=chat,
+        )
     assert not store.list_keys("datasets/support_tickets")
 
 
@@ -325,7 +369,9 @@ def test_a_kill_during_the_write_leaves_no_visible_version(store):
     key = publish_batch(store, tickets(150, seed=17))
     root = store.uri("")
     for kill_after in (1, 4):
-        proc = subprocess.run([sys.executable, "-c", KILLER, root, key, str(kill_after)], capture_output=True, text=True)
+        proc = subprocess.run(
+            [sys.executable, "-c", KILLER, root, key, str(kill_after)], capture_output=True, text=True
+        )
         assert proc.returncode == -9, proc.stderr[-2000:]
         assert store.list_keys("datasets/support_tickets") == []
         assert list(Path(root, ".staging").glob("*")), "the kill should have left a partial staging folder"
