@@ -8,24 +8,21 @@ Model Registry with lineage tags and moves the `champion` alias when approved.
 **Triggered by** `tuneops_prompt_dataset`, or by hand with the `dataset_uri` Param.
 
 **Compute**: `local` runs `python -m tuneops.train ...` as a subprocess on the worker;
-`kubernetes` runs the identical command in the trainer image on a GPU pod. The recipe's
-`compute.backend` decides unless the `compute` Param overrides it.
+`kubernetes` runs the identical command in the trainer image on a GPU pod shaped by the
+recipe's `compute.kubernetes` (GPUs, resources, node selector, tolerations, cache volume,
+credentials Secret, startup timeout, `on_finish_action`, deferrable). A retried pod
+resumes from the run's last complete checkpoint, or returns the published adapter. The
+recipe's `compute.backend` decides unless the `compute` Param overrides it.
 
 **Emits** `tuneops_champion_model` with `extra={"model_name", "version"}` when a new
 version is promoted.
 """
 
-import os
-
 import pendulum
-from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
 from airflow.sdk import Param, dag, task
-from kubernetes.client import models as k8s
 
 from tuneops.assets import CHAMPION_MODEL, PROMPT_DATASET, resolve_input
-
-PLAN = "{{{{ ti.xcom_pull(task_ids='plan_training')['{}'] }}}}"
-GPUS = os.environ.get("TUNEOPS_TRAINER_GPUS", "1")
+from tuneops.trainer_pod import TrainerPodOperator
 
 
 @dag(
@@ -64,30 +61,9 @@ def llmops_finetune():
 
         return train_locally(plan)
 
-    train_kubernetes = KubernetesPodOperator(
-        task_id="train_kubernetes",
-        name="tuneops-train",
-        namespace=os.environ.get("TUNEOPS_TRAINER_NAMESPACE", "tuneops"),
-        image=os.environ.get("TUNEOPS_TRAINER_IMAGE", "ghcr.io/tuneops/trainer:0.1.0"),
-        cmds=["python", "-m", "tuneops.train"],
-        arguments=[
-            "--recipe", PLAN.format("recipe"),
-            "--dataset", PLAN.format("dataset_uri"),
-            "--output", PLAN.format("output_uri"),
-            "--run-id", PLAN.format("mlflow_run_id"),
-        ],  # fmt: skip
-        container_resources=k8s.V1ResourceRequirements(
-            requests={"cpu": "4", "memory": "32Gi"}, limits={"memory": "48Gi", "nvidia.com/gpu": GPUS}
-        ),
-        node_selector={"nvidia.com/gpu.present": "true"},
-        tolerations=[k8s.V1Toleration(key="nvidia.com/gpu", operator="Exists", effect="NoSchedule")],
-        env_from=[k8s.V1EnvFromSource(secret_ref=k8s.V1SecretEnvSource(name="tuneops-credentials"))],
-        do_xcom_push=True,
-        reattach_on_restart=True,
-        startup_timeout_seconds=900,
-        on_finish_action="delete_succeeded_pod",
-        get_logs=True,
-    )
+    # Image, GPUs, resources, tolerations, cache volume, secrets and lifecycle come from the
+    # recipe's compute.kubernetes at run time (see tuneops.trainer_pod).
+    train_kubernetes = TrainerPodOperator(task_id="train_kubernetes")
 
     @task(trigger_rule="none_failed_min_one_success")
     def training_summary(**context) -> dict:
