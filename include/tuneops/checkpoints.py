@@ -49,7 +49,10 @@ def save_checkpoint(
             for name, value in slots.items():
                 tensors[f"{index}.{name}"] = value if torch.is_tensor(value) else torch.tensor(value)
         save_file(tensors, out / "optimizer.safetensors")
-        save_file({"torch": torch.get_rng_state()}, out / "rng.safetensors")
+        rng = {"torch": torch.get_rng_state()}
+        if torch.cuda.is_available():  # dropout on a GPU draws from its own generator
+            rng.update({f"cuda.{i}": state for i, state in enumerate(torch.cuda.get_rng_state_all())})
+        save_file(rng, out / "rng.safetensors")
         (out / "optimizer.json").write_text(json.dumps({"param_groups": opt["param_groups"]}))
         (out / "scheduler.json").write_text(json.dumps(scheduler.state_dict()))
         (out / "state.json").write_text(json.dumps({**state, "step": step}))
@@ -113,5 +116,8 @@ def load_checkpoint(folder: Path, model, optimizer, scheduler) -> dict:
         {"state": state, "param_groups": json.loads((folder / "optimizer.json").read_text())["param_groups"]}
     )
     scheduler.load_state_dict(json.loads((folder / "scheduler.json").read_text()))
-    torch.set_rng_state(load_file(folder / "rng.safetensors")["torch"])
+    rng = load_file(folder / "rng.safetensors")
+    torch.set_rng_state(rng.pop("torch"))
+    if rng and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([rng[f"cuda.{i}"] for i in range(len(rng))])
     return json.loads((folder / "state.json").read_text())

@@ -158,6 +158,7 @@ class LoraConfig(_Strict):
     alpha: int = Field(32, gt=0)
     dropout: float = Field(0.05, ge=0, lt=1)
     target_modules: list[str] = ["q_proj", "k_proj", "v_proj", "o_proj"]
+    quantize_4bit: bool = False  # QLoRA: the frozen base in 4-bit NF4 (bitsandbytes, CUDA only)
 
 
 class TrainConfig(_Strict):
@@ -174,6 +175,17 @@ class TrainConfig(_Strict):
     group_by_length: bool = True
     checkpoint_every: int | None = Field(50, gt=0)  # steps; null: no checkpoints, a retry starts over
     keep_checkpoints: int = Field(2, gt=0)
+    eval_every: int | None = Field(None, gt=0)  # steps between validation-loss evaluations
+    early_stopping_patience: int | None = Field(None, gt=0)  # evaluations without improvement, then stop
+    early_stopping_min_delta: float = Field(1e-4, ge=0)  # a smaller drop in validation loss is no improvement
+    gradient_checkpointing: bool = False
+    precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 on a GPU that has it, else fp32
+
+    @model_validator(mode="after")
+    def _patience_needs_evals(self):
+        if self.early_stopping_patience and not self.eval_every:
+            raise ValueError("early_stopping_patience counts evaluations: set eval_every too")
+        return self
 
 
 class EvalConfig(_Strict):
@@ -332,7 +344,9 @@ def load_dataset_config(ref: str | Path) -> DatasetConfig:
     if golden and "://" not in golden and not Path(golden).is_absolute():
         path = resolve_config_path(ref, "datasets").parent / golden
         if not path.is_file():
-            raise ConfigError(f"{resolve_config_path(ref, 'datasets')}: golden file {golden} not found (looked for {path})")
+            raise ConfigError(
+                f"{resolve_config_path(ref, 'datasets')}: golden file {golden} not found (looked for {path})"
+            )
         config = config.model_copy(update={"golden": str(path.resolve())})
     return config
 

@@ -81,21 +81,80 @@ def collate(batch: list[dict], pad_id: int):
     return ids, labels, mask
 
 
-def _eval_loss(model, examples: list[dict], pad_id: int, batch_size: int) -> float:
+def _eval_loss(model, examples: list[dict], pad_id: int, batch_size: int, autocast) -> float:
     import torch
 
     if not examples:
         return float("nan")
     model.eval()
     total, count = 0.0, 0
+    device = next(model.parameters()).device
     with torch.no_grad():
         for i in range(0, len(examples), batch_size):
-            ids, labels, mask = collate(examples[i : i + batch_size], pad_id)
+            ids, labels, mask = (t.to(device) for t in collate(examples[i : i + batch_size], pad_id))
             n = int((labels[:, 1:] != -100).sum())
-            total += model(input_ids=ids, attention_mask=mask, labels=labels).loss.item() * n
+            with autocast():
+                total += model(input_ids=ids, attention_mask=mask, labels=labels).loss.item() * n
             count += n
     model.train()
     return total / max(count, 1)
+
+
+def _load_base(recipe: Recipe, base_path: str):
+    """The frozen base on the best device: GPU if present (4-bit when the recipe asks), else CPU fp32.
+
+    Returns ``(model, autocast)``: ``autocast()`` is the context each forward runs in (bf16
+    mixed precision on GPUs that have it, unless the recipe pins fp32).
+    """
+    import contextlib
+    import functools
+
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    cuda = torch.cuda.is_available()
+    bf16 = cuda and torch.cuda.is_bf16_supported() and recipe.train.precision != "fp32"
+    if recipe.train.precision == "bf16" and not bf16:
+        raise TrainingError(
+            "train.precision is bf16 but there is no GPU with bf16 here; use precision: auto or fp32"
+        )
+    kwargs = {"trust_remote_code": recipe.trust_remote_code, "dtype": torch.float32}
+    if recipe.lora.quantize_4bit:
+        try:
+            import bitsandbytes  # noqa: F401
+        except ImportError:
+            bitsandbytes = None
+        if not cuda or bitsandbytes is None:
+            raise TrainingError(
+                "lora.quantize_4bit (QLoRA) needs a CUDA GPU and the bitsandbytes package, and this machine has "
+                + ("no GPU" if not cuda else "no bitsandbytes")
+                + "; set lora.quantize_4bit: false to train in full precision"
+            )
+        from transformers import BitsAndBytesConfig
+
+        compute = torch.bfloat16 if bf16 else torch.float16
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_compute_dtype=compute,
+            bnb_4bit_use_double_quant=True,
+        )
+        kwargs["device_map"] = {"": 0}
+    model = AutoModelForCausalLM.from_pretrained(base_path, **kwargs)
+    if recipe.lora.quantize_4bit:
+        from peft import prepare_model_for_kbit_training
+
+        model = prepare_model_for_kbit_training(
+            model, use_gradient_checkpointing=recipe.train.gradient_checkpointing
+        )
+    elif cuda:
+        model = model.to("cuda")
+    if recipe.train.gradient_checkpointing:
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        model.enable_input_require_grads()
+    if bf16:
+        return model, functools.partial(torch.autocast, device_type="cuda", dtype=torch.bfloat16)
+    return model, contextlib.nullcontext
 
 
 def train(recipe: Recipe, dataset_uri: str, output_uri: str, run_id: str | None, settings: Settings) -> dict:
@@ -113,7 +172,7 @@ def train(recipe: Recipe, dataset_uri: str, output_uri: str, run_id: str | None,
     import mlflow
     import torch
     from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM, AutoTokenizer, get_cosine_schedule_with_warmup
+    from transformers import AutoTokenizer, get_cosine_schedule_with_warmup
 
     from tuneops.base_model import resolve_base_model
     from tuneops.checkpoints import latest_complete, list_checkpoints, load_checkpoint, save_checkpoint
@@ -146,9 +205,8 @@ def train(recipe: Recipe, dataset_uri: str, output_uri: str, run_id: str | None,
             f"({dropped} dropped as too long); raise train.max_seq_len or check the dataset"
         )
 
-    model = AutoModelForCausalLM.from_pretrained(
-        base_path, trust_remote_code=recipe.trust_remote_code, dtype=torch.float32
-    )
+    model, autocast = _load_base(recipe, base_path)
+    device = next(model.parameters()).device
     # Seeded here, after everything above: building the base model in this process (first
     # run on a fresh store) draws from the RNG too, and must not change the adapter's init.
     torch.manual_seed(cfg.seed)
@@ -180,10 +238,12 @@ def train(recipe: Recipe, dataset_uri: str, output_uri: str, run_id: str | None,
     )
 
     done, tokens = 0, 0
+    # Early stopping's memory: best validation loss so far and evaluations since it improved.
+    best = {"eval_loss": math.inf, "step": 0, "stale": 0}
     checkpoint = latest_complete(out_store, out_key)
     if checkpoint is not None:
         state = load_checkpoint(checkpoint, model, optimizer, scheduler)
-        done, tokens = state["step"], state["tokens"]
+        done, tokens, best = state["step"], state["tokens"], state.get("best", best)
         log.info("resuming from checkpoint %s at step %d of %d", checkpoint, done, cfg.max_steps)
     # The batch order is a function of (seed, epoch), so a resumed run picks up at the very
     # micro-batch where the checkpointed one stopped.
@@ -210,44 +270,67 @@ def train(recipe: Recipe, dataset_uri: str, output_uri: str, run_id: str | None,
         mlflow.log_metric("padding_efficiency", efficiency)
         model.train()
         started, tokens_at_start, loss_value = time.monotonic(), tokens, float("nan")
-        for step in range(done + 1, cfg.max_steps + 1):
-            for _ in range(cfg.grad_accum):
-                batch = [train_ex[i] for i in next(batches)]
-                ids, labels, mask = collate(batch, tokenizer.pad_token_id)
-                loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss / cfg.grad_accum
-                loss.backward()
-                tokens += int(mask.sum())
-            loss_value = loss.item() * cfg.grad_accum
-            if not math.isfinite(loss_value):
-                raise TrainingError(
-                    f"loss became {loss_value} at step {step}; lower train.learning_rate. No adapter was published."
-                )
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < cfg.max_steps:
-                state = {"tokens": tokens, "loss": loss_value}
-                save_checkpoint(
-                    out_store, out_key, step, model, optimizer, scheduler, state, cfg.keep_checkpoints
-                )
-            if step % cfg.log_every == 0 or step == cfg.max_steps:
-                rate = (tokens - tokens_at_start) / (time.monotonic() - started)
-                log.info(
-                    "step %d/%d loss %.4f lr %.2e tokens/s %.0f",
-                    step,
-                    cfg.max_steps,
-                    loss_value,
-                    scheduler.get_last_lr()[0],
-                    rate,
-                )
-                mlflow.log_metrics(
-                    {"train_loss": loss_value, "lr": scheduler.get_last_lr()[0], "tokens_per_s": rate},
-                    step=step,
-                )
+        stopped_early_at = None
+        step = done
+        try:
+            for step in range(done + 1, cfg.max_steps + 1):
+                for _ in range(cfg.grad_accum):
+                    batch = [train_ex[i] for i in next(batches)]
+                    ids, labels, mask = (t.to(device) for t in collate(batch, tokenizer.pad_token_id))
+                    with autocast():
+                        loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss / cfg.grad_accum
+                    loss.backward()
+                    tokens += int(mask.sum())
+                loss_value = loss.item() * cfg.grad_accum
+                if not math.isfinite(loss_value):
+                    raise TrainingError(
+                        f"loss became {loss_value} at step {step}; lower train.learning_rate. No adapter was published."
+                    )
+                torch.nn.utils.clip_grad_norm_(params, 1.0)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+                if cfg.eval_every and step % cfg.eval_every == 0:
+                    current = _eval_loss(model, val_ex, tokenizer.pad_token_id, cfg.batch_size, autocast)
+                    mlflow.log_metric("eval_loss", current, step=step)
+                    if current < best["eval_loss"] - cfg.early_stopping_min_delta:
+                        best = {"eval_loss": current, "step": step, "stale": 0}
+                    else:
+                        best["stale"] += 1
+                    if cfg.early_stopping_patience and best["stale"] >= cfg.early_stopping_patience:
+                        log.info("early stop at step %d: validation loss has not improved on %.4f (step %d) for %d evaluations",
+                                 step, best["eval_loss"], best["step"], best["stale"])  # fmt: skip
+                        stopped_early_at = step
+                        break
+                if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < cfg.max_steps:
+                    state = {"tokens": tokens, "loss": loss_value, "best": best}
+                    save_checkpoint(
+                        out_store, out_key, step, model, optimizer, scheduler, state, cfg.keep_checkpoints
+                    )
+                if step % cfg.log_every == 0 or step == cfg.max_steps:
+                    rate = (tokens - tokens_at_start) / (time.monotonic() - started)
+                    lr = scheduler.get_last_lr()[0]
+                    log.info(
+                        "step %d/%d loss %.4f lr %.2e tokens/s %.0f",
+                        step,
+                        cfg.max_steps,
+                        loss_value,
+                        lr,
+                        rate,
+                    )
+                    metrics = {"train_loss": loss_value, "lr": lr, "tokens_per_s": rate}
+                    if device.type == "cuda":
+                        metrics["peak_memory_gib"] = torch.cuda.max_memory_allocated() / 2**30
+                    mlflow.log_metrics(metrics, step=step)
+        except torch.OutOfMemoryError as exc:
+            raise TrainingError(
+                f"out of GPU memory at step {step} with train.batch_size={cfg.batch_size} and "
+                f"train.max_seq_len={cfg.max_seq_len}: lower batch_size (raise grad_accum to keep the effective "
+                "batch), lower max_seq_len, or set train.gradient_checkpointing: true. No adapter was published."
+            ) from exc
         elapsed = time.monotonic() - started
-        eval_loss = _eval_loss(model, val_ex, tokenizer.pad_token_id, cfg.batch_size)
-        mlflow.log_metrics({"eval_loss": eval_loss, "train_seconds": elapsed}, step=cfg.max_steps)
+        eval_loss = _eval_loss(model, val_ex, tokenizer.pad_token_id, cfg.batch_size, autocast)
+        mlflow.log_metrics({"eval_loss": eval_loss, "train_seconds": elapsed}, step=step)
 
         with tempfile.TemporaryDirectory() as tmp:
             out = Path(tmp)
@@ -263,7 +346,9 @@ def train(recipe: Recipe, dataset_uri: str, output_uri: str, run_id: str | None,
                 "dataset_version": manifest["version"],
                 "recipe_hash": recipe_hash(recipe),
                 "mlflow_run_id": mlflow.active_run().info.run_id,
-                "steps": cfg.max_steps,
+                "steps": step,
+                "stopped_early_at": stopped_early_at,
+                "device": device.type,
                 "final_train_loss": loss_value,
                 "eval_loss": eval_loss,
                 "train_examples": len(train_ex),

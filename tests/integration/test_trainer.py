@@ -1,4 +1,4 @@
-"""kill -9 the trainer mid-run; the rerun resumes from its last checkpoint and ends bit-identical."""
+"""The trainer on a real dataset and base model: resume after kill -9, early stopping, bad inputs."""
 
 import json
 import os
@@ -112,3 +112,96 @@ def test_killed_trainer_resumes_from_its_checkpoint_and_matches_an_uninterrupted
 
     again = subprocess.run(trainer(recipe, dataset_uri, killed), env=ENV, capture_output=True, text=True)
     assert again.returncode == 0 and json.loads(again.stdout.strip().splitlines()[-1])["reused"] is True
+
+
+def quick(recipe_path: str, **train) -> "object":
+    from tuneops.config import load_recipe
+
+    return load_recipe(recipe_path, overrides={"train": {"checkpoint_every": None, "log_every": 1, **train}})
+
+
+def test_early_stopping_stops_when_validation_loss_stops_improving(dataset_uri, recipe):
+    from tuneops.train import train
+
+    store = ArtifactStore.from_settings(load_settings())
+    # A learning rate this small leaves the validation loss where it was: no improvement.
+    r = quick(recipe, max_steps=20, learning_rate=1e-12, eval_every=2, early_stopping_patience=2)
+    summary = train(r, dataset_uri, store.uri("candidates/early-stop"), None, load_settings())
+    assert summary["stopped_early_at"] == 6 and summary["steps"] == 6
+    assert store.exists("candidates/early-stop")
+
+
+def test_gradient_checkpointing_trains_the_same_adapter(dataset_uri, recipe):
+    import torch
+
+    from tuneops.train import train
+
+    store = ArtifactStore.from_settings(load_settings())
+    for name, checkpointing in (("gc-off", False), ("gc-on", True)):
+        train(
+            quick(recipe, max_steps=3, gradient_checkpointing=checkpointing),
+            dataset_uri,
+            store.uri(f"candidates/{name}"),
+            None,
+            load_settings(),
+        )
+    off, on = adapter_tensors(store.uri("candidates/gc-off")), adapter_tensors(store.uri("candidates/gc-on"))
+    assert all(torch.allclose(off[k], on[k], atol=1e-6) for k in off)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (
+            {"learning_rate": 1e9},
+            r"loss became (nan|inf) at step \d+; lower train.learning_rate. No adapter was published.",
+        ),
+        (
+            {"max_seq_len": 16},
+            r"no training rows within max_seq_len=16 \(121 dropped as too long\); raise train.max_seq_len",
+        ),
+        ({"precision": "bf16"}, r"train.precision is bf16 but there is no GPU with bf16 here"),
+    ],
+    ids=["nan-loss", "zero-training-rows", "bf16-without-gpu"],
+)
+def test_bad_training_input_fails_with_the_fix_and_publishes_nothing(dataset_uri, recipe, overrides, message):
+    from tuneops.train import TrainingError, train
+
+    store = ArtifactStore.from_settings(load_settings())
+    key = f"candidates/bad-{'-'.join(overrides)}"
+    with pytest.raises(TrainingError, match=message):
+        train(quick(recipe, max_steps=30, **overrides), dataset_uri, store.uri(key), None, load_settings())
+    assert not store.exists(key)
+
+
+def test_qlora_without_a_gpu_says_what_to_change(dataset_uri, recipe):
+    from tuneops.config import load_recipe
+    from tuneops.train import TrainingError, train
+
+    store = ArtifactStore.from_settings(load_settings())
+    r = load_recipe(recipe, overrides={"lora": {"quantize_4bit": True}})
+    with pytest.raises(
+        TrainingError, match="quantize_4bit \\(QLoRA\\) needs a CUDA GPU.*set lora.quantize_4bit: false"
+    ):
+        train(r, dataset_uri, store.uri("candidates/qlora"), None, load_settings())
+
+
+def test_cuda_out_of_memory_becomes_advice(dataset_uri, recipe, monkeypatch):
+    """No GPU here, so the allocator's error is raised where a batch is built, as a GPU would raise it."""
+    import torch
+
+    import tuneops.train as trainer
+
+    def out_of_memory(*args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(trainer, "collate", out_of_memory)
+    store = ArtifactStore.from_settings(load_settings())
+    with pytest.raises(
+        trainer.TrainingError,
+        match="out of GPU memory at step 1 with train.batch_size=8 .*gradient_checkpointing",
+    ):
+        trainer.train(
+            quick(recipe, max_steps=3), dataset_uri, store.uri("candidates/oom"), None, load_settings()
+        )
+    assert not store.exists("candidates/oom")
