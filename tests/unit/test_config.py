@@ -17,7 +17,7 @@ def test_typo_in_recipe_names_the_key_and_the_valid_ones(tmp_path):
         load_recipe(path)
     msg = str(err.value)
     assert "unknown key 'lora.rr'" in msg
-    assert "alpha, dropout, r, target_modules" in msg
+    assert "alpha, dropout, quantize_4bit, r, target_modules" in msg
     assert str(path) in msg
 
 
