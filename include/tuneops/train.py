@@ -10,6 +10,7 @@ If ``--output`` already holds a complete result (a retried pod), it returns that
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import math
@@ -106,7 +107,6 @@ def _load_base(recipe: Recipe, base_path: str):
     Returns ``(model, autocast)``: ``autocast()`` is the context each forward runs in (bf16
     mixed precision on GPUs that have it, unless the recipe pins fp32).
     """
-    import contextlib
     import functools
 
     import torch
@@ -139,7 +139,7 @@ def _load_base(recipe: Recipe, base_path: str):
             bnb_4bit_compute_dtype=compute,
             bnb_4bit_use_double_quant=True,
         )
-        kwargs["device_map"] = {"": 0}
+        kwargs["device_map"] = {"": torch.cuda.current_device()}
     model = AutoModelForCausalLM.from_pretrained(base_path, **kwargs)
     if recipe.lora.quantize_4bit:
         from peft import prepare_model_for_kbit_training
@@ -163,6 +163,8 @@ def train(recipe: Recipe, dataset_uri: str, output_uri: str, run_id: str | None,
     Raises TrainingError for an empty dataset, a missing base model or a NaN/inf loss
     (with the step number); nothing is published in those cases.
     """
+    from tuneops import distributed
+
     out_store, out_key = store_for(output_uri, settings)
     if out_store.exists(out_key):
         summary = json.loads((out_store.fetch_dir(out_key) / "summary.json").read_text())
@@ -180,6 +182,8 @@ def train(recipe: Recipe, dataset_uri: str, output_uri: str, run_id: str | None,
     from tuneops.prompts import load_prompt_dataset
 
     cfg = recipe.train
+    world = distributed.init()
+    tracker = _MainOnlyMlflow(world.main)
     data_store, data_key = store_for(dataset_uri, settings)
     if not data_store.exists(data_key):
         raise TrainingError(
@@ -246,28 +250,38 @@ def train(recipe: Recipe, dataset_uri: str, output_uri: str, run_id: str | None,
         done, tokens, best = state["step"], state["tokens"], state.get("best", best)
         log.info("resuming from checkpoint %s at step %d of %d", checkpoint, done, cfg.max_steps)
     # The batch order is a function of (seed, epoch), so a resumed run picks up at the very
-    # micro-batch where the checkpointed one stopped.
-    epoch, position = divmod(done * cfg.grad_accum, len(first_epoch))
+    # micro-batch where the checkpointed one stopped. Every process walks the same stream;
+    # an optimizer step takes grad_accum x world micro-batches, rank r every world-th one.
+    epoch, position = divmod(done * cfg.grad_accum * world.size, len(first_epoch))
     batches = chain(
         epoch_batches(epoch)[position:], chain.from_iterable(epoch_batches(e) for e in count(epoch + 1))
     )
+    # DDP after the checkpoint is loaded; wrapping broadcasts rank 0's weights to the others.
+    trained = model
+    if world.size > 1:
+        from torch.nn.parallel import DistributedDataParallel
 
-    configure_mlflow(settings)
-    run = (
-        mlflow.start_run(run_id=run_id)
-        if run_id
-        else mlflow.start_run(run_name=f"train-{recipe_hash(recipe)}")
-    )
+        trained = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+
+    run = contextlib.nullcontext()
+    if world.main:
+        configure_mlflow(settings)
+        run = (
+            mlflow.start_run(run_id=run_id)
+            if run_id
+            else mlflow.start_run(run_name=f"train-{recipe_hash(recipe)}")
+        )
     with run:
-        mlflow.log_params({f"recipe.{k}": v for k, v in flatten(recipe.model_dump()).items()})
-        mlflow.log_params(
+        tracker.log_params({f"recipe.{k}": v for k, v in flatten(recipe.model_dump()).items()})
+        tracker.log_params(
             {
                 "dataset.version": manifest["version"],
                 "dataset.train_rows": len(train_ex),
                 "lora.trainable_params": trainable,
+                "world_size": world.size,
             }
         )
-        mlflow.log_metric("padding_efficiency", efficiency)
+        tracker.log_metric("padding_efficiency", efficiency)
         model.train()
         started, tokens_at_start, loss_value = time.monotonic(), tokens, float("nan")
         stopped_early_at = None
@@ -275,13 +289,16 @@ def train(recipe: Recipe, dataset_uri: str, output_uri: str, run_id: str | None,
         try:
             for step in range(done + 1, cfg.max_steps + 1):
                 for _ in range(cfg.grad_accum):
-                    batch = [train_ex[i] for i in next(batches)]
+                    mine = [next(batches) for _ in range(world.size)][world.rank]
+                    batch = [train_ex[i] for i in mine]
                     ids, labels, mask = (t.to(device) for t in collate(batch, tokenizer.pad_token_id))
                     with autocast():
-                        loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss / cfg.grad_accum
+                        loss = (
+                            trained(input_ids=ids, attention_mask=mask, labels=labels).loss / cfg.grad_accum
+                        )
                     loss.backward()
                     tokens += int(mask.sum())
-                loss_value = loss.item() * cfg.grad_accum
+                loss_value = distributed.mean(world, loss.item() * cfg.grad_accum)
                 if not math.isfinite(loss_value):
                     raise TrainingError(
                         f"loss became {loss_value} at step {step}; lower train.learning_rate. No adapter was published."
@@ -291,8 +308,9 @@ def train(recipe: Recipe, dataset_uri: str, output_uri: str, run_id: str | None,
                 scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
                 if cfg.eval_every and step % cfg.eval_every == 0:
+                    # Every rank evaluates the same weights on the same rows: same decision everywhere.
                     current = _eval_loss(model, val_ex, tokenizer.pad_token_id, cfg.batch_size, autocast)
-                    mlflow.log_metric("eval_loss", current, step=step)
+                    tracker.log_metric("eval_loss", current, step=step)
                     if current < best["eval_loss"] - cfg.early_stopping_min_delta:
                         best = {"eval_loss": current, "step": step, "stale": 0}
                     else:
@@ -303,12 +321,14 @@ def train(recipe: Recipe, dataset_uri: str, output_uri: str, run_id: str | None,
                         stopped_early_at = step
                         break
                 if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < cfg.max_steps:
-                    state = {"tokens": tokens, "loss": loss_value, "best": best}
-                    save_checkpoint(
-                        out_store, out_key, step, model, optimizer, scheduler, state, cfg.keep_checkpoints
-                    )
+                    if world.main:  # the other ranks hold the same weights and optimizer state
+                        state = {"tokens": tokens, "loss": loss_value, "best": best}
+                        save_checkpoint(
+                            out_store, out_key, step, model, optimizer, scheduler, state, cfg.keep_checkpoints
+                        )
+                    distributed.barrier(world)
                 if step % cfg.log_every == 0 or step == cfg.max_steps:
-                    rate = (tokens - tokens_at_start) / (time.monotonic() - started)
+                    rate = distributed.total(world, tokens - tokens_at_start) / (time.monotonic() - started)
                     lr = scheduler.get_last_lr()[0]
                     log.info(
                         "step %d/%d loss %.4f lr %.2e tokens/s %.0f",
@@ -321,7 +341,7 @@ def train(recipe: Recipe, dataset_uri: str, output_uri: str, run_id: str | None,
                     metrics = {"train_loss": loss_value, "lr": lr, "tokens_per_s": rate}
                     if device.type == "cuda":
                         metrics["peak_memory_gib"] = torch.cuda.max_memory_allocated() / 2**30
-                    mlflow.log_metrics(metrics, step=step)
+                    tracker.log_metrics(metrics, step=step)
         except torch.OutOfMemoryError as exc:
             raise TrainingError(
                 f"out of GPU memory at step {step} with train.batch_size={cfg.batch_size} and "
@@ -329,42 +349,65 @@ def train(recipe: Recipe, dataset_uri: str, output_uri: str, run_id: str | None,
                 "batch), lower max_seq_len, or set train.gradient_checkpointing: true. No adapter was published."
             ) from exc
         elapsed = time.monotonic() - started
+        all_tokens = distributed.total(world, tokens - tokens_at_start)
         eval_loss = _eval_loss(model, val_ex, tokenizer.pad_token_id, cfg.batch_size, autocast)
-        mlflow.log_metrics({"eval_loss": eval_loss, "train_seconds": elapsed}, step=step)
-
-        with tempfile.TemporaryDirectory() as tmp:
-            out = Path(tmp)
-            model.save_pretrained(out / "adapter", safe_serialization=True)
-            tokenizer.save_pretrained(out / "adapter")
-            (out / "recipe.yaml").write_text(yaml.safe_dump(recipe.model_dump(), sort_keys=True))
-            summary = {
-                "output_uri": output_uri,
-                "adapter_sha256": hash_dir(out / "adapter"),
-                "base_model": recipe.base_model,
-                "base_model_path": base_path,
-                "dataset_uri": dataset_uri,
-                "dataset_version": manifest["version"],
-                "recipe_hash": recipe_hash(recipe),
-                "mlflow_run_id": mlflow.active_run().info.run_id,
-                "steps": step,
-                "stopped_early_at": stopped_early_at,
-                "device": device.type,
-                "final_train_loss": loss_value,
-                "eval_loss": eval_loss,
-                "train_examples": len(train_ex),
-                "dropped_too_long": dropped,
-                "padding_efficiency": efficiency,
-                "tokens_per_s": round((tokens - tokens_at_start) / elapsed, 1),
-                "resumed_from_step": done,
-                "train_seconds": round(elapsed, 1),
-                "trainable_params": trainable,
-            }
-            (out / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True))
-            out_store.publish_dir(out, out_key)
+        tracker.log_metrics({"eval_loss": eval_loss, "train_seconds": elapsed}, step=step)
+        summary = {
+            "output_uri": output_uri,
+            "base_model": recipe.base_model,
+            "base_model_path": base_path,
+            "dataset_uri": dataset_uri,
+            "dataset_version": manifest["version"],
+            "recipe_hash": recipe_hash(recipe),
+            "mlflow_run_id": mlflow.active_run().info.run_id if world.main else None,
+            "steps": step,
+            "stopped_early_at": stopped_early_at,
+            "device": device.type,
+            "world_size": world.size,
+            "final_train_loss": loss_value,
+            "eval_loss": eval_loss,
+            "train_examples": len(train_ex),
+            "dropped_too_long": dropped,
+            "padding_efficiency": efficiency,
+            "tokens_per_s": round(all_tokens / elapsed, 1),
+            "resumed_from_step": done,
+            "train_seconds": round(elapsed, 1),
+            "trainable_params": trainable,
+        }
+        if world.main:
+            _publish(model, tokenizer, recipe, summary, out_store, out_key)
+    distributed.barrier(world)
+    distributed.finish(world)
+    if not world.main:
+        return {**summary, "rank": world.rank, "reused": False}
     for key in list_checkpoints(out_store, out_key):  # the output is complete: nothing left to resume
         out_store.remove_dir(key)
     log.info("published adapter to %s (eval loss %.4f)", output_uri, eval_loss)
     return {**summary, "reused": False}
+
+
+def _publish(model, tokenizer, recipe: Recipe, summary: dict, store: ArtifactStore, key: str) -> None:
+    """Adapter (safetensors) + tokenizer + resolved recipe + summary.json, published atomically; fills in the adapter hash."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp)
+        model.save_pretrained(out / "adapter", safe_serialization=True)
+        tokenizer.save_pretrained(out / "adapter")
+        (out / "recipe.yaml").write_text(yaml.safe_dump(recipe.model_dump(), sort_keys=True))
+        summary["adapter_sha256"] = hash_dir(out / "adapter")
+        (out / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True))
+        store.publish_dir(out, key)
+
+
+class _MainOnlyMlflow:
+    """``mlflow`` for rank 0; for the other ranks of a distributed run, calls that do nothing."""
+
+    def __init__(self, main: bool):
+        self.main = main
+
+    def __getattr__(self, name: str):
+        import mlflow
+
+        return getattr(mlflow, name) if self.main else (lambda *args, **kwargs: None)
 
 
 def write_xcom_sidecar(summary: dict, path: Path = XCOM_RETURN) -> None:
@@ -403,6 +446,8 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, TrainingError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if "rank" in summary:  # a non-zero rank of a torchrun launch: rank 0 reports
+        return 0
     write_xcom_sidecar(summary)
     print(json.dumps(summary, sort_keys=True))
     return 0

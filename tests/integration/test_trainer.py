@@ -205,3 +205,41 @@ def test_cuda_out_of_memory_becomes_advice(dataset_uri, recipe, monkeypatch):
             quick(recipe, max_steps=3), dataset_uri, store.uri("candidates/oom"), None, load_settings()
         )
     assert not store.exists("candidates/oom")
+
+
+def test_two_processes_with_ddp_train_one_adapter_equal_to_gradient_accumulation(
+    dataset_uri, recipe, tmp_path
+):
+    """torchrun --nproc_per_node=2 on CPU (gloo): each rank takes every other micro-batch and
+    DDP averages the gradients, which is what one process does with grad_accum=2."""
+    import torch
+
+    spec = yaml.safe_load(Path(recipe).read_text())
+    spec["lora"]["dropout"] = 0.0  # the ranks' dropout draws differ from one process's
+    spec["train"].update({"max_steps": 6, "checkpoint_every": 3})
+    ddp_recipe, accum_recipe = tmp_path / "ddp.yaml", tmp_path / "accum.yaml"
+    ddp_recipe.write_text(yaml.safe_dump(spec))
+    spec["train"]["grad_accum"] = 2
+    accum_recipe.write_text(yaml.safe_dump(spec))
+    store = ArtifactStore.from_settings(load_settings())
+    ddp_out, accum_out = store.uri("candidates/ddp-2"), store.uri("candidates/accum-2")
+
+    torchrun = [str(Path(sys.executable).parent / "torchrun"), "--standalone", "--nproc_per_node=2"]
+    proc = subprocess.run(
+        [*torchrun, "-m", "tuneops.train", *trainer(str(ddp_recipe), dataset_uri, ddp_out)[3:]],
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    reports = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+    assert len(reports) == 1, "rank 0 alone reports"
+    summary = json.loads(reports[0])
+    assert summary["world_size"] == 2 and summary["steps"] == 6 and summary["mlflow_run_id"]
+    assert store.list_keys("candidates/ddp-2.checkpoints") == []
+
+    assert run_to_end(trainer(str(accum_recipe), dataset_uri, accum_out))["world_size"] == 1
+    ddp, accum = adapter_tensors(ddp_out), adapter_tensors(accum_out)
+    assert ddp.keys() == accum.keys()
+    assert all(torch.allclose(ddp[k], accum[k], atol=1e-5) for k in ddp)
