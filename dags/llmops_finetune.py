@@ -14,6 +14,11 @@ credentials Secret, startup timeout, `on_finish_action`, deferrable). A retried 
 resumes from the run's last complete checkpoint, or returns the published adapter. The
 recipe's `compute.backend` decides unless the `compute` Param overrides it.
 
+**Sweeps**: the `sweep` Param (a list of trials or a grid of recipe keys) maps the
+training task over trials, each an MLflow child run with its own output; the trial with
+the lowest validation loss goes on to evaluation, and the sweep table (eval loss,
+tokens/s, seconds, estimated GPU-hours) is logged to the parent run.
+
 **Emits** `tuneops_champion_model` with `extra={"model_name", "version"}` when a new
 version is promoted.
 """
@@ -37,6 +42,15 @@ from tuneops.trainer_pod import TrainerPodOperator
         "dataset_uri": Param(None, type=["null", "string"], description="URI of a published prompt dataset version."),
         "recipe": Param("tiny-local", type="string", description="Recipe name (shipped) or YAML path."),
         "compute": Param(None, type=["null", "string"], enum=[None, "local", "kubernetes"], description="Override the recipe's compute backend."),
+        "sweep": Param(
+            None,
+            type=["null", "array", "object"],
+            description=(
+                'Hyperparameter sweep: a list of trials ([{"lora.r": 8}, {"train.learning_rate": 0.001}]) or a grid '
+                '({"lora.r": [8, 16], "train.learning_rate": [0.001, 0.003]}). Trials train in parallel; the lowest '
+                "validation loss goes on to evaluation."
+            ),
+        ),
     },
 )
 def llmops_finetune():
@@ -51,6 +65,12 @@ def llmops_finetune():
         labels = {"dag_id": context["dag"].dag_id, "dag_run_id": context["run_id"]}
         return plan_training(dataset_uri, context["params"]["recipe"], labels)
 
+    @task
+    def plan_trials(plan: dict, **context) -> list[dict]:
+        from tuneops.pipeline import plan_trials
+
+        return plan_trials(plan, context["params"]["sweep"])
+
     @task.branch
     def choose_compute(plan: dict, **context) -> str:
         return f"train_{context['params']['compute'] or plan['compute']}"
@@ -61,52 +81,52 @@ def llmops_finetune():
 
         return train_locally(plan)
 
-    # Image, GPUs, resources, tolerations, cache volume, secrets and lifecycle come from the
-    # recipe's compute.kubernetes at run time (see tuneops.trainer_pod).
-    train_kubernetes = TrainerPodOperator(task_id="train_kubernetes")
-
     @task(trigger_rule="none_failed_min_one_success")
-    def training_summary(**context) -> dict:
-        for task_id in ("train_local", "train_kubernetes"):
-            summary = context["ti"].xcom_pull(task_ids=task_id)
-            if summary:
-                return summary
-        raise ValueError("no training task returned a summary")
+    def select_trial(plan: dict, trials: list[dict], **context) -> dict:
+        from tuneops.pipeline import select_trial
+
+        # Explicit map indexes: with one trial, xcom_pull would return that trial's dict, not a list.
+        indexes = list(range(len(trials)))
+        pulled = [context["ti"].xcom_pull(task_ids=t, map_indexes=indexes) for t in ("train_local", "train_kubernetes")]
+        return select_trial(plan, trials, [s for results in pulled for s in results or [] if s])
 
     @task
-    def evaluate(plan: dict, summary: dict) -> dict:
+    def evaluate(best: dict) -> dict:
         from tuneops.pipeline import evaluate_models
 
-        return evaluate_models(plan, summary)
+        return evaluate_models(best["plan"], best["summary"])
 
     @task
-    def gate(plan: dict, evaluations: dict) -> dict:
+    def gate(best: dict, evaluations: dict) -> dict:
         from tuneops.pipeline import run_gate
 
-        return run_gate(plan, evaluations)
+        return run_gate(best["plan"], evaluations)
 
     @task.short_circuit
     def gate_passed(decision: dict) -> bool:
         return decision["passed"]
 
     @task(outlets=[CHAMPION_MODEL])
-    def register_and_promote(plan: dict, summary: dict, evaluations: dict, decision: dict, **context) -> dict:
+    def register_and_promote(best: dict, evaluations: dict, decision: dict, **context) -> dict:
         from tuneops.pipeline import register_and_promote
 
         labels = {"dag_id": context["dag"].dag_id, "dag_run_id": context["run_id"]}
-        result = register_and_promote(plan, summary, evaluations, decision, labels)
+        result = register_and_promote(best["plan"], best["summary"], evaluations, decision, labels)
         context["outlet_events"][CHAMPION_MODEL].extra = {"model_name": result["name"], "version": result["version"]}
         return result
 
     plan = plan_training(resolve_dataset())
+    trials = plan_trials(plan)
     branch = choose_compute(plan)
-    local = train_local(plan)
-    branch >> [local, train_kubernetes]
-    summary = training_summary()
-    [local, train_kubernetes] >> summary
-    evaluations = evaluate(plan, summary)
-    decision = gate(plan, evaluations)
-    gate_passed(decision) >> register_and_promote(plan, summary, evaluations, decision)
-
+    local = train_local.expand(plan=trials)
+    # Image, GPUs, resources, tolerations, cache volume, secrets and lifecycle come from each
+    # trial's recipe at run time (see tuneops.trainer_pod).
+    kubernetes = TrainerPodOperator.partial(task_id="train_kubernetes").expand(plan=trials)
+    branch >> [local, kubernetes]
+    best = select_trial(plan, trials)
+    [local, kubernetes] >> best
+    evaluations = evaluate(best)
+    decision = gate(best, evaluations)
+    gate_passed(decision) >> register_and_promote(best, evaluations, decision)
 
 llmops_finetune()

@@ -67,7 +67,7 @@ def main() -> int:
     dataset = task_result(CHAIN[1], runs[CHAIN[1]].run_id, "build")
     ft = runs[CHAIN[2]].run_id
     plan = task_result(CHAIN[2], ft, "plan_training")
-    summary = task_result(CHAIN[2], ft, "training_summary")
+    summary = task_result(CHAIN[2], ft, "select_trial")["summary"]
     decision = task_result(CHAIN[2], ft, "gate")
     registered = task_result(CHAIN[2], ft, "register_and_promote")
 

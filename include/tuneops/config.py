@@ -353,3 +353,41 @@ def load_dataset_config(ref: str | Path) -> DatasetConfig:
 
 def load_template(ref: str | Path) -> PromptTemplate:
     return load_model(PromptTemplate, ref, "templates")
+
+
+def dotted_to_nested(flat: dict[str, Any]) -> dict:
+    """``{"lora.r": 8}`` -> ``{"lora": {"r": 8}}``; nested dicts pass through."""
+    nested: dict = {}
+    for key, value in flat.items():
+        if isinstance(value, dict):
+            value = dotted_to_nested(value)
+        *parents, leaf = key.split(".")
+        node = nested
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = _merge(node[leaf], value) if isinstance(node.get(leaf), dict) and isinstance(value, dict) else value
+    return nested
+
+
+def expand_sweep(sweep: list | dict | None) -> list[dict]:
+    """Sweep trials as nested recipe overrides.
+
+    A list gives one trial per item (each a dict of dotted or nested keys); a dict of
+    dotted keys to lists is a grid, one trial per combination. No sweep: one trial, no
+    overrides. Raises ConfigError for any other shape.
+    """
+    import itertools
+
+    if not sweep:
+        return [{}]
+    if isinstance(sweep, list):
+        if not all(isinstance(trial, dict) for trial in sweep):
+            raise ConfigError("sweep: a list must hold one mapping of recipe keys per trial, e.g. [{'lora.r': 8}]")
+        return [dotted_to_nested(trial) for trial in sweep]
+    if isinstance(sweep, dict):
+        bad = [key for key, values in sweep.items() if not isinstance(values, list) or not values]
+        if bad:
+            raise ConfigError(f"sweep grid: {bad} must map to non-empty lists of values, e.g. {{'lora.r': [8, 16]}}")
+        keys = list(sweep)
+        return [dotted_to_nested(dict(zip(keys, combo, strict=True))) for combo in itertools.product(*sweep.values())]
+    raise ConfigError(f"sweep must be a list of trials or a grid mapping, not {type(sweep).__name__}")

@@ -182,14 +182,127 @@ def plan_training(
     }
 
 
+def plan_trials(plan: dict, sweep: list | dict | None, settings: Settings | None = None) -> list[dict]:
+    """One plan per sweep trial (``tuneops.config.expand_sweep``); without a sweep, ``[plan]``.
+
+    Each trial's recipe is the plan's recipe with the trial's overrides, validated before
+    any compute (a bad key fails here, naming it); it gets its own content-addressed output
+    URI and an MLflow child run of the plan's run, both reused on a rerun.
+    """
+    import mlflow
+
+    from tuneops.config import expand_sweep
+    from tuneops.hashing import hash_json
+    from tuneops.mlflow_utils import configure_mlflow, flatten
+    from tuneops.train import recipe_hash
+
+    overrides = expand_sweep(sweep)
+    if overrides == [{}]:
+        return [{**plan, "trial": 0, "overrides": {}}]
+    settings = settings or load_settings()
+    store = _store(settings)
+    experiment_id = configure_mlflow(settings)
+    client = mlflow.MlflowClient()
+    trials = []
+    for number, override in enumerate(overrides):
+        resolved = load_recipe(plan["recipe"], override)
+        train_key = f"{recipe_hash(resolved)}-{plan['dataset_version']}"
+        found = mlflow.search_runs(
+            [experiment_id],
+            filter_string=f"tags.`tuneops.train_key` = '{train_key}' and tags.`mlflow.parentRunId` = '{plan['mlflow_run_id']}'",
+            output_format="list",
+        )
+        run_id = found[0].info.run_id if found else None
+        if run_id is None:
+            tags = {
+                "mlflow.parentRunId": plan["mlflow_run_id"],
+                "tuneops.train_key": train_key,
+                "tuneops.trial": str(number),
+                "tuneops.dataset_version": plan["dataset_version"],
+                **{f"tuneops.sweep.{k}": str(v) for k, v in flatten(override).items()},
+            }
+            run_id = client.create_run(experiment_id, tags=tags, run_name=f"trial-{number}-{train_key}").info.run_id
+        trials.append(
+            {
+                **plan,
+                "trial": number,
+                "overrides": override,
+                "output_uri": store.uri(f"candidates/{train_key}"),
+                "mlflow_run_id": run_id,
+                "recipe_hash": hash_json(resolved.model_dump())[:12],
+            }
+        )
+    return trials
+
+
+def select_trial(plan: dict, trials: list[dict], summaries: list[dict], settings: Settings | None = None) -> dict:
+    """The trial with the lowest validation loss, and the sweep table logged to the plan's MLflow run.
+
+    Returns ``{"plan", "summary", "table"}``; the table has each trial's overrides, eval
+    loss, tokens/s, train seconds and estimated GPU-hours (train time x GPUs of the recipe's
+    Kubernetes compute; 0 on the local backend).
+    """
+    import math
+
+    import mlflow
+
+    from tuneops.mlflow_utils import configure_mlflow
+
+    by_output = {s["output_uri"]: s for s in summaries}
+    missing = [t["trial"] for t in trials if t["output_uri"] not in by_output]
+    if missing:
+        raise ValueError(f"trial(s) {missing} returned no training summary; see their task logs")
+    table = []
+    for trial in trials:
+        summary = by_output[trial["output_uri"]]
+        recipe = load_recipe(trial["recipe"], trial["overrides"])
+        gpus = recipe.compute.kubernetes.gpus if plan["compute"] == "kubernetes" else 0
+        table.append(
+            {
+                "trial": trial["trial"],
+                "overrides": trial["overrides"],
+                "eval_loss": summary["eval_loss"],
+                "tokens_per_s": summary["tokens_per_s"],
+                "train_seconds": summary["train_seconds"],
+                "gpu_hours": round(summary["train_seconds"] * gpus / 3600, 4),
+            }
+        )
+    finite = [row for row in table if math.isfinite(row["eval_loss"])]
+    if not finite:
+        raise ValueError("no trial has a finite validation loss; nothing to choose")
+    best = min(finite, key=lambda row: (row["eval_loss"], row["trial"]))
+    winner = trials[best["trial"]]
+    if len(trials) > 1:
+        configure_mlflow(settings or load_settings())
+        with mlflow.start_run(run_id=plan["mlflow_run_id"]):
+            mlflow.log_dict({"winner": best["trial"], "trials": table}, "sweep/table.json")
+            mlflow.set_tag("tuneops.sweep_winner", str(best["trial"]))
+        log.info("sweep: trial %d wins with eval loss %.4f\n%s", best["trial"], best["eval_loss"], format_sweep(table))
+    return {"plan": winner, "summary": by_output[winner["output_uri"]], "table": table}
+
+
+def format_sweep(table: list[dict]) -> str:
+    lines = [f"{'trial':>5}  {'eval_loss':>9}  {'tokens/s':>9}  {'seconds':>8}  {'GPU-h':>7}  overrides"]
+    for row in table:
+        lines.append(
+            f"{row['trial']:>5}  {row['eval_loss']:>9.4f}  {row['tokens_per_s']:>9.1f}  {row['train_seconds']:>8.1f}  "
+            f"{row['gpu_hours']:>7.4f}  {json.dumps(row['overrides'], sort_keys=True)}"
+        )
+    return "\n".join(lines)
+
+
 def train_command(plan: dict) -> list[str]:
     """The trainer command line; the local subprocess and the Kubernetes pod run exactly this."""
+    from tuneops.mlflow_utils import flatten
+
+    sets = [f"{key}={json.dumps(value)}" for key, value in flatten(plan.get("overrides") or {}).items()]
     return [
         "python", "-m", "tuneops.train",
         "--recipe", plan["recipe"],
         "--dataset", plan["dataset_uri"],
         "--output", plan["output_uri"],
         "--run-id", plan["mlflow_run_id"],
+        *[arg for item in sets for arg in ("--set", item)],
     ]  # fmt: skip
 
 

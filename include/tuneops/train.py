@@ -266,11 +266,9 @@ def train(recipe: Recipe, dataset_uri: str, output_uri: str, run_id: str | None,
     run = contextlib.nullcontext()
     if world.main:
         configure_mlflow(settings)
-        run = (
-            mlflow.start_run(run_id=run_id)
-            if run_id
-            else mlflow.start_run(run_name=f"train-{recipe_hash(recipe)}")
-        )
+        # System metrics (CPU, memory, disk, network; GPU where pynvml is installed) every 10 s.
+        name = None if run_id else f"train-{recipe_hash(recipe)}"
+        run = mlflow.start_run(run_id=run_id, run_name=name, log_system_metrics=True)
     with run:
         tracker.log_params({f"recipe.{k}": v for k, v in flatten(recipe.model_dump()).items()})
         tracker.log_params(
@@ -416,6 +414,19 @@ def write_xcom_sidecar(summary: dict, path: Path = XCOM_RETURN) -> None:
         path.write_text(json.dumps(summary))
 
 
+def parse_sets(items: list[str]) -> dict:
+    """``["lora.r=8", "train.learning_rate=1e-3"]`` -> nested recipe overrides (values parsed as YAML)."""
+    from tuneops.config import ConfigError, dotted_to_nested
+
+    flat = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. --set lora.r=8")
+        flat[key] = yaml.safe_load(value)
+    return dotted_to_nested(flat)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m tuneops.train", description="Fine-tune a LoRA adapter from a recipe."
@@ -424,6 +435,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", required=True, help="URI of a published prompt dataset")
     p.add_argument("--output", required=True, help="URI to publish the adapter folder to")
     p.add_argument("--run-id", default=None, help="MLflow run id to log into (a new run if omitted)")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a recipe key (dotted, e.g. lora.r=8; the value is YAML); repeatable, wins over the file",
+    )
     return p
 
 
@@ -442,7 +460,13 @@ def main(argv: list[str] | None = None) -> int:
     from tuneops.config import ConfigError
 
     try:
-        summary = train(load_recipe(args.recipe), args.dataset, args.output, args.run_id, load_settings())
+        summary = train(
+            load_recipe(args.recipe, parse_sets(args.set)),
+            args.dataset,
+            args.output,
+            args.run_id,
+            load_settings(),
+        )
     except (ConfigError, TrainingError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -1,9 +1,10 @@
 """The Kubernetes backend: a KubernetesPodOperator whose pod the run's recipe shapes.
 
-The DAG is parsed before anyone picks a recipe, so the operator is declared with the
-trainer command only; at run time it reads the plan from XCom, loads the recipe, and takes
-image, GPUs, resources, node selector, tolerations, cache volume, credentials, startup
-timeout, ``on_finish_action`` and deferrable mode from ``compute.kubernetes``. It does so
+The DAG is parsed before anyone picks a recipe, so the operator gets its training plan at
+run time (mapped over sweep trials); it then builds the trainer command from the plan and
+takes image, GPUs, resources, node selector, tolerations, cache volume, credentials,
+startup timeout, ``on_finish_action`` and deferrable mode from the recipe's
+``compute.kubernetes``. It does so
 again on re-entry after a deferral, since Airflow then builds a fresh operator.
 ``TUNEOPS_TRAINER_IMAGE`` in the worker's environment overrides the recipe's image.
 """
@@ -17,8 +18,6 @@ from airflow.providers.cncf.kubernetes.utils.pod_manager import OnFinishAction
 from kubernetes.client import models as k8s
 
 from tuneops.config import KubernetesCompute, load_recipe
-
-_PLAN = "{{{{ ti.xcom_pull(task_ids='{task}')['{key}'] }}}}"
 
 
 def pod_settings(compute: KubernetesCompute) -> dict:
@@ -62,42 +61,33 @@ def pod_settings(compute: KubernetesCompute) -> dict:
 
 
 class TrainerPodOperator(KubernetesPodOperator):
-    """Runs ``python -m tuneops.train`` with the plan's arguments on a pod shaped by its recipe."""
+    """Runs the trainer command for one training ``plan`` on a pod shaped by the plan's recipe.
 
-    def __init__(self, *, plan_task_id: str = "plan_training", **kwargs):
-        def plan(key: str) -> str:
-            return _PLAN.format(task=plan_task_id, key=key)
+    Map it over sweep trials with ``TrainerPodOperator.partial(task_id=...).expand(plan=...)``.
+    """
 
+    def __init__(self, *, plan: dict, **kwargs):
         kwargs.setdefault("name", "tuneops-train")
         super().__init__(
-            cmds=["python", "-m", "tuneops.train"],
-            arguments=[
-                "--recipe",
-                plan("recipe"),
-                "--dataset",
-                plan("dataset_uri"),
-                "--output",
-                plan("output_uri"),
-                "--run-id",
-                plan("mlflow_run_id"),
-            ],  # fmt: skip
-            do_xcom_push=True,
-            reattach_on_restart=True,
-            get_logs=True,
-            **kwargs,
+            cmds=["python", "-m", "tuneops.train"], do_xcom_push=True, reattach_on_restart=True, get_logs=True, **kwargs
         )
-        self.plan_task_id = plan_task_id
+        self.plan = plan
 
     def shape(self, plan: dict) -> None:
-        """Set the pod's attributes from the recipe named in ``plan``."""
-        for name, value in pod_settings(load_recipe(plan["recipe"]).compute.kubernetes).items():
+        """Set the command's arguments from ``plan`` and the pod's attributes from its recipe."""
+        from tuneops.pipeline import train_command
+
+        command = train_command(plan)
+        self.cmds, self.arguments = command[:3], command[3:]
+        recipe = load_recipe(plan["recipe"], plan.get("overrides") or None)
+        for name, value in pod_settings(recipe.compute.kubernetes).items():
             setattr(self, name, value)
         self._is_delete_operator_pod = self.on_finish_action == OnFinishAction.DELETE_POD
 
     def execute(self, context):
-        self.shape(context["ti"].xcom_pull(task_ids=self.plan_task_id))
+        self.shape(self.plan)
         return super().execute(context)
 
     def trigger_reentry(self, context, event):
-        self.shape(context["ti"].xcom_pull(task_ids=self.plan_task_id))
+        self.shape(self.plan)
         return super().trigger_reentry(context, event)

@@ -64,23 +64,29 @@ def test_finetune_task_graph_is_as_documented(dagbag):
     edges = {(t.task_id, d) for t in dag.tasks for d in t.downstream_task_ids}
     assert edges == {
         ("resolve_dataset", "plan_training"),
+        ("plan_training", "plan_trials"),
         ("plan_training", "choose_compute"),
-        ("plan_training", "train_local"),
-        ("plan_training", "evaluate"),
-        ("plan_training", "gate"),
-        ("plan_training", "register_and_promote"),
+        ("plan_training", "select_trial"),
+        ("plan_trials", "train_local"),
+        ("plan_trials", "train_kubernetes"),
+        ("plan_trials", "select_trial"),
         ("choose_compute", "train_local"),
         ("choose_compute", "train_kubernetes"),
-        ("train_local", "training_summary"),
-        ("train_kubernetes", "training_summary"),
-        ("training_summary", "evaluate"),
-        ("training_summary", "register_and_promote"),
+        ("train_local", "select_trial"),
+        ("train_kubernetes", "select_trial"),
+        ("select_trial", "evaluate"),
+        ("select_trial", "gate"),
+        ("select_trial", "register_and_promote"),
         ("evaluate", "gate"),
         ("evaluate", "register_and_promote"),
         ("gate", "gate_passed"),
         ("gate", "register_and_promote"),
         ("gate_passed", "register_and_promote"),
     }
+    # One training task instance per sweep trial.
+    from airflow.sdk.definitions.mappedoperator import MappedOperator
+
+    assert {t.task_id for t in dag.tasks if isinstance(t, MappedOperator)} == {"train_local", "train_kubernetes"}
 
 
 def test_monitor_is_scheduled_hourly(dagbag):

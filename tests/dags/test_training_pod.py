@@ -21,23 +21,15 @@ PLAN = {
 
 
 def render(plan: dict):
-    """The DAG's train_kubernetes task as it runs for ``plan``: arguments rendered, pod shaped, pod built."""
-    import copy
-
-    import jinja2
+    """The DAG's train_kubernetes task as it runs for one mapped ``plan``: pod shaped, pod built."""
     from airflow.dag_processing.dagbag import DagBag
 
-    op = copy.deepcopy(DagBag(str(REPO / "dags")).dags["llmops_finetune"].get_task("train_kubernetes"))
+    from tuneops.trainer_pod import TrainerPodOperator
 
-    class TI:
-        @staticmethod
-        def xcom_pull(task_ids):
-            assert task_ids == "plan_training"
-            return plan
-
-    env = jinja2.Environment()
-    op.arguments = [env.from_string(a).render(ti=TI) for a in op.arguments]
-    op.shape(plan)
+    mapped = DagBag(str(REPO / "dags")).dags["llmops_finetune"].get_task("train_kubernetes")
+    op = mapped.unmap({"plan": plan})
+    assert isinstance(op, TrainerPodOperator)
+    op.shape(op.plan)
     return op, op.build_pod_request_obj(dry_run=True)
 
 
@@ -120,3 +112,11 @@ def test_a_pvc_cache_without_a_claim_is_a_config_error(tmp_path):
     recipe.write_text("base_model: x\ncompute:\n  kubernetes:\n    cache: {kind: pvc}\n")
     with pytest.raises(ConfigError, match="compute.kubernetes.cache.*claim_name"):
         load_recipe(recipe)
+
+
+def test_a_sweep_trial_pod_passes_its_overrides_to_the_trainer():
+    plan = {**PLAN, "overrides": {"lora": {"r": 8}, "train": {"learning_rate": 0.001}}}
+    op, pod = render(plan)
+    container = pod.spec.containers[0]
+    assert container.command + container.args == train_command(plan)
+    assert container.args[-4:] == ["--set", "lora.r=8", "--set", "train.learning_rate=0.001"]

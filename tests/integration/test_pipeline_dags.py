@@ -80,7 +80,7 @@ def test_rerun_reuses_everything_and_registers_no_duplicate(dags, chain):
     from mlflow import MlflowClient
 
     again = run_dag(dags, "llmops_finetune", {"recipe": FAST_RECIPE})
-    summary = task_result("llmops_finetune", again.run_id, "training_summary")
+    summary = task_result("llmops_finetune", again.run_id, "select_trial")["summary"]
     registered = task_result("llmops_finetune", again.run_id, "register_and_promote")
     assert summary["reused"] is True
     assert registered["reused"] is True and registered["version"] == "1"
@@ -161,3 +161,25 @@ def test_training_run_carries_the_exact_dataset_version_as_mlflow_inputs(chain):
     built = inputs(dataset["mlflow_run_id"])
     assert set(built) == {f"support_tickets@{version}/{s}" for s in ("train", "validation", "test", "golden")}
     assert dataset["counts"]["golden"] == 32
+
+
+def test_a_sweep_trains_each_trial_as_a_child_run_and_the_lowest_validation_loss_wins(dags, chain):
+    from mlflow import MlflowClient
+
+    sweep = [
+        {"train.max_steps": 20, "train.learning_rate": 1e-6},  # barely moves: the worse trial
+        {"train.max_steps": 20, "train.learning_rate": 0.003},
+    ]
+    run = run_dag(dags, "llmops_finetune", {"recipe": FAST_RECIPE, "sweep": sweep})
+    plan = task_result("llmops_finetune", run.run_id, "plan_training")
+    best = task_result("llmops_finetune", run.run_id, "select_trial")
+    assert [row["trial"] for row in best["table"]] == [0, 1]
+    assert best["plan"]["trial"] == 1 and best["table"][1]["eval_loss"] < best["table"][0]["eval_loss"]
+    assert all(row["gpu_hours"] == 0 and row["tokens_per_s"] > 0 for row in best["table"])
+    client = MlflowClient()
+    children = [client.get_run(t["mlflow_run_id"]) for t in (best["plan"],)]
+    assert children[0].data.tags["mlflow.parentRunId"] == plan["mlflow_run_id"]
+    assert children[0].data.params["recipe.train.learning_rate"] == "0.003"
+    assert client.get_run(plan["mlflow_run_id"]).data.tags["tuneops.sweep_winner"] == "1"
+    evaluations = task_result("llmops_finetune", run.run_id, "evaluate")
+    assert evaluations["candidate"]["n"] == 24
