@@ -337,8 +337,7 @@ def train(recipe: Recipe, dataset_uri: str, output_uri: str, run_id: str | None,
                         rate,
                     )
                     metrics = {"train_loss": loss_value, "lr": lr, "tokens_per_s": rate}
-                    if device.type == "cuda":
-                        metrics["peak_memory_gib"] = torch.cuda.max_memory_allocated() / 2**30
+                    metrics["peak_memory_gib"] = _peak_memory_gib(device)
                     tracker.log_metrics(metrics, step=step)
         except torch.OutOfMemoryError as exc:
             raise TrainingError(
@@ -371,6 +370,7 @@ def train(recipe: Recipe, dataset_uri: str, output_uri: str, run_id: str | None,
             "resumed_from_step": done,
             "train_seconds": round(elapsed, 1),
             "trainable_params": trainable,
+            "peak_memory_gib": round(_peak_memory_gib(device), 3),
         }
         if world.main:
             _publish(model, tokenizer, recipe, summary, out_store, out_key)
@@ -394,6 +394,17 @@ def _publish(model, tokenizer, recipe: Recipe, summary: dict, store: ArtifactSto
         summary["adapter_sha256"] = hash_dir(out / "adapter")
         (out / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True))
         store.publish_dir(out, key)
+
+
+def _peak_memory_gib(device) -> float:
+    """Peak memory so far: GPU memory allocated on a GPU, this process's peak RSS (VmHWM) on CPU."""
+    import torch
+
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated() / 2**30
+    with open("/proc/self/status") as status:
+        kib = next((int(line.split()[1]) for line in status if line.startswith("VmHWM")), 0)
+    return kib / 2**20
 
 
 class _MainOnlyMlflow:

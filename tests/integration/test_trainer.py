@@ -101,6 +101,7 @@ def test_killed_trainer_resumes_from_its_checkpoint_and_matches_an_uninterrupted
 
     summary = run_to_end(trainer(recipe, dataset_uri, killed))
     assert 10 <= summary["resumed_from_step"] < 30
+    assert 0.1 < summary["peak_memory_gib"] < 8 and summary["tokens_per_s"] > 0
     ours, theirs = adapter_tensors(reference), adapter_tensors(killed)
     assert ours.keys() == theirs.keys()
     assert all(torch.equal(ours[k], theirs[k]) for k in ours), (
