@@ -192,7 +192,6 @@ def plan_trials(plan: dict, sweep: list | dict | None, settings: Settings | None
     import mlflow
 
     from tuneops.config import expand_sweep
-    from tuneops.hashing import hash_json
     from tuneops.mlflow_utils import configure_mlflow, flatten
     from tuneops.train import recipe_hash
 
@@ -229,7 +228,6 @@ def plan_trials(plan: dict, sweep: list | dict | None, settings: Settings | None
                 "overrides": override,
                 "output_uri": store.uri(f"candidates/{train_key}"),
                 "mlflow_run_id": run_id,
-                "recipe_hash": hash_json(resolved.model_dump())[:12],
             }
         )
     return trials
