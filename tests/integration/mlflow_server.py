@@ -1,0 +1,140 @@
+"""A real MLflow tracking server on loopback, for tests: Postgres-backed, serving its own artifacts.
+
+Each server gets a fresh, uniquely named database on the local PostgreSQL (127.0.0.1:5432, user
+``postgres``, trust auth), dropped again on ``stop()``, and a private artifact folder. It runs as its
+own process group with its own log, so ``stop()`` also ends its uvicorn workers. No pytest here:
+any test module can wrap it in a fixture.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import requests
+
+from tests.integration.airflow_stack import _die_with_parent, _signal_group, free_port
+
+BIN = Path(sys.executable).parent
+POSTGRES = {"host": "127.0.0.1", "port": 5432, "user": "postgres"}
+
+
+class MlflowServer:
+    """Start with ``start()``, always ``stop()``; ``url`` is both the tracking and the registry URI."""
+
+    def __init__(self, root: Path, workers: int = 2):
+        self.root = Path(root)
+        self.artifacts = self.root / "mlflow-artifacts"
+        self.log_path = self.root / "mlflow-server.log"
+        self.workers = workers
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.database = f"tuneops_mlflow_{uuid.uuid4().hex[:12]}"
+        self.backend_store_uri = (
+            f"postgresql+psycopg2://{POSTGRES['user']}@{POSTGRES['host']}:{POSTGRES['port']}/{self.database}"
+        )
+        self._proc: subprocess.Popen | None = None
+        self._database_created = False
+
+    def start(self, timeout: float = 120) -> None:
+        """Create the database, start ``mlflow server`` and wait until ``/health`` answers OK.
+
+        Raises RuntimeError if the server exits, TimeoutError after ``timeout`` s; both carry the
+        tail of its log, and the server and its database are cleaned up first.
+        """
+        self.artifacts.mkdir(parents=True, exist_ok=True)
+        _run_sql(f'CREATE DATABASE "{self.database}"')
+        self._database_created = True
+        command = [
+            str(BIN / "mlflow"),
+            "server",
+            "--backend-store-uri", self.backend_store_uri,
+            "--serve-artifacts",
+            "--artifacts-destination", str(self.artifacts),
+            "--host", "127.0.0.1",
+            "--port", str(self.port),
+            "--workers", str(self.workers),
+        ]  # fmt: skip
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        for inherited in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
+            env.pop(inherited, None)
+        with open(self.log_path, "wb") as log:
+            self._proc = subprocess.Popen(
+                command,
+                cwd=self.root,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+            )
+        deadline = time.monotonic() + timeout
+        while not self._healthy():
+            if self._proc.poll() is not None:
+                code = self._proc.returncode
+                self.stop()
+                raise RuntimeError(
+                    f"mlflow server exited with code {code} while starting:\n{self.log_tail()}"
+                )
+            if time.monotonic() > deadline:
+                self.stop()
+                raise TimeoutError(
+                    f"mlflow server at {self.url} not healthy after {timeout:.0f} s:\n{self.log_tail()}"
+                )
+            time.sleep(0.5)
+
+    def stop(self, grace: float = 20) -> None:
+        """SIGTERM the server's process group, SIGKILL what is left after ``grace`` s, drop the database."""
+        if self._proc is not None:
+            _signal_group(self._proc, signal.SIGTERM)
+            try:
+                self._proc.wait(grace)
+            except subprocess.TimeoutExpired:
+                pass
+            # Also reaps uvicorn workers that outlived the parent.
+            _signal_group(self._proc, signal.SIGKILL)
+            self._proc.wait()
+            self._proc = None
+        if self._database_created:
+            _run_sql(f'DROP DATABASE IF EXISTS "{self.database}" WITH (FORCE)')
+            self._database_created = False
+
+    def log_tail(self, lines: int = 60) -> str:
+        """The last ``lines`` lines of the server's log."""
+        text = (
+            self.log_path.read_text(errors="replace").splitlines() if self.log_path.exists() else ["<no log>"]
+        )
+        return f"----- {self.log_path} (last {lines} lines) -----\n" + "\n".join(text[-lines:])
+
+    def _healthy(self) -> bool:
+        try:
+            response = requests.get(f"{self.url}/health", timeout=5)
+        # A worker still importing leaves the connection unanswered: a read timeout, not an error.
+        except (requests.ConnectionError, requests.Timeout):
+            return False
+        return response.ok and response.text.strip() == "OK"
+
+
+def _run_sql(statement: str) -> None:
+    import psycopg2
+
+    try:
+        connection = psycopg2.connect(dbname="postgres", **POSTGRES)
+    except psycopg2.OperationalError as err:
+        raise RuntimeError(
+            f"cannot reach PostgreSQL as {POSTGRES} ({err}); the MLflow test server needs a local "
+            "PostgreSQL with trust auth for user 'postgres' on 127.0.0.1:5432"
+        ) from err
+    # CREATE/DROP DATABASE cannot run inside a transaction block.
+    try:
+        connection.autocommit = True
+        with connection.cursor() as cursor:
+            cursor.execute(statement)
+    finally:
+        connection.close()
