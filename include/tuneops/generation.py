@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from tuneops.config import Decoding
+
 
 def load_model(model_path: str, adapter_dir: str | Path | None = None, trust_remote_code: bool = False):
     """Return ``(model, tokenizer)`` ready for generation; an adapter is merged into the weights."""
@@ -36,13 +38,22 @@ def generate(
     max_new_tokens: int = 48,
     batch_size: int = 16,
     add_special_tokens: bool = True,
+    decoding: Decoding | None = None,
 ) -> list[str]:
-    """Greedy completions for ``prompts`` (the prompt text is not included in the output).
+    """Completions for ``prompts`` (the prompt text is not included in the output).
 
-    ``add_special_tokens`` must match training: False for chat-formatted prompts.
+    ``add_special_tokens`` must match training: False for chat-formatted prompts. ``decoding``
+    defaults to greedy; sampling is seeded, so a rerun gives the same text.
     """
     import torch
 
+    decoding = decoding or Decoding()
+    settings = {"do_sample": decoding.do_sample, "num_beams": decoding.num_beams}
+    if decoding.repetition_penalty != 1.0:
+        settings["repetition_penalty"] = decoding.repetition_penalty
+    if decoding.do_sample:
+        settings.update(temperature=decoding.temperature, top_p=decoding.top_p)
+        torch.manual_seed(decoding.seed)
     outputs: list[str] = []
     for start in range(0, len(prompts), batch_size):
         batch = tokenizer(
@@ -55,8 +66,8 @@ def generate(
             generated = model.generate(
                 **batch,
                 max_new_tokens=max_new_tokens,
-                do_sample=False,
                 use_cache=True,
+                **settings,
                 pad_token_id=tokenizer.pad_token_id,
                 eos_token_id=tokenizer.eos_token_id,
             )

@@ -60,6 +60,15 @@ class ArtifactStore:
             return f"s3://{self.bucket}/{self.prefix}/{key}" if self.prefix else f"s3://{self.bucket}/{key}"
         return str(self.local_root / key)
 
+    def key_of(self, uri: str) -> str:
+        """The key of ``uri`` in this store; raises ValueError for a URI outside it."""
+        root = self.uri("").rstrip("/")
+        if not uri.startswith(root + "/"):
+            raise ValueError(
+                f"{uri} is not inside the artifact store {root}; pass a URI that an earlier step published"
+            )
+        return uri[len(root) + 1 :]
+
     def _s3_key(self, key: str) -> str:
         return f"{self.prefix}/{key.strip('/')}" if self.prefix else key.strip("/")
 
