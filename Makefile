@@ -30,9 +30,11 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 $(AIRFLOW_HOME)/airflow.db: | install
 	mkdir -p $(AIRFLOW_HOME) $(TUNEOPS_HOME)
 	airflow db migrate
+	airflow pools set tuneops_promotion 1 "Serializes champion alias moves (promotion, rollback)"
 
 demo: install $(AIRFLOW_HOME)/airflow.db
 	airflow db migrate > /dev/null
+	airflow pools set tuneops_promotion 1 "Serializes champion alias moves (promotion, rollback)" > /dev/null
 	$(PY) scripts/demo.py
 
 test: install

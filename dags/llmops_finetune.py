@@ -19,14 +19,29 @@ training task over trials, each an MLflow child run with its own output; the tri
 the lowest validation loss goes on to evaluation, and the sweep table (eval loss,
 tokens/s, seconds, estimated GPU-hours) is logged to the parent run.
 
-**Emits** `tuneops_champion_model` with `extra={"model_name", "version"}` when a new
-version is promoted.
+**Evaluation and gate**: base, candidate and the current champion (the registry's
+`champion` alias) generate for the same test and golden examples and the safety suite;
+the recipe's `gate` rules decide, failing closed. The decision table and the rule that
+decided are in the `gate` task log; the HTML report is logged to MLflow.
+
+**Promotion**: a passing candidate is registered (lineage tags, model card) and gets the
+`challenger` alias. With `registry.auto_approve` it becomes `champion` at once; otherwise
+the `approve` task waits in *Required actions* for a reviewer (Approve / Reject, with a
+reason). A rejection is recorded on the version by `record_review`. Promotions run in the
+one-slot `tuneops_promotion` pool.
+
+**Emits** `tuneops_champion_model` with `extra={"model_name", "version"}` when a version is
+promoted.
 """
 
+from datetime import timedelta
+
 import pendulum
+from airflow.providers.standard.operators.empty import EmptyOperator
 from airflow.sdk import Param, dag, task
 
-from tuneops.assets import CHAMPION_MODEL, PROMPT_DATASET, resolve_input
+from tuneops.approval import REVIEW_KEY, PromotionApproval
+from tuneops.assets import CHAMPION_MODEL, PROMOTION_POOL, PROMPT_DATASET, resolve_input
 from tuneops.trainer_pod import TrainerPodOperator
 
 
@@ -39,9 +54,16 @@ from tuneops.trainer_pod import TrainerPodOperator
     doc_md=__doc__,
     default_args={"retries": 2, "retry_delay": pendulum.duration(minutes=1)},
     params={
-        "dataset_uri": Param(None, type=["null", "string"], description="URI of a published prompt dataset version."),
+        "dataset_uri": Param(
+            None, type=["null", "string"], description="URI of a published prompt dataset version."
+        ),
         "recipe": Param("tiny-local", type="string", description="Recipe name (shipped) or YAML path."),
-        "compute": Param(None, type=["null", "string"], enum=[None, "local", "kubernetes"], description="Override the recipe's compute backend."),
+        "compute": Param(
+            None,
+            type=["null", "string"],
+            enum=[None, "local", "kubernetes"],
+            description="Override the recipe's compute backend.",
+        ),
         "sweep": Param(
             None,
             type=["null", "array", "object"],
@@ -87,7 +109,10 @@ def llmops_finetune():
 
         # Explicit map indexes: with one trial, xcom_pull would return that trial's dict, not a list.
         indexes = list(range(len(trials)))
-        pulled = [context["ti"].xcom_pull(task_ids=t, map_indexes=indexes) for t in ("train_local", "train_kubernetes")]
+        pulled = [
+            context["ti"].xcom_pull(task_ids=t, map_indexes=indexes)
+            for t in ("train_local", "train_kubernetes")
+        ]
         return select_trial(plan, trials, [s for results in pulled for s in results or [] if s])
 
     @task
@@ -106,14 +131,56 @@ def llmops_finetune():
     def gate_passed(decision: dict) -> bool:
         return decision["passed"]
 
-    @task(outlets=[CHAMPION_MODEL])
-    def register_and_promote(best: dict, evaluations: dict, decision: dict, **context) -> dict:
-        from tuneops.pipeline import register_and_promote
+    @task
+    def register_challenger(best: dict, evaluations: dict, decision: dict, **context) -> dict:
+        from tuneops.pipeline import register_challenger
 
         labels = {"dag_id": context["dag"].dag_id, "dag_run_id": context["run_id"]}
-        result = register_and_promote(best["plan"], best["summary"], evaluations, decision, labels)
-        context["outlet_events"][CHAMPION_MODEL].extra = {"model_name": result["name"], "version": result["version"]}
+        return register_challenger(best["plan"], best["summary"], evaluations, decision, labels)
+
+    @task.branch
+    def route_approval(registered: dict) -> str:
+        return "auto_approve" if registered["auto_approve"] else "approve"
+
+    auto_approve = EmptyOperator(task_id="auto_approve")  # registry.auto_approve in the recipe
+
+    # Rejected (or no answer within a week): `promote` is skipped and `record_review` records it.
+    approve = PromotionApproval(
+        task_id="approve",
+        subject="Promote {{ ti.xcom_pull(task_ids='register_challenger')['name'] }} "
+        "v{{ ti.xcom_pull(task_ids='register_challenger')['version'] }} to champion?",
+        body="Gate report: {{ ti.xcom_pull(task_ids='gate')['report_uri'] }}\n\n"
+        "```\n{{ ti.xcom_pull(task_ids='gate')['text'] }}\n```",
+        defaults="Reject",
+        params={
+            "reason": Param(
+                "", type="string", description="Why you approve or reject; recorded on the version."
+            )
+        },
+        response_timeout=timedelta(days=7),  # a plain timedelta: the task runner msgpack-encodes it
+    )
+
+    @task(trigger_rule="none_failed_min_one_success", pool=PROMOTION_POOL, outlets=[CHAMPION_MODEL])
+    def promote(registered: dict, **context) -> dict:
+        from tuneops.pipeline import promote_challenger
+
+        approval = context["ti"].xcom_pull(task_ids="approve", key=REVIEW_KEY)
+        labels = {"dag_id": context["dag"].dag_id, "dag_run_id": context["run_id"]}
+        result = promote_challenger(registered, approval, labels)
+        context["outlet_events"][CHAMPION_MODEL].extra = {
+            "model_name": result["name"],
+            "version": result["version"],
+        }
         return result
+
+    @task(trigger_rule="none_failed")
+    def record_review(registered: dict, **context) -> dict:
+        from tuneops.pipeline import record_rejection
+
+        approval = context["ti"].xcom_pull(task_ids="approve", key=REVIEW_KEY)
+        if approval and approval["chosen_options"] == [PromotionApproval.REJECT]:
+            return record_rejection(registered, approval)
+        return {"rejected": False}
 
     plan = plan_training(resolve_dataset())
     trials = plan_trials(plan)
@@ -127,6 +194,10 @@ def llmops_finetune():
     [local, kubernetes] >> best
     evaluations = evaluate(best)
     decision = gate(best, evaluations)
-    gate_passed(decision) >> register_and_promote(best, evaluations, decision)
+    registered = register_challenger(best, evaluations, decision)
+    gate_passed(decision) >> registered
+    promoted = promote(registered)
+    route_approval(registered) >> [approve, auto_approve] >> promoted >> record_review(registered)
+
 
 llmops_finetune()

@@ -69,7 +69,8 @@ def main() -> int:
     plan = task_result(CHAIN[2], ft, "plan_training")
     summary = task_result(CHAIN[2], ft, "select_trial")["summary"]
     decision = task_result(CHAIN[2], ft, "gate")
-    registered = task_result(CHAIN[2], ft, "register_and_promote")
+    registered = task_result(CHAIN[2], ft, "register_challenger")
+    promoted = task_result(CHAIN[2], ft, "promote")
 
     print("\n" + "=" * 72)
     print("tuneops demo summary")
@@ -80,11 +81,13 @@ def main() -> int:
     print(f"MLflow run id      {plan['mlflow_run_id']}  (tracking: {settings.tracking_uri})")
     print(f"adapter            {summary['output_uri']}{' (reused)' if summary.get('reused') else ''}")
     if registered:
-        print(f"registered model   {registered['name']} version {registered['version']} alias @{registered['alias']}"
+        alias = "champion" if promoted else "challenger (awaiting approval)"
+        print(f"registered model   {registered['name']} version {registered['version']} alias @{alias}"
               f"{' (already registered)' if registered['reused'] else ''}")
     else:
         print("registered model   none: the candidate did not pass the gate")
     print("\n" + decision["text"])
+    print(f"gate report        {decision['report_uri']}")
     if registered:
         print("\nmodels:/{}@champion in a fresh process:".format(registered["name"]))
         sys.stdout.flush()

@@ -10,13 +10,18 @@ from __future__ import annotations
 from airflow.sdk import Asset
 
 #: A raw batch landed by a data team. Post an event with ``extra={"batch_uri": ...}``.
-LANDING_SUPPORT_TICKETS = Asset(name="tuneops_landing_support_tickets", uri="tuneops://landing/support_tickets")
+LANDING_SUPPORT_TICKETS = Asset(
+    name="tuneops_landing_support_tickets", uri="tuneops://landing/support_tickets"
+)
 #: A batch that passed validation; ``extra={"uri": ...}`` is its validated folder.
 VALIDATED_BATCH = Asset(name="tuneops_validated_batch", uri="tuneops://validated")
 #: A published prompt dataset version; ``extra={"uri", "version"}``.
 PROMPT_DATASET = Asset(name="tuneops_prompt_dataset", uri="tuneops://datasets")
 #: The registry's champion moved; ``extra={"model_name", "version"}``.
 CHAMPION_MODEL = Asset(name="tuneops_champion_model", uri="tuneops://registry/champion")
+
+#: The one-slot Airflow pool every alias move runs in (create it with `airflow pools set`).
+PROMOTION_POOL = "tuneops_promotion"
 
 
 def resolve_input(context, param: str, asset: Asset, extra_key: str):

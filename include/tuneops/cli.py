@@ -54,8 +54,30 @@ def cmd_finetune(args) -> None:
     evaluations = pipeline.evaluate_models(plan, summary)
     decision = pipeline.run_gate(plan, evaluations)
     print(decision["text"])
+    print(f"gate report: {decision['report_uri']}")
     if decision["passed"]:
-        _print(pipeline.register_and_promote(plan, summary, evaluations, decision, labels))
+        registered = pipeline.register_challenger(plan, summary, evaluations, decision, labels)
+        _print(registered)
+        if registered["auto_approve"]:
+            _print(pipeline.promote_challenger(registered, None, labels))
+        else:
+            print(
+                f"{registered['name']} v{registered['version']} is the challenger; promote it with "
+                f"`tuneops promote --model {registered['name']} --version {registered['version']} --by <you>`"
+            )
+
+
+def cmd_promote(args) -> None:
+    from tuneops.registry import promote
+    from tuneops.settings import load_settings
+
+    _print(promote(args.model, args.version, args.by, load_settings(), reason=args.reason))
+
+
+def cmd_rollback(args) -> None:
+    from tuneops.pipeline import rollback_champion
+
+    _print(rollback_champion(args.model, args.version, args.by, args.reason))
 
 
 def cmd_generate(args) -> None:
@@ -77,12 +99,16 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("sample-data", help="write the deterministic sample support-ticket batch (JSONL)")
-    p.add_argument("--out", required=True, help="file to write, e.g. landing/support_tickets/batch-0001.jsonl")
+    p.add_argument(
+        "--out", required=True, help="file to write, e.g. landing/support_tickets/batch-0001.jsonl"
+    )
     p.add_argument("--rows", type=int, default=2000)
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_sample_data)
 
-    p = sub.add_parser("base-model", help="build (once) the embedded tiny Llama base model and print its path")
+    p = sub.add_parser(
+        "base-model", help="build (once) the embedded tiny Llama base model and print its path"
+    )
     p.add_argument("--name", default="builtin:tiny-llama")
     p.set_defaults(func=cmd_base_model)
 
@@ -96,7 +122,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", default="support_tickets")
     p.set_defaults(func=cmd_build_prompts)
 
-    p = sub.add_parser("train", help="the trainer entry point (same as python -m tuneops.train)", add_help=False)
+    p = sub.add_parser(
+        "train", help="the trainer entry point (same as python -m tuneops.train)", add_help=False
+    )
     p.add_argument("train_args", nargs=argparse.REMAINDER)
     p.set_defaults(func=cmd_train)
 
@@ -104,6 +132,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset-uri", required=True)
     p.add_argument("--recipe", default="tiny-local")
     p.set_defaults(func=cmd_finetune)
+
+    p = sub.add_parser(
+        "promote", help="approve a registered version: move champion to it (records who and why)"
+    )
+    p.add_argument("--model", required=True)
+    p.add_argument("--version", required=True)
+    p.add_argument("--by", required=True, help="who approves (recorded on the version)")
+    p.add_argument("--reason", default="")
+    p.set_defaults(func=cmd_promote)
+
+    p = sub.add_parser("rollback", help="move champion back to a version (default: previous_champion)")
+    p.add_argument("--model", required=True)
+    p.add_argument("--version", help="version to restore; default: the previous_champion alias")
+    p.add_argument("--by", required=True, help="who rolls back (recorded on both versions)")
+    p.add_argument("--reason", required=True)
+    p.set_defaults(func=cmd_rollback)
 
     p = sub.add_parser("generate", help="generate with models:/<model>@<alias> and log the request")
     p.add_argument("--model", default="tuneops-support-triage")

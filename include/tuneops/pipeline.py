@@ -10,6 +10,7 @@ import json
 import logging
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 from tuneops.config import PromptTemplate, load_dataset_config, load_recipe, load_template
@@ -113,12 +114,7 @@ def _log_prompt_dataset(settings: Settings, store: ArtifactStore, result: dict) 
 
 
 def _key_of(uri: str, store: ArtifactStore) -> str:
-    root = store.uri("").rstrip("/")
-    if not uri.startswith(root + "/"):
-        raise ValueError(
-            f"{uri} is not inside the artifact store {root}; pass a URI that an earlier step published"
-        )
-    key = uri[len(root) + 1 :]
+    key = store.key_of(uri)
     if not store.exists(key):
         raise ValueError(f"{uri} holds no published artifact; run the step that produces it first")
     return key
@@ -220,7 +216,9 @@ def plan_trials(plan: dict, sweep: list | dict | None, settings: Settings | None
                 "tuneops.dataset_version": plan["dataset_version"],
                 **{f"tuneops.sweep.{k}": str(v) for k, v in flatten(override).items()},
             }
-            run_id = client.create_run(experiment_id, tags=tags, run_name=f"trial-{number}-{train_key}").info.run_id
+            run_id = client.create_run(
+                experiment_id, tags=tags, run_name=f"trial-{number}-{train_key}"
+            ).info.run_id
         trials.append(
             {
                 **plan,
@@ -233,7 +231,9 @@ def plan_trials(plan: dict, sweep: list | dict | None, settings: Settings | None
     return trials
 
 
-def select_trial(plan: dict, trials: list[dict], summaries: list[dict], settings: Settings | None = None) -> dict:
+def select_trial(
+    plan: dict, trials: list[dict], summaries: list[dict], settings: Settings | None = None
+) -> dict:
     """The trial with the lowest validation loss, and the sweep table logged to the plan's MLflow run.
 
     Returns ``{"plan", "summary", "table"}``; the table has each trial's overrides, eval
@@ -275,7 +275,12 @@ def select_trial(plan: dict, trials: list[dict], summaries: list[dict], settings
         with mlflow.start_run(run_id=plan["mlflow_run_id"]):
             mlflow.log_dict({"winner": best["trial"], "trials": table}, "sweep/table.json")
             mlflow.set_tag("tuneops.sweep_winner", str(best["trial"]))
-        log.info("sweep: trial %d wins with eval loss %.4f\n%s", best["trial"], best["eval_loss"], format_sweep(table))
+        log.info(
+            "sweep: trial %d wins with eval loss %.4f\n%s",
+            best["trial"],
+            best["eval_loss"],
+            format_sweep(table),
+        )
     return {"plan": winner, "summary": by_output[winner["output_uri"]], "table": table}
 
 
@@ -331,15 +336,21 @@ def candidate_fingerprint(summary: dict, base_fingerprint: str) -> str:
 
 
 def evaluate_models(plan: dict, summary: dict, settings: Settings | None = None) -> dict:
-    """Score base, candidate and the current champion on the same test examples."""
+    """Score base, candidate and the current champion on the same examples and safety probes.
+
+    Returns ``{role: {"metrics", "fingerprint", "n", "uri"}}``; a role whose evaluation failed
+    (empty split, failed generation, NaN) holds ``{"error": ...}`` instead, which fails the gate.
+    """
     import mlflow
 
-    from tuneops.evaluation import ModelRef, evaluate_model
+    from tuneops.config import load_safety_suite
+    from tuneops.evaluation import EvaluationError, ModelRef, evaluate_model
     from tuneops.registry import CHAMPION, FINGERPRINT_TAG, alias_version, download_version
 
     settings = settings or load_settings()
     store = _store(settings)
     recipe = load_recipe(plan["recipe"])
+    suite = load_safety_suite(recipe.eval.safety_suite)
     dataset_dir = store.fetch_dir(_key_of(plan["dataset_uri"], store))
     base = _base_ref(recipe, settings)
     adapter_dir = store.fetch_dir(_key_of(plan["output_uri"], store)) / "adapter"
@@ -348,58 +359,76 @@ def evaluate_models(plan: dict, summary: dict, settings: Settings | None = None)
         ModelRef("candidate", candidate_fingerprint(summary, base.fingerprint), base.path, str(adapter_dir)),
     ]
     champ = alias_version(plan["model_name"], CHAMPION, settings)
+    out: dict[str, dict] = {}
     if champ is not None:
         fp = champ.tags.get(FINGERPRINT_TAG, f"registry:{plan['model_name']}/{champ.version}")
-        refs.append(
-            ModelRef("champion", fp, str(download_version(plan["model_name"], champ.version, settings)))
-        )
-    results = {
-        r.role: evaluate_model(r, dataset_dir, plan["dataset_version"], recipe.eval, store) for r in refs
-    }
-    with mlflow.start_run(run_id=plan["mlflow_run_id"]):
-        for role, res in results.items():
-            mlflow.log_metrics({f"{role}.{k}": v for k, v in res["metrics"].items()})
-    out = {
-        role: {"metrics": r["metrics"], "fingerprint": r["fingerprint"], "n": r["n"], "uri": r["uri"]}
-        for role, r in results.items()
-    }
+        try:
+            path = str(download_version(plan["model_name"], champ.version, settings))
+            refs.append(ModelRef("champion", fp, path))
+        except Exception as exc:  # the comparison cannot be made: fail closed, say why
+            out["champion"] = {"error": f"could not load champion v{champ.version}: {exc}", "fingerprint": fp}
+    for ref in refs:
+        try:
+            result = evaluate_model(ref, dataset_dir, plan["dataset_version"], recipe.eval, suite, store)
+        except EvaluationError as exc:
+            log.error("%s", exc)
+            out[ref.role] = {"error": str(exc), "fingerprint": ref.fingerprint}
+            continue
+        out[ref.role] = {k: result[k] for k in ("metrics", "fingerprint", "n", "uri")}
     if champ is not None:
         out["champion"]["version"] = str(champ.version)
+    with mlflow.start_run(run_id=plan["mlflow_run_id"]):
+        for role, res in out.items():
+            if "metrics" in res:
+                mlflow.log_metrics({f"{role}.{k}": v for k, v in res["metrics"].items()})
     return out
 
 
 def run_gate(plan: dict, evaluations: dict, settings: Settings | None = None) -> dict:
-    """Apply the recipe's gate rules; stores and logs the decision. Returns the decision dict."""
+    """Apply the recipe's gate rules; publish decision + HTML report and log both to MLflow.
+
+    Returns the decision (see ``tuneops.gate.decide``) plus ``text`` (the table for logs),
+    ``report_uri`` and ``champion_version``.
+    """
     import mlflow
 
+    from tuneops.evaluation import read_outputs
     from tuneops.gate import decide, format_table
+    from tuneops.report import render_report
 
     settings = settings or load_settings()
+    store = _store(settings)
     recipe = load_recipe(plan["recipe"])
+    decision = decide(recipe.gate, evaluations)
     champion = evaluations.get("champion")
-    decision = decide(
-        recipe.gate,
-        evaluations["candidate"]["metrics"],
-        evaluations["base"]["metrics"],
-        champion["metrics"] if champion else None,
-    )
     decision["champion_version"] = champion.get("version") if champion else None
     decision["text"] = format_table(decision)
     log.info("gate decision:\n%s", decision["text"])
-    _store(settings).write_json(f"gates/{Path(plan['output_uri']).name}-{_evals_key(evaluations)}", decision)
-    with mlflow.start_run(run_id=plan["mlflow_run_id"]):
-        mlflow.log_dict(decision, "gate/decision.json")
-        mlflow.set_tag("tuneops.gate", "passed" if decision["passed"] else "failed")
+    outputs = {role: read_outputs(e["uri"], store) for role, e in evaluations.items() if e.get("uri")}
+    title = f"Gate for {plan['model_name']}: candidate {Path(plan['output_uri']).name} on dataset {plan['dataset_version']}"
+    key = f"gates/{Path(plan['output_uri']).name}-{_evals_key(evaluations)}"
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "report.html").write_text(render_report(decision, evaluations, outputs, title))
+        decision["report_uri"] = store.uri(key) + "/report.html"
+        (Path(tmp) / "decision.json").write_text(json.dumps(decision, indent=2, sort_keys=True, default=str))
+        if store.exists(key):
+            store.remove_dir(key)  # same inputs, same decision; the report is rebuilt with this code
+        store.publish_dir(Path(tmp), key)
+        with mlflow.start_run(run_id=plan["mlflow_run_id"]):
+            mlflow.log_artifacts(tmp, artifact_path="gate")
+            mlflow.set_tag("tuneops.gate", "passed" if decision["passed"] else "failed")
+            mlflow.set_tag("tuneops.gate_deciding_rule", decision["deciding_rule"][:500])
+    log.info("gate report: %s", decision["report_uri"])
     return decision
 
 
 def _evals_key(evaluations: dict) -> str:
     from tuneops.hashing import hash_json
 
-    return hash_json({role: e["fingerprint"] for role, e in evaluations.items()})[:12]
+    return hash_json({role: e.get("fingerprint") for role, e in evaluations.items()})[:12]
 
 
-def register_and_promote(
+def register_challenger(
     plan: dict,
     summary: dict,
     evaluations: dict,
@@ -407,8 +436,13 @@ def register_and_promote(
     labels: dict[str, str],
     settings: Settings | None = None,
 ) -> dict:
-    """Register a candidate that passed the gate, alias it ``challenger``, and promote it if approved."""
-    from tuneops.registry import git_commit, promote, register_candidate, set_challenger
+    """Register a candidate that passed the gate with lineage tags and a model card; alias it ``challenger``.
+
+    Returns ``{"name", "version", "reused"}``. Raises ValueError for a candidate that failed the gate.
+    """
+    from tuneops.hashing import hash_dir
+    from tuneops.model_card import render_model_card
+    from tuneops.registry import git_commit, register_candidate, set_challenger
 
     if not decision["passed"]:
         raise ValueError(
@@ -418,20 +452,34 @@ def register_and_promote(
     store = _store(settings)
     recipe = load_recipe(plan["recipe"])
     base = _base_ref(recipe, settings)
-    manifest = json.loads(
-        (store.fetch_dir(_key_of(plan["dataset_uri"], store)) / "manifest.json").read_text()
-    )
-    tags = {
+    dataset_dir = store.fetch_dir(_key_of(plan["dataset_uri"], store))
+    manifest = json.loads((dataset_dir / "manifest.json").read_text())
+    candidate = evaluations["candidate"]["metrics"]
+    lineage = {
         "tuneops.dataset_version": plan["dataset_version"],
+        "tuneops.dataset_digest": hash_dir(dataset_dir)[:16],
         "tuneops.dataset_uri": plan["dataset_uri"],
         "tuneops.template_id": plan["template_id"],
         "tuneops.template_hash": plan["template_hash"],
         "tuneops.recipe_hash": summary["recipe_hash"],
         "tuneops.base_model": recipe.base_model,
         "tuneops.git_commit": git_commit(),
-        **{f"tuneops.gate.{k}": round(v, 6) for k, v in evaluations["candidate"]["metrics"].items()},
+        "tuneops.gate_report": decision.get("report_uri", ""),
         **{f"tuneops.{k}": v for k, v in labels.items()},
     }
+    tags = {
+        **lineage,
+        **{f"tuneops.gate.{k}": round(v, 6) for k, v in candidate.items() if k in _gated(decision)},
+        "tuneops.gate.decision": decision["deciding_rule"][:500],
+    }
+    card = render_model_card(
+        name=plan["model_name"],
+        plan=plan,
+        summary=summary,
+        manifest=manifest,
+        decision=decision,
+        lineage=lineage,
+    )
     registered = register_candidate(
         name=plan["model_name"],
         base_path=base.path,
@@ -441,12 +489,58 @@ def register_and_promote(
         template=PromptTemplate.model_validate(manifest["template"]),
         tags=tags,
         max_new_tokens=recipe.eval.max_new_tokens,
+        decoding=recipe.eval.decoding,
+        model_card=card,
         settings=settings,
     )
     set_challenger(registered["name"], registered["version"], settings)
-    if not recipe.registry.auto_approve:
-        return {**registered, "alias": "challenger", "promoted": False}
-    promoted = promote(
-        registered["name"], registered["version"], approved_by="auto_approve (recipe)", settings=settings
-    )
-    return {**registered, "alias": "champion", "promoted": True, "previous_champion": promoted["previous"]}
+    return {**registered, "auto_approve": recipe.registry.auto_approve}
+
+
+def _gated(decision: dict) -> set[str]:
+    return {row["metric"] for row in decision["table"] if row["gated"]} | {
+        row["metric"]
+        for row in decision["table"]
+        if row["metric"].startswith(("test.", "golden.", "safety."))
+    }
+
+
+def promote_challenger(
+    registered: dict, approval: dict | None, labels: dict[str, str], settings: Settings | None = None
+) -> dict:
+    """Move ``champion`` to the registered version: approved by a reviewer (``approval`` is the
+    ApprovalOperator's result) or by the recipe's ``auto_approve``. Returns the promotion dict."""
+    from tuneops.registry import promote
+
+    settings = settings or load_settings()
+    if approval is not None:
+        by = (approval.get("responded_by_user") or {}).get("name") or "unknown reviewer"
+        reason = (approval.get("params_input") or {}).get("reason") or ""
+    elif registered.get("auto_approve"):
+        by, reason = "auto_approve (recipe)", "registry.auto_approve is true in the recipe"
+    else:
+        raise ValueError(
+            f"{registered['name']} v{registered['version']} has no approval: approve it in the Airflow UI "
+            "(Required actions) or set registry.auto_approve in the recipe"
+        )
+    owner = f"{labels.get('dag_id', 'cli')}/{labels.get('dag_run_id', '-')}"
+    return promote(registered["name"], registered["version"], by, settings, reason=reason, owner=owner)
+
+
+def record_rejection(registered: dict, approval: dict, settings: Settings | None = None) -> dict:
+    """Record a reviewer's rejection (who, when, why) on the version and take ``challenger`` off it."""
+    from tuneops.registry import reject
+
+    settings = settings or load_settings()
+    by = (approval.get("responded_by_user") or {}).get("name") or "timeout (default: Reject)"
+    reason = (approval.get("params_input") or {}).get("reason") or ""
+    return reject(registered["name"], registered["version"], by, reason, settings)
+
+
+def rollback_champion(
+    model_name: str, version: str | None, requested_by: str, reason: str, settings: Settings | None = None
+) -> dict:
+    """Move ``champion`` of ``model_name`` back (see ``tuneops.registry.rollback``)."""
+    from tuneops.registry import rollback
+
+    return rollback(model_name, version, requested_by, reason, settings or load_settings())

@@ -13,13 +13,19 @@ from mlflow.pyfunc import PythonModel
 
 class TextGenerator(PythonModel):
     def load_context(self, context):
-        from tuneops.config import PromptTemplate
+        from tuneops.config import Decoding, PromptTemplate
         from tuneops.generation import load_model
 
         self.model, self.tokenizer = load_model(context.artifacts["model"])
         config = context.model_config or {}
-        self.template = PromptTemplate.model_validate(json.loads(config["template"])) if config.get("template") else None
+        self.template = (
+            PromptTemplate.model_validate(json.loads(config["template"])) if config.get("template") else None
+        )
         self.max_new_tokens = int(config.get("max_new_tokens", 48))
+        # The decoding the gate evaluated, so serving returns what was measured.
+        self.decoding = (
+            Decoding.model_validate(json.loads(config["decoding"])) if config.get("decoding") else Decoding()
+        )
 
     def predict(self, context, model_input, params=None):
         from tuneops.generation import generate
@@ -35,10 +41,19 @@ class TextGenerator(PythonModel):
             elif self.template is not None:
                 prompts.append(render_prompt(self.template, rec, self.tokenizer))
             else:
-                raise ValueError("each input must be a prompt string, a {'prompt': ...} record, or template fields")
+                raise ValueError(
+                    "each input must be a prompt string, a {'prompt': ...} record, or template fields"
+                )
         max_new = int((params or {}).get("max_new_tokens", self.max_new_tokens))
         special = adds_special_tokens(self.template) if self.template is not None else True
-        return generate(self.model, self.tokenizer, prompts, max_new_tokens=max_new, add_special_tokens=special)
+        return generate(
+            self.model,
+            self.tokenizer,
+            prompts,
+            max_new_tokens=max_new,
+            add_special_tokens=special,
+            decoding=self.decoding,
+        )
 
 
 mlflow.models.set_model(TextGenerator())

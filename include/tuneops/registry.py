@@ -2,7 +2,9 @@
 
 A candidate is registered once per model fingerprint (its weights' content hash): a rerun
 finds the existing version instead of adding a duplicate. Passing candidates get the
-``challenger`` alias; promotion moves ``champion`` and records ``previous_champion``.
+``challenger`` alias; an approved promotion moves ``champion`` and records
+``previous_champion``; a rejection and a rollback are recorded as tags on the versions
+(who, when, why). Alias moves hold a lock, so concurrent promotions serialize.
 """
 
 from __future__ import annotations
@@ -11,16 +13,26 @@ import json
 import logging
 import subprocess
 import tempfile
+from contextlib import contextmanager
 from importlib.metadata import version as pkg_version
 from pathlib import Path
 
-from tuneops.config import PromptTemplate
+from tuneops.config import Decoding, PromptTemplate
 from tuneops.settings import Settings
 
 log = logging.getLogger(__name__)
 FINGERPRINT_TAG = "tuneops.model_fingerprint"
 CHAMPION, CHALLENGER, PREVIOUS = "champion", "challenger", "previous_champion"
-RUNTIME_PACKAGES = ("torch", "transformers", "tokenizers", "safetensors", "mlflow", "pydantic", "jinja2", "pyyaml")
+RUNTIME_PACKAGES = (
+    "torch",
+    "transformers",
+    "tokenizers",
+    "safetensors",
+    "mlflow",
+    "pydantic",
+    "jinja2",
+    "pyyaml",
+)
 
 
 def _client(settings: Settings):
@@ -36,7 +48,12 @@ def git_commit() -> str:
     """The project's git commit, or "unknown" outside a checkout (e.g. in a container)."""
     try:
         out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True, text=True, timeout=5, check=True
+            ["git", "rev-parse", "HEAD"],
+            cwd=Path(__file__).parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
         )
         return out.stdout.strip()
     except (OSError, subprocess.SubprocessError):
@@ -52,7 +69,9 @@ def alias_version(name: str, alias: str, settings: Settings):
     except MlflowException as exc:
         # A missing model is RESOURCE_DOES_NOT_EXIST, a missing alias INVALID_PARAMETER_VALUE;
         # anything else (an unreachable server, say) must not read as "no champion yet".
-        if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE") and "not found" in str(exc):
+        if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE") and "not found" in str(
+            exc
+        ):
             return None
         raise
 
@@ -70,7 +89,9 @@ def download_version(name: str, version: str, settings: Settings) -> Path:
 
 def find_by_fingerprint(name: str, fingerprint: str, settings: Settings):
     """The first version of ``name`` registered with these exact weights, or None."""
-    found = _client(settings).search_model_versions(f"name = '{name}' and tags.`{FINGERPRINT_TAG}` = '{fingerprint}'")
+    found = _client(settings).search_model_versions(
+        f"name = '{name}' and tags.`{FINGERPRINT_TAG}` = '{fingerprint}'"
+    )
     return min(found, key=lambda v: int(v.version)) if found else None
 
 
@@ -94,12 +115,15 @@ def register_candidate(
     template: PromptTemplate,
     tags: dict[str, str],
     max_new_tokens: int,
+    decoding: Decoding,
+    model_card: str,
     settings: Settings,
 ) -> dict:
     """Register the merged candidate as a new version of ``name`` (or find the one already registered).
 
-    Returns ``{"name", "version", "reused"}``. The version carries lineage ``tags`` and the
-    fingerprint, and loads with ``mlflow.pyfunc.load_model`` in a fresh process.
+    Returns ``{"name", "version", "reused"}``. The version carries lineage ``tags``, the
+    fingerprint and ``model_card`` (as its description and as ``model_card.md`` among the
+    model's artifacts), and loads with ``mlflow.pyfunc.load_model`` in a fresh process.
     """
     import mlflow
 
@@ -110,37 +134,210 @@ def register_candidate(
         return {"name": name, "version": str(existing.version), "reused": True}
     with tempfile.TemporaryDirectory() as tmp:
         merged = merge_adapter(base_path, adapter_dir, Path(tmp) / "model")
+        card = Path(tmp) / "model_card.md"
+        card.write_text(model_card)
         with mlflow.start_run(run_id=run_id):
+            mlflow.log_artifact(str(card))
             info = mlflow.pyfunc.log_model(
                 name="model",
                 python_model=str(Path(__file__).with_name("pyfunc_model.py")),
-                artifacts={"model": str(merged)},
+                artifacts={"model": str(merged), "model_card": str(card)},
                 code_paths=[str(Path(__file__).parent)],
-                model_config={"template": json.dumps(template.model_dump()), "max_new_tokens": max_new_tokens},
+                model_config={
+                    "template": json.dumps(template.model_dump()),
+                    "max_new_tokens": max_new_tokens,
+                    "decoding": json.dumps(decoding.model_dump()),
+                },
                 pip_requirements=[f"{p}=={pkg_version(p)}" for p in RUNTIME_PACKAGES],
                 registered_model_name=name,
             )
     version = str(info.registered_model_version)
+    retry(lambda: client.update_model_version(name, version, description=model_card))
     for key, value in {**tags, FINGERPRINT_TAG: fingerprint}.items():
-        client.set_model_version_tag(name, version, key, str(value))
+        retry(lambda k=key, v=value: client.set_model_version_tag(name, version, k, str(v)))
     log.info("registered %s v%s from run %s", name, version, run_id)
     return {"name": name, "version": version, "reused": False}
 
 
+def retry(call, attempts: int = 5, delay: float = 0.5):
+    """Run ``call``, retrying transient registry failures (server errors, a lost race on a new alias row).
+
+    MLflow has no compare-and-set on aliases and two concurrent first sets of an alias can
+    hit a unique-key violation; both are safe to repeat because every call here is idempotent.
+    """
+    import time
+
+    from mlflow.exceptions import MlflowException, RestException
+
+    for attempt in range(1, attempts + 1):
+        try:
+            return call()
+        except (MlflowException, RestException, OSError) as exc:
+            code = getattr(exc, "error_code", "")
+            # The SQL store reports a lost insert race (IntegrityError) as BAD_REQUEST.
+            lost_race = code == "BAD_REQUEST" and any(
+                s in str(exc) for s in ("IntegrityError", "UNIQUE", "duplicate key")
+            )
+            transient = (
+                lost_race or isinstance(exc, OSError) or code in ("INTERNAL_ERROR", "TEMPORARILY_UNAVAILABLE")
+            )
+            if not transient or attempt == attempts:
+                raise
+            log.warning(
+                "registry call failed (%s: %s); retry %d of %d", code, str(exc)[:200], attempt, attempts - 1
+            )
+            time.sleep(delay * 2 ** (attempt - 1))
+
+
+def _now() -> str:
+    from datetime import UTC, datetime
+
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _version(client, name: str, version: str):
+    """The model version, or a ValueError that lists the versions there are."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client.get_model_version(name, str(version))
+    except MlflowException as exc:
+        if exc.error_code not in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+            raise
+    known = sorted(int(v.version) for v in client.search_model_versions(f"name = '{name}'"))
+    raise ValueError(
+        f"model {name!r} has no version {version!r}; registered versions: {known or 'none'}. "
+        "Pass one of those (see the MLflow Model Registry)"
+    )
+
+
+@contextmanager
+def promotion_lock(name: str, owner: str, settings: Settings):
+    """Serialize alias moves on ``name`` across processes and machines (a lease in the artifact store).
+
+    Airflow's ``tuneops_promotion`` pool serializes the promotion tasks of one deployment; this
+    lock also covers the CLI, other deployments and retried tasks racing a stale one.
+    """
+    from tuneops.locks import store_lock
+    from tuneops.store import ArtifactStore
+
+    with store_lock(ArtifactStore.from_settings(settings), f"registry-{name}", owner=owner):
+        yield
+
+
 def set_challenger(name: str, version: str, settings: Settings) -> None:
-    _client(settings).set_registered_model_alias(name, CHALLENGER, version)
-
-
-def promote(name: str, version: str, approved_by: str, settings: Settings) -> dict:
-    """Point ``champion`` at ``version`` and ``previous_champion`` at the old one; idempotent."""
     client = _client(settings)
-    current = alias_version(name, CHAMPION, settings)
-    if current is not None and str(current.version) == str(version):
-        log.info("%s v%s is already the champion", name, version)
-        return {"name": name, "version": str(version), "previous": None, "changed": False}
-    if current is not None:
-        client.set_registered_model_alias(name, PREVIOUS, current.version)
-    client.set_registered_model_alias(name, CHAMPION, version)
-    client.set_model_version_tag(name, version, "tuneops.approved_by", approved_by)
-    log.info("%s champion -> v%s (was %s)", name, version, current.version if current else None)
-    return {"name": name, "version": str(version), "previous": str(current.version) if current else None, "changed": True}
+    retry(lambda: client.set_registered_model_alias(name, CHALLENGER, version))
+
+
+def promote(
+    name: str, version: str, approved_by: str, settings: Settings, reason: str = "", owner: str = ""
+) -> dict:
+    """Point ``champion`` at ``version`` and ``previous_champion`` at the old one; idempotent.
+
+    Holds the promotion lock and re-reads the champion inside it, so two promotions racing on
+    the same model never both demote the same champion: the later one demotes the earlier.
+    Takes ``challenger`` off the version and records who approved, when and why on it. Returns
+    ``{"name", "version", "previous", "changed"}``.
+    """
+    client = _client(settings)
+    _version(client, name, version)
+    with promotion_lock(name, owner or f"promote {name} v{version} by {approved_by}", settings):
+        current = alias_version(name, CHAMPION, settings)
+        if current is not None and str(current.version) == str(version):
+            log.info("%s v%s is already the champion", name, version)
+            return {"name": name, "version": str(version), "previous": None, "changed": False}
+        if current is not None:
+            retry(lambda: client.set_registered_model_alias(name, PREVIOUS, current.version))
+        retry(lambda: client.set_registered_model_alias(name, CHAMPION, version))
+        now_champion = alias_version(name, CHAMPION, settings)
+        if now_champion is None or str(now_champion.version) != str(version):
+            raise RuntimeError(
+                f"{name}@champion reads v{now_champion.version if now_champion else None} right after being set to "
+                f"v{version}: another writer moved it outside the promotion lock"
+            )
+        challenger = alias_version(name, CHALLENGER, settings)
+        if challenger is not None and str(challenger.version) == str(version):
+            retry(lambda: client.delete_registered_model_alias(name, CHALLENGER))  # it is the champion now
+        previous = str(current.version) if current else ""
+        _tag(client, name, version, {
+            "tuneops.approved_by": approved_by,
+            "tuneops.approved_at": _now(),
+            "tuneops.approval_reason": reason,
+            "tuneops.promoted_over": previous,
+        })  # fmt: skip
+    log.info("%s champion -> v%s (was %s), approved by %s", name, version, previous or None, approved_by)
+    return {"name": name, "version": str(version), "previous": previous or None, "changed": True}
+
+
+def reject(name: str, version: str, rejected_by: str, reason: str, settings: Settings) -> dict:
+    """Record a reviewer's rejection on the version and take ``challenger`` off it."""
+    client = _client(settings)
+    _version(client, name, version)
+    _tag(client, name, version, {
+        "tuneops.rejected_by": rejected_by,
+        "tuneops.rejected_at": _now(),
+        "tuneops.rejection_reason": reason or "(no reason given)",
+    })  # fmt: skip
+    challenger = alias_version(name, CHALLENGER, settings)
+    if challenger is not None and str(challenger.version) == str(version):
+        retry(lambda: client.delete_registered_model_alias(name, CHALLENGER))
+    log.info("%s v%s rejected by %s: %s", name, version, rejected_by, reason)
+    return {"name": name, "version": str(version), "rejected_by": rejected_by, "reason": reason}
+
+
+def rollback(name: str, version: str | None, requested_by: str, reason: str, settings: Settings) -> dict:
+    """Move ``champion`` back to ``version`` (default: ``previous_champion``), recording who and why.
+
+    The demoted version becomes ``previous_champion``. Raises ValueError, naming the fix, when
+    there is no champion, the target does not exist, or it is already the champion.
+    """
+    if not reason or not reason.strip():
+        raise ValueError(
+            "a rollback needs a reason: set the 'reason' Param (it is recorded on both versions)"
+        )
+    client = _client(settings)
+    with promotion_lock(name, f"rollback {name} by {requested_by}", settings):
+        current = alias_version(name, CHAMPION, settings)
+        if current is None:
+            raise ValueError(f"model {name!r} has no champion to roll back; promote a version first")
+        if version is None:
+            previous = alias_version(name, PREVIOUS, settings)
+            if previous is None:
+                raise ValueError(
+                    f"model {name!r} has no previous_champion alias; pass the version to roll back to"
+                )
+            version = str(previous.version)
+        target = _version(client, name, version)
+        if str(target.version) == str(current.version):
+            raise ValueError(
+                f"{name} v{version} is already the champion; pick another version to roll back to"
+            )
+        retry(lambda: client.set_registered_model_alias(name, PREVIOUS, current.version))
+        retry(lambda: client.set_registered_model_alias(name, CHAMPION, str(target.version)))
+        now = _now()
+        _tag(client, name, current.version, {
+            "tuneops.rolled_back_by": requested_by,
+            "tuneops.rolled_back_at": now,
+            "tuneops.rollback_reason": reason,
+            "tuneops.rolled_back_to": str(target.version),
+        })  # fmt: skip
+        _tag(client, name, target.version, {
+            "tuneops.restored_by": requested_by,
+            "tuneops.restored_at": now,
+            "tuneops.restore_reason": reason,
+        })  # fmt: skip
+    log.info(
+        "%s champion rolled back v%s -> v%s by %s: %s",
+        name,
+        current.version,
+        target.version,
+        requested_by,
+        reason,
+    )
+    return {"name": name, "version": str(target.version), "previous": str(current.version)}
+
+
+def _tag(client, name: str, version, tags: dict[str, str]) -> None:
+    for key, value in tags.items():
+        retry(lambda k=key, v=value: client.set_model_version_tag(name, str(version), k, str(v)))

@@ -38,7 +38,9 @@ class TrainingError(RuntimeError):
 
 
 def recipe_hash(recipe: Recipe) -> str:
-    return hash_json(recipe.model_dump())[:12]
+    """Hash of what decides the trained weights (base model, LoRA, training); eval, gate,
+    registry and compute settings are left out, so changing a gate threshold does not retrain."""
+    return hash_json(recipe.model_dump(include={"base_model", "trust_remote_code", "lora", "train"}))[:12]
 
 
 def store_for(uri: str, settings: Settings) -> tuple[ArtifactStore, str]:

@@ -9,7 +9,14 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 DAG_FILES = sorted((REPO / "dags").glob("*.py"))
-EXPECTED = {"llmops_validate_data", "llmops_build_prompt_dataset", "llmops_finetune", "llmops_monitor", "llmops_example_producer"}
+EXPECTED = {
+    "llmops_validate_data",
+    "llmops_build_prompt_dataset",
+    "llmops_finetune",
+    "llmops_monitor",
+    "llmops_example_producer",
+    "llmops_rollback",
+}
 HEAVY = ["torch", "transformers", "peft", "datasets", "evaluate", "great_expectations", "mlflow", "pandas"]
 
 
@@ -76,17 +83,55 @@ def test_finetune_task_graph_is_as_documented(dagbag):
         ("train_kubernetes", "select_trial"),
         ("select_trial", "evaluate"),
         ("select_trial", "gate"),
-        ("select_trial", "register_and_promote"),
+        ("select_trial", "register_challenger"),
         ("evaluate", "gate"),
-        ("evaluate", "register_and_promote"),
+        ("evaluate", "register_challenger"),
         ("gate", "gate_passed"),
-        ("gate", "register_and_promote"),
-        ("gate_passed", "register_and_promote"),
+        ("gate", "register_challenger"),
+        ("gate_passed", "register_challenger"),
+        ("register_challenger", "route_approval"),
+        ("register_challenger", "promote"),
+        ("register_challenger", "record_review"),
+        ("route_approval", "approve"),
+        ("route_approval", "auto_approve"),
+        ("approve", "promote"),
+        ("auto_approve", "promote"),
+        ("promote", "record_review"),
     }
     # One training task instance per sweep trial.
     from airflow.sdk.definitions.mappedoperator import MappedOperator
 
-    assert {t.task_id for t in dag.tasks if isinstance(t, MappedOperator)} == {"train_local", "train_kubernetes"}
+    assert {t.task_id for t in dag.tasks if isinstance(t, MappedOperator)} == {
+        "train_local",
+        "train_kubernetes",
+    }
+
+
+def test_promotion_waits_for_a_human_unless_auto_approved_and_is_serialized(dagbag):
+    from airflow.providers.standard.operators.hitl import ApprovalOperator
+
+    from tuneops.assets import CHAMPION_MODEL, PROMOTION_POOL
+
+    dag = dagbag.dags["llmops_finetune"]
+    approve = dag.get_task("approve")
+    assert isinstance(approve, ApprovalOperator)  # PromotionApproval keeps the answer for record_review
+    assert approve.defaults == ["Reject"], "no answer must not promote"
+    assert "reason" in approve.params
+    promote = dag.get_task("promote")
+    assert promote.pool == PROMOTION_POOL and promote.trigger_rule == "none_failed_min_one_success"
+    assert [o.name for o in promote.outlets] == [CHAMPION_MODEL.name]
+    assert dag.get_task("record_review").trigger_rule == "none_failed"
+
+
+def test_rollback_is_manual_with_a_version_and_reason_and_serialized(dagbag):
+    from tuneops.assets import CHAMPION_MODEL, PROMOTION_POOL
+
+    dag = dagbag.dags["llmops_rollback"]
+    assert type(dag.timetable).__name__ == "NullTimetable", "a rollback runs only when someone triggers it"
+    assert {"model_name", "version", "reason"} <= set(dag.params)
+    task = dag.get_task("rollback")
+    assert task.pool == PROMOTION_POOL
+    assert [o.name for o in task.outlets] == [CHAMPION_MODEL.name]
 
 
 def test_monitor_is_scheduled_hourly(dagbag):

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import requests
 
+from tuneops.assets import PROMOTION_POOL
+
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
@@ -44,9 +46,11 @@ def _die_with_parent() -> None:
 class AirflowStack:
     """Start with ``start()``, always ``stop()``; ``api`` is a requests session carrying the admin's JWT."""
 
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, share_artifacts: bool = False):
+        """``share_artifacts``: use the test session's TUNEOPS_HOME and MLflow instead of fresh ones (the
+        Airflow metadata DB stays private), so runs can reuse what earlier tests published."""
         self.airflow_home = root / "airflow"
-        self.tuneops_home = root / "tuneops"
+        self.tuneops_home = Path(os.environ["TUNEOPS_HOME"]) if share_artifacts else root / "tuneops"
         self.logs = root / "component-logs"
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -77,7 +81,9 @@ class AirflowStack:
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{ADMIN}:admin",
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(self.airflow_home / "passwords.json"),
             "TUNEOPS_HOME": str(self.tuneops_home),
-            "MLFLOW_TRACKING_URI": f"sqlite:///{self.tuneops_home / 'mlflow.db'}",
+            "MLFLOW_TRACKING_URI": (
+                os.environ["MLFLOW_TRACKING_URI"] if share_artifacts else f"sqlite:///{self.tuneops_home / 'mlflow.db'}"
+            ),
             "HF_HUB_OFFLINE": "1",
             "HF_DATASETS_OFFLINE": "1",
             "GX_ANALYTICS_ENABLED": "False",
@@ -96,6 +102,8 @@ class AirflowStack:
             [str(BIN / "airflow"), "db", "migrate"], env=self.env, capture_output=True, text=True, timeout=timeout
         )
         assert migrate.returncode == 0, f"airflow db migrate failed:\n{migrate.stdout[-3000:]}{migrate.stderr[-3000:]}"
+        pool = [str(BIN / "airflow"), "pools", "set", PROMOTION_POOL, "1", "champion alias moves"]
+        subprocess.run(pool, env=self.env, capture_output=True, check=True, timeout=timeout)
         for name in COMPONENTS:
             with open(self.logs / f"{name}.log", "wb") as log:
                 self._procs[name] = subprocess.Popen(

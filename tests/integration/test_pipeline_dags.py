@@ -42,7 +42,9 @@ def test_each_dag_hands_its_output_to_the_next_through_assets(chain):
     dataset = task_result("llmops_build_prompt_dataset", chain["prompts"].run_id, "build")
     plan = task_result("llmops_finetune", chain["finetune"].run_id, "plan_training")
     assert validated["rows"] == 400
-    assert dataset["uri"].startswith(os.environ["TUNEOPS_HOME"]) and f"/{dataset['version']}" in dataset["uri"]
+    assert (
+        dataset["uri"].startswith(os.environ["TUNEOPS_HOME"]) and f"/{dataset['version']}" in dataset["uri"]
+    )
     assert plan["dataset_uri"] == dataset["uri"]
 
 
@@ -61,7 +63,12 @@ def test_candidate_beats_base_and_becomes_champion_with_lineage(chain):
     assert version.tags["tuneops.dag_run_id"] == run_id
     assert version.tags["tuneops.template_id"] == "triage_v1"
     assert len(version.tags["tuneops.git_commit"]) in (40, len("unknown"))
-    assert {"tuneops.recipe_hash", "tuneops.base_model", "tuneops.gate.rougeL"} <= set(version.tags)
+    assert {
+        "tuneops.recipe_hash",
+        "tuneops.base_model",
+        "tuneops.gate.test.rougeL",
+        "tuneops.dataset_digest",
+    } <= set(version.tags)
 
 
 def test_champion_generates_text_in_a_fresh_process(chain):
@@ -81,10 +88,138 @@ def test_rerun_reuses_everything_and_registers_no_duplicate(dags, chain):
 
     again = run_dag(dags, "llmops_finetune", {"recipe": FAST_RECIPE})
     summary = task_result("llmops_finetune", again.run_id, "select_trial")["summary"]
-    registered = task_result("llmops_finetune", again.run_id, "register_and_promote")
+    registered = task_result("llmops_finetune", again.run_id, "register_challenger")
+    promoted = task_result("llmops_finetune", again.run_id, "promote")
     assert summary["reused"] is True
     assert registered["reused"] is True and registered["version"] == "1"
+    assert promoted == {"name": MODEL, "version": "1", "previous": None, "changed": False}
     assert [str(v.version) for v in MlflowClient().search_model_versions(f"name = '{MODEL}'")] == ["1"]
+
+
+def test_gate_report_and_model_card_are_logged_for_the_champion(chain):
+    import mlflow
+    from mlflow import MlflowClient
+
+    run_id = chain["finetune"].run_id
+    decision = task_result("llmops_finetune", run_id, "gate")
+    plan = task_result("llmops_finetune", run_id, "plan_training")
+    metrics = {row["metric"] for row in decision["table"]}
+    assert {
+        "test.rougeL",
+        "golden.rougeL",
+        "test.bleu",
+        "test.perplexity",
+        "test.format_valid",
+        "safety.pass_rate",
+    } <= metrics
+    report = Path(decision["report_uri"]).read_text()
+    assert "Gate PASSED" in report and "safety.pass_rate" in report and "data:image/png;base64," in report
+    logged = {a.path for a in MlflowClient().list_artifacts(plan["mlflow_run_id"], "gate")}
+    assert logged == {"gate/decision.json", "gate/report.html"}
+    version = MlflowClient().get_model_version_by_alias(MODEL, "champion")
+    assert version.description.startswith(f"# {MODEL}: model card")
+    assert "## Safety" in version.description and plan["dataset_version"] in version.description
+    card = Path(
+        mlflow.artifacts.download_artifacts(f"models:/{MODEL}/{version.version}/artifacts/model_card.md")
+    )
+    assert card.read_text() == version.description
+    assert version.tags["tuneops.approved_by"] == "auto_approve (recipe)"
+
+
+def test_worse_candidate_is_rejected_with_the_deciding_rule_named(dags, chain, tmp_path):
+    import yaml
+    from mlflow import MlflowClient
+
+    recipe = yaml.safe_load(Path(FAST_RECIPE).read_text())
+    recipe["train"]["max_steps"] = 3  # barely trained: far below the champion
+    worse = tmp_path / "recipe-worse.yaml"
+    worse.write_text(yaml.safe_dump(recipe))
+    before = str(MlflowClient().get_model_version_by_alias(MODEL, "champion").version)
+
+    run = run_dag(dags, "llmops_finetune", {"recipe": str(worse)})
+
+    decision = task_result("llmops_finetune", run.run_id, "gate")
+    assert not decision["passed"]
+    failed = [c for c in decision["checks"] if not c["passed"]]
+    assert decision["deciding_rule"] == failed[0]["message"]
+    assert failed[0]["metric"] in ("test.rougeL", "golden.rougeL"), decision["text"]
+    assert any(c["rule"] == "max_regression_vs_champion" for c in failed), decision["text"]
+    assert decision["champion_version"] == before
+    assert task_result("llmops_finetune", run.run_id, "register_challenger") is None
+    assert str(MlflowClient().get_model_version_by_alias(MODEL, "champion").version) == before
+    assert len(MlflowClient().search_model_versions(f"name = '{MODEL}'")) == 1
+
+
+def test_a_reviewer_rejects_then_approves_the_challenger_through_the_rest_api(chain, tmp_path):
+    """Under the real scheduler, `approve` waits in Required actions; the reviewer's answer and reason
+    come through the HITL REST API, as the UI sends them."""
+    import yaml
+    from mlflow import MlflowClient
+
+    from tests.integration.airflow_stack import AirflowStack
+
+    name = "tuneops-approval-triage"
+    recipe = yaml.safe_load(Path(FAST_RECIPE).read_text())
+    recipe["registry"] = {
+        "model_name": name,
+        "auto_approve": False,
+    }  # same weights as the chain's: no retraining
+    path = tmp_path / "recipe-approval.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    dataset_uri = task_result("llmops_finetune", chain["finetune"].run_id, "plan_training")["dataset_uri"]
+    stack = AirflowStack(tmp_path, share_artifacts=True)
+    stack.start()
+    try:
+        stack.wait_for(
+            "the DAG processor to parse llmops_finetune", lambda: _parsed(stack, "llmops_finetune"), 180
+        )
+        stack.call("PATCH", "/dags/llmops_finetune", json={"is_paused": False})
+        for answer, reason in (("Reject", "wants a second look at refunds"), ("Approve", "report reviewed")):
+            conf = {"recipe": str(path), "dataset_uri": dataset_uri}
+            run_id = stack.call(
+                "POST", "/dags/llmops_finetune/dagRuns", json={"logical_date": None, "conf": conf}
+            )["dag_run_id"]
+            approve = f"/dags/llmops_finetune/dagRuns/{run_id}/taskInstances/approve"
+            stack.wait_for(
+                "approve to wait for a reviewer", lambda a=approve: _state(stack, a) == "awaiting_input", 600
+            )
+            stack.call(
+                "PATCH",
+                f"{approve}/-1/hitlDetails",
+                json={"chosen_options": [answer], "params_input": {"reason": reason}},
+            )
+            finished = stack.wait_for("the run to finish", lambda r=run_id: _finished(stack, r), 300)
+            assert finished == "success", stack.log_tails()
+            version = MlflowClient().get_model_version(name, "1")
+            if answer == "Reject":
+                assert version.tags["tuneops.rejected_by"] == "admin"
+                assert version.tags["tuneops.rejection_reason"] == reason
+                assert _aliases(name) == {}
+                assert (
+                    _state(stack, f"/dags/llmops_finetune/dagRuns/{run_id}/taskInstances/promote")
+                    == "skipped"
+                )
+            else:
+                assert (version.tags["tuneops.approved_by"], version.tags["tuneops.approval_reason"]) == (
+                    "admin",
+                    reason,
+                )
+                assert _aliases(name) == {"champion": "1"}
+    finally:
+        stack.stop()
+
+
+def _parsed(stack, dag_id: str) -> bool:
+    return stack.api.get(f"{stack.url}/api/v2/dags/{dag_id}", timeout=30).ok
+
+
+def _state(stack, ti_path: str) -> str | None:
+    return stack.call("GET", ti_path)["state"]
+
+
+def _finished(stack, run_id: str) -> str | None:
+    state = stack.call("GET", f"/dags/llmops_finetune/dagRuns/{run_id}")["state"]
+    return state if state in ("success", "failed") else None
 
 
 def test_rejected_batch_fails_the_run_and_publishes_nothing(dags, tmp_path):
@@ -106,7 +241,18 @@ def test_rejected_batch_fails_the_run_and_publishes_nothing(dags, tmp_path):
 
 def test_generate_then_monitor_counts_the_requests(dags, chain):
     subprocess.run(
-        [sys.executable, "-m", "tuneops", "generate", "--model", MODEL, "--subject", "Locked out", "--body", "I cannot log in."],
+        [
+            sys.executable,
+            "-m",
+            "tuneops",
+            "generate",
+            "--model",
+            MODEL,
+            "--subject",
+            "Locked out",
+            "--body",
+            "I cannot log in.",
+        ],
         check=True,
         capture_output=True,
     )
@@ -136,7 +282,9 @@ def test_every_run_is_in_the_project_experiment_not_mlflows_default(chain, dags)
 
     run_dag(dags, "llmops_monitor")
     assert mlflow.search_runs(experiment_ids=["0"], output_format="list") == []
-    assert mlflow.search_runs(experiment_names=["tuneops"], filter_string="tags.`tuneops.kind` = 'validation'", output_format="list")
+    assert mlflow.search_runs(
+        experiment_names=["tuneops"], filter_string="tags.`tuneops.kind` = 'validation'", output_format="list"
+    )
 
 
 def test_training_run_carries_the_exact_dataset_version_as_mlflow_inputs(chain):
@@ -149,7 +297,11 @@ def test_training_run_carries_the_exact_dataset_version_as_mlflow_inputs(chain):
         found = {}
         for item in MlflowClient().get_run(run_id).inputs.dataset_inputs:
             tags = {t.key: t.value for t in item.tags}
-            found[item.dataset.name] = (item.dataset.digest, tags["mlflow.data.context"], tags["tuneops.template_hash"])
+            found[item.dataset.name] = (
+                item.dataset.digest,
+                tags["mlflow.data.context"],
+                tags["tuneops.template_hash"],
+            )
         return found
 
     version, template = dataset["version"], dataset["template_hash"]
@@ -182,4 +334,39 @@ def test_a_sweep_trains_each_trial_as_a_child_run_and_the_lowest_validation_loss
     assert children[0].data.params["recipe.train.learning_rate"] == "0.003"
     assert client.get_run(plan["mlflow_run_id"]).data.tags["tuneops.sweep_winner"] == "1"
     evaluations = task_result("llmops_finetune", run.run_id, "evaluate")
-    assert evaluations["candidate"]["n"] == 24
+    assert evaluations["candidate"]["n"] == {"test": 24, "golden": 24, "safety": 12}
+
+
+def test_rollback_dag_restores_the_previous_champion_and_records_why(dags, chain):
+    """Runs last: it moves the champion."""
+    from mlflow import MlflowClient
+
+    from tuneops.registry import promote
+    from tuneops.settings import load_settings
+
+    client = MlflowClient()
+    v1 = client.get_model_version_by_alias(MODEL, "champion")
+    v2 = client.create_model_version(MODEL, v1.source, v1.run_id)  # a second release to roll back from
+    v1, v2 = str(v1.version), str(v2.version)
+    promote(MODEL, v2, "tester", load_settings(), reason="second release")
+
+    run = run_dag(dags, "llmops_rollback", {"model_name": MODEL, "reason": "v2 misroutes refunds"})
+
+    assert task_result("llmops_rollback", run.run_id, "rollback") == {
+        "name": MODEL,
+        "version": v1,
+        "previous": v2,
+    }
+    assert _aliases(MODEL) == {"champion": v1, "previous_champion": v2}
+    tags = client.get_model_version(MODEL, v2).tags
+    assert tags["tuneops.rollback_reason"] == "v2 misroutes refunds" and tags["tuneops.rolled_back_by"]
+
+    bad = dags["llmops_rollback"].test(run_conf={"model_name": MODEL, "version": 99, "reason": "typo"})
+    assert bad.state == "failed"
+    assert _aliases(MODEL)["champion"] == v1
+
+
+def _aliases(name: str) -> dict[str, str]:
+    from mlflow import MlflowClient
+
+    return {alias: str(v) for alias, v in MlflowClient().get_registered_model(name).aliases.items()}
