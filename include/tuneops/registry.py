@@ -243,6 +243,9 @@ def promote(
     client = _client(settings)
     _version(client, name, version)
     with promotion_lock(name, owner or f"promote {name} v{version} by {approved_by}", settings):
+        challenger = alias_version(name, CHALLENGER, settings)
+        if challenger is not None and str(challenger.version) == str(version):
+            retry(lambda: client.delete_registered_model_alias(name, CHALLENGER))  # it is (or becomes) the champion
         current = alias_version(name, CHAMPION, settings)
         if current is not None and str(current.version) == str(version):
             log.info("%s v%s is already the champion", name, version)
@@ -256,9 +259,6 @@ def promote(
                 f"{name}@champion reads v{now_champion.version if now_champion else None} right after being set to "
                 f"v{version}: another writer moved it outside the promotion lock"
             )
-        challenger = alias_version(name, CHALLENGER, settings)
-        if challenger is not None and str(challenger.version) == str(version):
-            retry(lambda: client.delete_registered_model_alias(name, CHALLENGER))  # it is the champion now
         previous = str(current.version) if current else ""
         _tag(client, name, version, {
             "tuneops.approved_by": approved_by,

@@ -6,7 +6,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tuneops.config import EvalConfig, load_dataset_config, load_recipe, load_template
+from tuneops.config import EvalConfig, load_dataset_config, load_recipe, load_safety_suite, load_template
 from tuneops.settings import load_settings
 from tuneops.store import ArtifactStore
 
@@ -34,9 +34,11 @@ def test_chat_dataset_trains_and_evaluates_on_the_reply_only(tmp_path):
 
     adapter = Path(output) / "adapter"
     ref = ModelRef("candidate", f"chat-test-{summary['adapter_sha256']}", summary["base_model_path"], str(adapter))
-    result = evaluate_model(ref, store.fetch_dir(dataset["key"]), dataset["version"], EvalConfig(max_examples=4, max_new_tokens=8), store)
-    predictions = pd.read_parquet(Path(result["uri"]) / "predictions.parquet")
-    assert len(predictions) == 4
+    cfg = EvalConfig(max_examples=4, max_new_tokens=8, splits=["test"])
+    suite = load_safety_suite("support-triage")
+    result = evaluate_model(ref, store.fetch_dir(dataset["key"]), dataset["version"], cfg, suite, store)
+    predictions = pd.read_parquet(Path(result["uri"]) / "test.parquet")
+    assert len(predictions) == 4 and result["n"] == {"test": 4, "safety": len(suite.probes)}
     # References are the visible reply: the chat template's end-of-turn token is not text to match.
     assert all("</s>" not in r and json.loads(r)["team"] for r in predictions["reference"])
     assert all(p.endswith("<|assistant|>\n") for p in predictions["prompt"])

@@ -183,12 +183,10 @@ def test_a_reviewer_rejects_then_approves_the_challenger_through_the_rest_api(ch
             stack.wait_for(
                 "approve to wait for a reviewer", lambda a=approve: _state(stack, a) == "awaiting_input", 600
             )
-            stack.call(
-                "PATCH",
-                f"{approve}/-1/hitlDetails",
-                json={"chosen_options": [answer], "params_input": {"reason": reason}},
+            answered = {"chosen_options": [answer], "params_input": {"reason": reason}}
+            finished = stack.wait_for(
+                "the answered run to finish", lambda r=run_id, a=answered: _answer(stack, r, a), 600
             )
-            finished = stack.wait_for("the run to finish", lambda r=run_id: _finished(stack, r), 300)
             assert finished == "success", stack.log_tails()
             version = MlflowClient().get_model_version(name, "1")
             if answer == "Reject":
@@ -211,6 +209,20 @@ def test_a_reviewer_rejects_then_approves_the_challenger_through_the_rest_api(ch
 
 def _parsed(stack, dag_id: str) -> bool:
     return stack.api.get(f"{stack.url}/api/v2/dags/{dag_id}", timeout=30).ok
+
+
+def _answer(stack, run_id: str, answered: dict) -> str | None:
+    """Answer the open approval request; the run's final state once it has one.
+
+    Answers again if the request is open again: Airflow 3.3 can restart a resuming HITL task from
+    ``execute`` (its first ``/run`` call got 409), which writes a fresh, unanswered request.
+    """
+    approve = f"/dags/llmops_finetune/dagRuns/{run_id}/taskInstances/approve"
+    if _state(stack, approve) == "awaiting_input" and not stack.call("GET", f"{approve}/-1/hitlDetails").get(
+        "response_received"
+    ):
+        stack.call("PATCH", f"{approve}/-1/hitlDetails", json=answered)
+    return _finished(stack, run_id)
 
 
 def _state(stack, ti_path: str) -> str | None:

@@ -52,7 +52,12 @@ def server(tmp_path_factory):
 @pytest.fixture
 def env(server, tmp_path):
     """Settings for this test's processes: the server for tracking and registry, a shared artifact store."""
-    values = {"MLFLOW_TRACKING_URI": server.url, "TUNEOPS_HOME": str(tmp_path / "tuneops")}
+    # MLflow exports MLFLOW_REGISTRY_URI when earlier tests configure it in-process: override both.
+    values = {
+        "MLFLOW_TRACKING_URI": server.url,
+        "MLFLOW_REGISTRY_URI": server.url,
+        "TUNEOPS_HOME": str(tmp_path / "tuneops"),
+    }
     old = {k: os.environ.get(k) for k in values}
     os.environ.update(values)
     yield {**os.environ, **values}
