@@ -1,7 +1,6 @@
 import json
 import logging
 import multiprocessing
-import socket
 import time
 from pathlib import Path
 
@@ -14,34 +13,11 @@ INCREMENTS = 50
 
 
 @pytest.fixture(scope="module")
-def monkeypatch_module():
-    with pytest.MonkeyPatch.context() as mp:
-        yield mp
-
-
-@pytest.fixture(scope="module")
-def s3_endpoint(monkeypatch_module):
-    from moto.server import ThreadedMotoServer
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    endpoint = f"http://127.0.0.1:{port}"
-    # Set in os.environ, so the spawned worker processes inherit the endpoint too.
-    for key, value in {
-        "AWS_ENDPOINT_URL": endpoint,
-        "AWS_ACCESS_KEY_ID": "test",
-        "AWS_SECRET_ACCESS_KEY": "test",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }.items():
-        monkeypatch_module.setenv(key, value)
+def s3_endpoint(moto_s3):
     import boto3
 
     boto3.client("s3").create_bucket(Bucket="tuneops-locks")
-    yield endpoint
-    server.stop()
+    return moto_s3
 
 
 @pytest.fixture(params=["local", "s3"])

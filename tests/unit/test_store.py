@@ -1,4 +1,3 @@
-import socket
 
 import pytest
 
@@ -48,33 +47,11 @@ def test_json_roundtrip_and_objects(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def s3_endpoint(monkeypatch_module):
-    from moto.server import ThreadedMotoServer
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
-    server.start()
-    endpoint = f"http://127.0.0.1:{port}"
-    for key, value in {
-        "AWS_ENDPOINT_URL": endpoint,
-        "AWS_ACCESS_KEY_ID": "test",
-        "AWS_SECRET_ACCESS_KEY": "test",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }.items():
-        monkeypatch_module.setenv(key, value)
+def s3_endpoint(moto_s3):
     import boto3
 
     boto3.client("s3").create_bucket(Bucket="tuneops-test")
-    yield endpoint
-    server.stop()
-
-
-@pytest.fixture(scope="module")
-def monkeypatch_module():
-    with pytest.MonkeyPatch.context() as mp:
-        yield mp
+    return moto_s3
 
 
 def test_s3_publish_fetch_and_partial_invisibility(tmp_path, s3_endpoint):
