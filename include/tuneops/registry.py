@@ -105,6 +105,41 @@ def merge_adapter(base_path: str, adapter_dir: Path, out_dir: Path) -> Path:
     return out_dir
 
 
+def log_text_generator(
+    name: str,
+    model_dir: Path,
+    *,
+    template: PromptTemplate | None,
+    max_new_tokens: int,
+    decoding: Decoding,
+    model_card: str,
+) -> str:
+    """Log ``model_dir`` (weights + tokenizer) as a pyfunc in the active MLflow run and register it as ``name``.
+
+    Returns the new version number. The card is logged as ``model_card.md``.
+    """
+    import mlflow
+
+    with tempfile.TemporaryDirectory() as tmp:
+        card = Path(tmp) / "model_card.md"
+        card.write_text(model_card)
+        mlflow.log_artifact(str(card))
+        info = mlflow.pyfunc.log_model(
+            name="model",
+            python_model=str(Path(__file__).with_name("pyfunc_model.py")),
+            artifacts={"model": str(model_dir), "model_card": str(card)},
+            code_paths=[str(Path(__file__).parent)],
+            model_config={
+                "template": json.dumps(template.model_dump()) if template is not None else "",
+                "max_new_tokens": max_new_tokens,
+                "decoding": json.dumps(decoding.model_dump()),
+            },
+            pip_requirements=[f"{p}=={pkg_version(p)}" for p in RUNTIME_PACKAGES],
+            registered_model_name=name,
+        )
+    return str(info.registered_model_version)
+
+
 def register_candidate(
     *,
     name: str,
@@ -134,24 +169,10 @@ def register_candidate(
         return {"name": name, "version": str(existing.version), "reused": True}
     with tempfile.TemporaryDirectory() as tmp:
         merged = merge_adapter(base_path, adapter_dir, Path(tmp) / "model")
-        card = Path(tmp) / "model_card.md"
-        card.write_text(model_card)
         with mlflow.start_run(run_id=run_id):
-            mlflow.log_artifact(str(card))
-            info = mlflow.pyfunc.log_model(
-                name="model",
-                python_model=str(Path(__file__).with_name("pyfunc_model.py")),
-                artifacts={"model": str(merged), "model_card": str(card)},
-                code_paths=[str(Path(__file__).parent)],
-                model_config={
-                    "template": json.dumps(template.model_dump()),
-                    "max_new_tokens": max_new_tokens,
-                    "decoding": json.dumps(decoding.model_dump()),
-                },
-                pip_requirements=[f"{p}=={pkg_version(p)}" for p in RUNTIME_PACKAGES],
-                registered_model_name=name,
+            version = log_text_generator(
+                name, merged, template=template, max_new_tokens=max_new_tokens, decoding=decoding, model_card=model_card
             )
-    version = str(info.registered_model_version)
     retry(lambda: client.update_model_version(name, version, description=model_card))
     for key, value in {**tags, FINGERPRINT_TAG: fingerprint}.items():
         retry(lambda k=key, v=value: client.set_model_version_tag(name, version, k, str(v)))

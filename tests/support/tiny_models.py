@@ -1,0 +1,54 @@
+"""Register tiny random Llama models as real registry versions, in seconds and with no training.
+
+Each version is built from a config with its own seed, so two versions answer differently:
+enough to see which one a server is serving.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+
+from tuneops.config import Decoding, load_template
+from tuneops.settings import Settings
+
+TEXTS = [f"ticket {i}: my card was charged twice, order {i * 7} web chat email" for i in range(200)] + [
+    json.dumps({"category": "billing", "priority": "high", "team": "payments"})
+] * 20
+
+
+def build_tiny_model(out_dir: Path, seed: int) -> Path:
+    """Save a random 2-layer Llama and a trained BPE tokenizer (with a chat template) to ``out_dir``."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from tuneops.base_model import CHAT_TEMPLATE, train_tokenizer
+
+    tokenizer = train_tokenizer(TEXTS, vocab_size=400)
+    tokenizer.chat_template = CHAT_TEMPLATE
+    torch.manual_seed(seed)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+    )  # fmt: skip
+    LlamaForCausalLM(config).save_pretrained(out_dir, safe_serialization=True)
+    tokenizer.save_pretrained(out_dir)
+    return out_dir
+
+
+def register_tiny_version(name: str, seed: int, settings: Settings, template: str = "triage_v1") -> str:
+    """Register a tiny random model as a new version of ``name``; returns the version."""
+    import mlflow
+
+    from tuneops.mlflow_utils import configure_mlflow
+    from tuneops.registry import log_text_generator
+
+    configure_mlflow(settings)
+    with tempfile.TemporaryDirectory() as tmp, mlflow.start_run(run_name=f"tiny-{name}-{seed}"):
+        model_dir = build_tiny_model(Path(tmp) / "model", seed)
+        return log_text_generator(
+            name, model_dir, template=load_template(template), max_new_tokens=12, decoding=Decoding(),
+            model_card=f"tiny random model, seed {seed}",
+        )  # fmt: skip
