@@ -5,7 +5,10 @@ Fine-tunes a LoRA adapter on a prompt dataset version, evaluates it against the 
 and the current champion on the same test examples, gates it, registers it in the MLflow
 Model Registry with lineage tags and moves the `champion` alias when approved.
 
-**Triggered by** `tuneops_prompt_dataset`, or by hand with the `dataset_uri` Param.
+**Triggered by** a new prompt dataset (`tuneops_prompt_dataset`), a retraining request from
+monitoring (`tuneops_retrain_requested`: drift or a feedback drop), the weekly cron (Monday
+04:00 UTC), or by hand with the `dataset_uri` Param. Without the Param it trains on the
+latest prompt dataset, which by then holds the landed human corrections.
 
 **Compute**: `local` runs `python -m tuneops.train ...` as a subprocess on the worker;
 `kubernetes` runs the identical command in the trainer image on a GPU pod shaped by the
@@ -38,15 +41,17 @@ from datetime import timedelta
 
 import pendulum
 from airflow.providers.standard.operators.empty import EmptyOperator
-from airflow.sdk import Param, dag, task
+from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, Param, dag, task
 
 from tuneops.approval import REVIEW_KEY, PromotionApproval
-from tuneops.assets import CHAMPION_MODEL, PROMOTION_POOL, PROMPT_DATASET, resolve_input
+from tuneops.assets import CHAMPION_MODEL, PROMOTION_POOL, PROMPT_DATASET, RETRAIN_REQUESTED, resolve_input
 from tuneops.trainer_pod import TrainerPodOperator
 
 
 @dag(
-    schedule=[PROMPT_DATASET],
+    schedule=AssetOrTimeSchedule(
+        timetable=CronTriggerTimetable("0 4 * * 1", timezone="UTC"), assets=(PROMPT_DATASET | RETRAIN_REQUESTED)
+    ),
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,

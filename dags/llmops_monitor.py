@@ -1,16 +1,33 @@
 """
 ### llmops_monitor
 
-Every hour, reads the last window of the inference log (written by serving and
-`tuneops generate`) and computes basic health statistics: request count, prompt size,
-latency p50/p95 and the empty-response rate. Stores them under `monitoring/` in the
-artifact store and logs them to MLflow so trends are visible.
+Every hour, assesses the last window of the serving endpoint's inference log and feedback
+against a monitoring config (`configs/monitoring/*.yaml`):
 
-Params: `window_hours` (default 1).
+- **drift** of the prompts against the training prompts of the version serving them (PSI
+  and KS on prompt length in characters and tokens, unseen-word rate, output label mix);
+- **health**: error, empty, refusal and format-valid rates, latency p95, PII in outputs,
+  prompt-injection attempts;
+- **feedback**: thumbs-up rate, corrections, worst examples.
+
+The HTML report goes to `monitoring/<model>/<window>/` in the artifact store and to the
+model's MLflow monitoring run, whose metrics (one step per hour) show the trends.
+
+**Alerts**: every breach is in the `alert` task log, and goes to Slack (connection
+`tuneops_slack`) and e-mail when configured. A breach of a kind in `retrain_on` emits
+`tuneops_retrain_requested`, which `llmops_finetune` is scheduled on.
+
+**Feedback loop**: `export_feedback` lands the new human corrections as a batch in the
+dataset's raw format and emits `tuneops_landing_support_tickets`, so they flow through
+validation and prompt building like any batch.
+
+Params: `config` (monitoring config name or YAML path), `window_hours` (overrides the config).
 """
 
 import pendulum
 from airflow.sdk import Param, dag, task
+
+from tuneops.assets import LANDING_SUPPORT_TICKETS, RETRAIN_REQUESTED
 
 
 @dag(
@@ -21,17 +38,67 @@ from airflow.sdk import Param, dag, task
     tags=["llmops", "monitoring"],
     doc_md=__doc__,
     default_args={"retries": 2, "retry_delay": pendulum.duration(minutes=2)},
-    params={"window_hours": Param(1, type="integer", minimum=1, description="Hours of inference log to read.")},
+    params={
+        "config": Param("support-triage", type="string", description="Monitoring config name or YAML path."),
+        "window_hours": Param(None, type=["null", "integer"], minimum=1, description="Hours of log to assess."),
+    },
 )
 def llmops_monitor():
+    def _config(params):
+        from tuneops.config import load_monitor_config
+
+        overrides = {"window_hours": params["window_hours"]} if params.get("window_hours") else None
+        return load_monitor_config(params["config"], overrides)
+
+    @task(outlets=[LANDING_SUPPORT_TICKETS])
+    def export_feedback(**context) -> dict:
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        from tuneops.feedback import export_corrections
+
+        result = export_corrections(_config(context["params"]).dataset)
+        if not result["batch_uri"]:
+            raise AirflowSkipException(f"no batch of corrections to land yet: {result}")
+        context["outlet_events"][LANDING_SUPPORT_TICKETS].extra = {
+            "batch_uri": result["batch_uri"], "feedback_rows": result["rows"]
+        }  # fmt: skip
+        return result
+
     @task
-    def inference_stats(**context) -> dict:
+    def assess(**context) -> dict:
         from tuneops.monitor import run_monitor
 
         window_end = context["data_interval_end"] or pendulum.now("UTC")
-        return run_monitor(window_end, context["params"]["window_hours"])
+        return run_monitor(_config(context["params"]), window_end)
 
-    inference_stats()
+    @task
+    def alert(result: dict, **context) -> list[str]:
+        from tuneops.notifier import MonitoringAlert
+
+        if not result["breaches"]:
+            return []
+        config = _config(context["params"])
+        return MonitoringAlert(result, config.model_name, config.alerts).notify(context)
+
+    @task(outlets=[RETRAIN_REQUESTED])
+    def request_retrain(result: dict, **context) -> dict:
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        if not result["retrain"]:
+            raise AirflowSkipException("no breach of a kind in retrain_on")
+        extra = {
+            "model_name": _config(context["params"]).model_name,
+            "breaches": [b["metric"] for b in result["breaches"]],
+            "window_end": result["window_end"],
+            "report_uri": result["report_uri"],
+        }
+        context["outlet_events"][RETRAIN_REQUESTED].extra = extra
+        return extra
+
+    result = assess()
+    export_feedback()
+    alert(result)
+    request_retrain(result)
 
 
 llmops_monitor()

@@ -20,6 +20,9 @@ PROMPT_DATASET = Asset(name="tuneops_prompt_dataset", uri="tuneops://datasets")
 #: The registry's champion moved; ``extra={"model_name", "version"}``.
 CHAMPION_MODEL = Asset(name="tuneops_champion_model", uri="tuneops://registry/champion")
 
+#: Monitoring found drift or a quality drop worth retraining for; ``extra={"model_name", "breaches", "report_uri"}``.
+RETRAIN_REQUESTED = Asset(name="tuneops_retrain_requested", uri="tuneops://monitoring/retrain")
+
 #: The one-slot Airflow pool every alias move runs in (create it with `airflow pools set`).
 PROMOTION_POOL = "tuneops_promotion"
 

@@ -89,9 +89,27 @@ def cmd_generate(args) -> None:
 
 
 def cmd_monitor(args) -> None:
+    from tuneops.config import load_monitor_config
     from tuneops.monitor import run_monitor
 
-    _print(run_monitor(window_hours=args.window_hours))
+    overrides = {"window_hours": args.window_hours} if args.window_hours else None
+    _print(run_monitor(load_monitor_config(args.config, overrides)))
+
+
+def cmd_serve(args) -> None:
+    from tuneops.serving import ServingConfig, serve
+
+    config = ServingConfig(
+        model_name=args.model_name, alias=args.alias, variant=args.variant, max_batch_size=args.max_batch_size,
+        batch_wait_ms=args.batch_wait_ms, max_new_tokens_limit=args.max_new_tokens_limit,
+    )  # fmt: skip
+    serve(config, host=args.host, port=args.port)
+
+
+def cmd_compress(args) -> None:
+    from tuneops.compression import compare_variants
+
+    _print(compare_variants(args.model, args.version, args.recipe))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -157,9 +175,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--body", default="")
     p.set_defaults(func=cmd_generate)
 
-    p = sub.add_parser("monitor", help="compute inference-log statistics for the last window")
-    p.add_argument("--window-hours", type=int, default=1)
+    p = sub.add_parser("monitor", help="assess the last window of the inference log and feedback (drift, health)")
+    p.add_argument("--config", default="support-triage", help="monitoring config name or YAML path")
+    p.add_argument("--window-hours", type=int, default=None)
     p.set_defaults(func=cmd_monitor)
+
+    p = sub.add_parser("serve", help="serve <model>@<alias> over REST: /generate, /feedback, /health")
+    p.add_argument("--model-name", default="tuneops-support-triage")
+    p.add_argument("--alias", default="champion")
+    p.add_argument("--variant", choices=["merged", "int8"], default="merged")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8080)
+    p.add_argument("--max-batch-size", type=int, default=8, help="1 turns request batching off")
+    p.add_argument("--batch-wait-ms", type=float, default=5.0)
+    p.add_argument("--max-new-tokens-limit", type=int, default=256)
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("compress", help="gate the quantized serving variant of a version against the merged one")
+    p.add_argument("--model", required=True)
+    p.add_argument("--version", required=True)
+    p.add_argument("--recipe", default="tiny-local")
+    p.set_defaults(func=cmd_compress)
     return parser
 
 

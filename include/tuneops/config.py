@@ -313,6 +313,55 @@ class RegistryConfig(_Strict):
     auto_approve: bool = True
 
 
+# --- monitoring -----------------------------------------------------------------------
+
+
+class DriftThresholds(_Strict):
+    """Input drift of a window against the serving version's training prompts."""
+
+    psi_max: float = Field(0.25, gt=0)  # prompt length in characters and in tokens
+    ks_pvalue_min: float = Field(0.001, gt=0, lt=1)
+    oov_increase_max: float = Field(0.05, gt=0, le=1)  # share of unseen words, above the reference's own
+    label_psi_max: float = Field(0.25, gt=0)  # mix of the output's first required key (e.g. category)
+
+
+class HealthThresholds(_Strict):
+    empty_rate_max: float = Field(0.05, ge=0, le=1)
+    error_rate_max: float = Field(0.02, ge=0, le=1)
+    refusal_rate_max: float = Field(0.10, ge=0, le=1)
+    format_valid_min: float = Field(0.8, ge=0, le=1)
+    latency_p95_max_s: float = Field(5.0, gt=0)
+    pii_leak_rate_max: float = Field(0.0, ge=0, le=1)
+    injection_rate_max: float = Field(0.05, ge=0, le=1)
+
+
+class FeedbackThresholds(_Strict):
+    min_answers: int = Field(10, ge=1)  # fewer answers in a window are reported, not judged
+    thumbs_up_rate_min: float = Field(0.6, ge=0, le=1)
+
+
+class AlertConfig(_Strict):
+    """Where alerts go besides the task log. Secrets stay in Airflow connections or the environment."""
+
+    slack_connection: str | None = "tuneops_slack"  # an Airflow connection whose host is the webhook URL
+    email_to: list[str] = []
+    smtp_connection: str = "smtp_default"
+
+
+class MonitorConfig(_Strict):
+    model_name: str = Field("tuneops-support-triage", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+    alias: str = "champion"
+    dataset: str = "support_tickets"  # where feedback corrections land, in this dataset's raw format
+    window_hours: int = Field(1, ge=1)
+    min_requests: int = Field(100, ge=1)  # fewer requests in a window: drift is reported, not judged
+    reference_rows: int = Field(2000, ge=10)
+    drift: DriftThresholds = DriftThresholds()
+    health: HealthThresholds = HealthThresholds()
+    feedback: FeedbackThresholds = FeedbackThresholds()
+    retrain_on: list[Literal["drift", "health", "feedback"]] = ["drift", "feedback"]
+    alerts: AlertConfig = AlertConfig()
+
+
 class Toleration(_Strict):
     key: str
     operator: Literal["Exists", "Equal"] = "Exists"
@@ -359,6 +408,22 @@ class ComputeConfig(_Strict):
     kubernetes: KubernetesCompute = KubernetesCompute()
 
 
+class CompressionConfig(_Strict):
+    """The quantized serving variant and the gate it must pass against the merged model."""
+
+    variant: Literal["int8", "bnb-8bit", "bnb-4bit"] = "int8"  # bnb-* need CUDA
+    max_quality_loss: float = Field(0.02, ge=0, le=1)  # per metric, vs the merged model
+    metrics: list[str] = ["test.rougeL", "golden.rougeL", "test.format_valid"]
+    latency_examples: int = Field(16, ge=1)
+
+    @model_validator(mode="after")
+    def _known_metrics(self):
+        unknown = sorted(set(self.metrics) - set(metric_names()) - set(SAFETY_METRICS))
+        if unknown:
+            raise ValueError(f"unknown metrics {unknown}; choose from {metric_names()}")
+        return self
+
+
 class Recipe(_Strict):
     base_model: str
     trust_remote_code: bool = False
@@ -368,6 +433,7 @@ class Recipe(_Strict):
     gate: GateRules = GateRules()
     registry: RegistryConfig = RegistryConfig()
     compute: ComputeConfig = ComputeConfig()
+    compression: CompressionConfig = CompressionConfig()
 
 
 # --- loading --------------------------------------------------------------------------
@@ -464,6 +530,10 @@ def load_template(ref: str | Path) -> PromptTemplate:
 
 def load_safety_suite(ref: str | Path) -> SafetySuite:
     return load_model(SafetySuite, ref, "safety")
+
+
+def load_monitor_config(ref: str | Path, overrides: dict | None = None) -> MonitorConfig:
+    return load_model(MonitorConfig, ref, "monitoring", overrides)
 
 
 def dotted_to_nested(flat: dict[str, Any]) -> dict:

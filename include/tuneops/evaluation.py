@@ -39,6 +39,7 @@ class ModelRef:
     fingerprint: str
     path: str
     adapter_dir: str | None = None
+    quantize: str | None = None  # a served variant (``int8``); the fingerprint must say so too
 
 
 def load_metric(name: str):
@@ -128,7 +129,7 @@ def evaluate_model(
             )
         splits[split] = dataset[split].select(range(min(cfg.max_examples, len(dataset[split]))))
 
-    model, tokenizer = load_model(ref.path, ref.adapter_dir)
+    model, tokenizer = load_model(ref.path, ref.adapter_dir, quantize=ref.quantize)
 
     def run(prompts: list[str], what: str) -> list[str]:
         try:

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from tuneops import __version__
 from tuneops.config import DatasetConfig, PromptTemplate
+from tuneops.feedback import FEEDBACK_ID_PREFIX
 from tuneops.hashing import hash_file, hash_json
 from tuneops.store import ArtifactStore
 
@@ -440,6 +441,9 @@ def build_prompt_dataset(
             f"dataset {config.name} has {len(kept)} rows after cleaning ({dropped} dropped): too few for a train and "
             "a test split; add batches, or loosen cleaning.token_bounds / cleaning.near_duplicates.threshold"
         )
+    feedback_ids = sorted(
+        i[len(FEEDBACK_ID_PREFIX) :] for i in kept["id"] if str(i).startswith(FEEDBACK_ID_PREFIX)
+    )
     manifest = {
         "dataset": config.name,
         "version": version,
@@ -466,6 +470,8 @@ def build_prompt_dataset(
         else None,
         "cleaning": config.cleaning.model_dump(),
         "splits": config.splits.model_dump(),
+        # Which human corrections (``/feedback``) are in this version.
+        "feedback": {"rows": len(feedback_ids), "feedback_ids": feedback_ids},
         "template_id": template.id,
         "template_hash": t_hash,
         "template_format": template.format,

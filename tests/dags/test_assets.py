@@ -5,7 +5,7 @@ from types import SimpleNamespace
 import pytest
 from airflow.sdk.exceptions import AirflowFailException
 
-from tuneops.assets import PROMPT_DATASET, resolve_input
+from tuneops.assets import PROMPT_DATASET, RETRAIN_REQUESTED, resolve_input
 
 
 def _ctx(param=None, triggering=(), inlet=()):
@@ -34,3 +34,10 @@ def test_manual_run_without_param_takes_the_latest_event():
 def test_no_input_names_the_param_and_the_asset():
     with pytest.raises(AirflowFailException, match="'dataset_uri' Param.*tuneops_prompt_dataset"):
         resolve_input(_ctx(), "dataset_uri", PROMPT_DATASET, "uri")
+
+
+def test_a_retrain_request_trains_on_the_latest_prompt_dataset():
+    """Monitoring's event carries no dataset: finetune falls back to the newest prompt dataset."""
+    ctx = _ctx(inlet=[{"uri": "/older"}, {"uri": "/with-corrections"}])
+    ctx["triggering_asset_events"] = {RETRAIN_REQUESTED: [SimpleNamespace(extra={"breaches": ["drift.label_psi"]})]}
+    assert resolve_input(ctx, "dataset_uri", PROMPT_DATASET, "uri") == "/with-corrections"

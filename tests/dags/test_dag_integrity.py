@@ -16,6 +16,7 @@ EXPECTED = {
     "llmops_monitor",
     "llmops_example_producer",
     "llmops_rollback",
+    "llmops_deploy",
 }
 HEAVY = ["torch", "transformers", "peft", "datasets", "evaluate", "great_expectations", "mlflow", "pandas"]
 
@@ -49,21 +50,39 @@ def test_dag_has_tags_retries_docs_and_no_catchup(dagbag, dag_id):
 
 
 def test_assets_chain_the_pipeline(dagbag):
-    from tuneops.assets import CHAMPION_MODEL, LANDING_SUPPORT_TICKETS, PROMPT_DATASET, VALIDATED_BATCH
+    from tuneops.assets import (
+        CHAMPION_MODEL,
+        LANDING_SUPPORT_TICKETS,
+        PROMPT_DATASET,
+        RETRAIN_REQUESTED,
+        VALIDATED_BATCH,
+    )
 
     def outlets(dag):
         return {o.name for t in dag.tasks for o in t.outlets}
 
     chain = [
-        ("llmops_validate_data", LANDING_SUPPORT_TICKETS, VALIDATED_BATCH),
-        ("llmops_build_prompt_dataset", VALIDATED_BATCH, PROMPT_DATASET),
-        ("llmops_finetune", PROMPT_DATASET, CHAMPION_MODEL),
+        ("llmops_validate_data", {LANDING_SUPPORT_TICKETS}, VALIDATED_BATCH),
+        ("llmops_build_prompt_dataset", {VALIDATED_BATCH}, PROMPT_DATASET),
+        ("llmops_finetune", {PROMPT_DATASET, RETRAIN_REQUESTED}, CHAMPION_MODEL),
+        ("llmops_monitor", set(), RETRAIN_REQUESTED),
+        ("llmops_deploy", {CHAMPION_MODEL}, None),
     ]
     for dag_id, consumes, produces in chain:
         dag = dagbag.dags[dag_id]
-        scheduled_on = {asset.name for asset in dag.timetable.asset_condition.objects}
-        assert scheduled_on == {consumes.name}, dag_id
-        assert produces.name in outlets(dag), dag_id
+        condition = getattr(dag.timetable, "asset_condition", None)
+        scheduled_on = {asset.name for asset in condition.objects} if condition is not None else set()
+        assert scheduled_on == {a.name for a in consumes}, dag_id
+        if produces is not None:
+            assert produces.name in outlets(dag), dag_id
+    # Human corrections re-enter the pipeline at the landing asset, like any data team's batch.
+    assert LANDING_SUPPORT_TICKETS.name in outlets(dagbag.dags["llmops_monitor"])
+
+
+def test_finetune_also_retrains_weekly_on_its_cron(dagbag):
+    timetable = dagbag.dags["llmops_finetune"].timetable
+    assert type(timetable).__name__ == "AssetOrTimeSchedule"
+    assert timetable.timetable.expression == "0 4 * * 1"
 
 
 def test_finetune_task_graph_is_as_documented(dagbag):
@@ -134,8 +153,12 @@ def test_rollback_is_manual_with_a_version_and_reason_and_serialized(dagbag):
     assert [o.name for o in task.outlets] == [CHAMPION_MODEL.name]
 
 
-def test_monitor_is_scheduled_hourly(dagbag):
-    assert dagbag.dags["llmops_monitor"].timetable.expression in ("@hourly", "0 * * * *")
+def test_monitor_is_scheduled_hourly_and_alerts_before_asking_for_retraining(dagbag):
+    dag = dagbag.dags["llmops_monitor"]
+    assert dag.timetable.expression in ("@hourly", "0 * * * *")
+    edges = {(t.task_id, d) for t in dag.tasks for d in t.downstream_task_ids}
+    assert edges == {("assess", "alert"), ("assess", "request_retrain")}
+    assert {t.task_id for t in dag.tasks} == {"assess", "alert", "request_retrain", "export_feedback"}
 
 
 def test_parsing_dags_imports_no_heavy_module():

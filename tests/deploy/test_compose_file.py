@@ -35,3 +35,14 @@ def test_airflow_services_share_the_artifact_store_and_mlflow_server():
     env = _compose()["services"]["airflow-scheduler"]["environment"]
     assert env["TUNEOPS_ARTIFACT_ROOT"].startswith("s3://")
     assert env["MLFLOW_TRACKING_URI"] == "http://mlflow:5000"
+
+
+def test_the_serving_service_runs_the_serve_command_on_the_stack():
+    from tuneops.cli import build_parser
+
+    serving = _compose()["services"]["serving"]
+    dockerfile = (REPO / serving["build"]["dockerfile"]).read_text()
+    assert '"-m", "tuneops", "serve"' in dockerfile
+    args = build_parser().parse_args(["serve", *serving["command"]])
+    assert args.model_name == "tuneops-support-triage" and args.alias == "champion"
+    assert serving["environment"]["MLFLOW_TRACKING_URI"] == "http://mlflow:5000"

@@ -1,0 +1,111 @@
+"""
+### llmops_deploy
+
+Rolls a new champion out to serving. Scheduled on `tuneops_champion_model` (every
+promotion or rollback), or triggered by hand with `model_name` and `version`.
+
+1. **compress**: gates the recipe's quantized variant (`compression.variant`, int8 on CPU)
+   against the merged model on the same test, golden and safety examples; no gated metric
+   may drop more than `compression.max_quality_loss`. The side-by-side report (size,
+   latency, quality) goes to `compression/<model>/v<version>/`; the version is tagged with
+   the verdict. The variant to serve is the quantized one only when it passed.
+2. **render**: the serving Deployment + Service (`configs/kubernetes/serving.yaml`) for that
+   version and variant, validated against the Kubernetes schema and stored under `deploy/`.
+3. **apply**: creates or patches them through the Airflow connection `tuneops_kubernetes`
+   (a Kubernetes connection); skipped when that connection is not defined, for laptops.
+
+A local `tuneops serve` needs none of this: it follows the alias by itself.
+"""
+
+import pendulum
+from airflow.sdk import Param, dag, task
+
+from tuneops.assets import CHAMPION_MODEL
+
+KUBE_CONNECTION = "tuneops_kubernetes"
+
+
+@dag(
+    schedule=[CHAMPION_MODEL],
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    tags=["llmops", "serving"],
+    doc_md=__doc__,
+    default_args={"retries": 2, "retry_delay": pendulum.duration(minutes=1)},
+    params={
+        "model_name": Param(None, type=["null", "string"], description="Registered model (default: the event's)."),
+        "version": Param(None, type=["null", "string"], description="Version to deploy (default: the event's)."),
+        "recipe": Param("tiny-local", type="string", description="Recipe whose eval and compression settings apply."),
+        "variant": Param("auto", enum=["auto", "merged", "int8"], description="auto: int8 when its gate passed."),
+        "image": Param("ghcr.io/tuneops/serving:latest", type="string", description="Serving image."),
+        "namespace": Param("tuneops", type="string"),
+        "replicas": Param(1, type="integer", minimum=1),
+        "gpu": Param(True, type="boolean", description="Request an NVIDIA GPU per pod."),
+    },
+)
+def llmops_deploy():
+    @task(inlets=[CHAMPION_MODEL])
+    def resolve_champion(**context) -> dict:
+        from tuneops.assets import resolve_input
+
+        return {
+            "model_name": resolve_input(context, "model_name", CHAMPION_MODEL, "model_name"),
+            "version": str(resolve_input(context, "version", CHAMPION_MODEL, "version")),
+        }
+
+    @task
+    def compress(champion: dict, **context) -> dict:
+        from tuneops.compression import compare_variants
+
+        params = context["params"]
+        if params["variant"] != "auto":
+            return {**champion, "variant": params["variant"], "report_uri": None}
+        result = compare_variants(champion["model_name"], champion["version"], params["recipe"])
+        return {**champion, "variant": result["variant"], "report_uri": result["report_uri"]}
+
+    @task
+    def render(choice: dict, **context) -> dict:
+        import yaml
+
+        from tuneops.deploy import render_serving, validate_manifests
+        from tuneops.settings import load_settings
+        from tuneops.store import ArtifactStore
+
+        p = context["params"]
+        docs = render_serving(
+            choice["model_name"], choice["version"], choice["variant"], image=p["image"],
+            namespace=p["namespace"], replicas=p["replicas"], gpu=p["gpu"],
+        )  # fmt: skip
+        validate_manifests(docs)
+        key = f"deploy/{choice['model_name']}/v{choice['version']}-{choice['variant']}/serving.yaml"
+        uri = ArtifactStore.from_settings(load_settings()).write_bytes(key, yaml.safe_dump_all(docs, sort_keys=False).encode())
+        return {**choice, "manifest_uri": uri}
+
+    @task
+    def apply(rendered: dict) -> list[str]:
+        import yaml
+        from airflow.sdk import BaseHook
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        from tuneops.deploy import apply_manifests
+        from tuneops.settings import load_settings
+        from tuneops.store import ArtifactStore
+
+        try:
+            BaseHook.get_connection(KUBE_CONNECTION)
+        except Exception as exc:
+            raise AirflowSkipException(
+                f"no cluster configured (Airflow connection {KUBE_CONNECTION!r}); the manifest is at "
+                f"{rendered['manifest_uri']}"
+            ) from exc
+        from airflow.providers.cncf.kubernetes.hooks.kubernetes import KubernetesHook
+
+        store = ArtifactStore.from_settings(load_settings())
+        docs = list(yaml.safe_load_all(store.read_bytes(store.key_of(rendered["manifest_uri"]))))
+        return apply_manifests(docs, KubernetesHook(conn_id=KUBE_CONNECTION).api_client)
+
+    apply(render(compress(resolve_champion())))
+
+
+llmops_deploy()

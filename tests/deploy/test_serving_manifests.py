@@ -1,0 +1,63 @@
+"""The serving Deployment + Service: rendered per version, valid Kubernetes, applied through a mocked API."""
+
+from unittest import mock
+
+import pytest
+
+from tuneops.cli import build_parser
+from tuneops.deploy import apply_manifests, render_serving, validate_manifests
+
+
+def test_rendered_manifests_are_valid_kubernetes_and_carry_the_version():
+    docs = render_serving("triage", "7", "int8", image="registry.example/serving:1.2", namespace="ml", replicas=2)
+    validate_manifests(docs)
+    deployment, service = docs
+    assert [d["kind"] for d in docs] == ["Deployment", "Service"]
+    assert all(d["metadata"]["namespace"] == "ml" for d in docs)
+    pod = deployment["spec"]["template"]
+    assert pod["metadata"]["annotations"] == {"tuneops/model-version": "7", "tuneops/variant": "int8"}
+    (container,) = pod["spec"]["containers"]
+    assert container["image"] == "registry.example/serving:1.2" and deployment["spec"]["replicas"] == 2
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == 1
+    assert container["readinessProbe"]["httpGet"]["path"] == "/health"
+    assert deployment["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+    assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
+
+
+def test_the_container_args_are_what_the_serve_command_accepts():
+    (container,) = render_serving("triage", "7", "int8")[0]["spec"]["template"]["spec"]["containers"]
+    args = build_parser().parse_args(["serve", "--host", "0.0.0.0", "--port", "8080", *container["args"]])
+    assert (args.model_name, args.alias, args.variant) == ("triage", "champion", "int8")
+
+
+def test_cpu_rendering_drops_the_gpu_request_and_node_selector():
+    docs = render_serving("triage", "1", gpu=False)
+    validate_manifests(docs)
+    pod = docs[0]["spec"]["template"]["spec"]
+    assert "nvidia.com/gpu" not in pod["containers"][0]["resources"]["limits"] and "nodeSelector" not in pod
+
+
+def test_an_invalid_manifest_is_refused_naming_the_field():
+    docs = render_serving("triage", "1")
+    docs[0]["spec"]["replicas"] = "two"
+    with pytest.raises(ValueError, match=r"Deployment/tuneops-serving: spec\.replicas"):
+        validate_manifests(docs)
+    with pytest.raises(ValueError, match="replicas must be at least 1"):
+        render_serving("triage", "1", replicas=0)
+
+
+def test_apply_creates_then_patches_what_exists():
+    from kubernetes.client.rest import ApiException
+
+    docs = render_serving("triage", "3")
+    with mock.patch("kubernetes.client.AppsV1Api") as apps, mock.patch("kubernetes.client.CoreV1Api") as core:
+        apps.return_value.create_namespaced_deployment.side_effect = ApiException(status=409)
+        done = apply_manifests(docs, api_client=object())
+    assert done == ["patched Deployment/tuneops-serving", "created Service/tuneops-serving"]
+    apps.return_value.patch_namespaced_deployment.assert_called_once_with(
+        name="tuneops-serving", namespace="tuneops", body=docs[0]
+    )
+    with mock.patch("kubernetes.client.AppsV1Api") as apps, mock.patch("kubernetes.client.CoreV1Api"):
+        apps.return_value.create_namespaced_deployment.side_effect = ApiException(status=403)
+        with pytest.raises(ApiException):
+            apply_manifests(docs, api_client=object())
