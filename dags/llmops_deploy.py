@@ -34,10 +34,18 @@ KUBE_CONNECTION = "tuneops_kubernetes"
     doc_md=__doc__,
     default_args={"retries": 2, "retry_delay": pendulum.duration(minutes=1)},
     params={
-        "model_name": Param(None, type=["null", "string"], description="Registered model (default: the event's)."),
-        "version": Param(None, type=["null", "string"], description="Version to deploy (default: the event's)."),
-        "recipe": Param("tiny-local", type="string", description="Recipe whose eval and compression settings apply."),
-        "variant": Param("auto", enum=["auto", "merged", "int8"], description="auto: int8 when its gate passed."),
+        "model_name": Param(
+            None, type=["null", "string"], description="Registered model (default: the event's)."
+        ),
+        "version": Param(
+            None, type=["null", "string"], description="Version to deploy (default: the event's)."
+        ),
+        "recipe": Param(
+            "tiny-local", type="string", description="Recipe whose eval and compression settings apply."
+        ),
+        "variant": Param(
+            "auto", enum=["auto", "merged", "int8"], description="auto: int8 when its gate passed."
+        ),
         "image": Param("ghcr.io/tuneops/serving:latest", type="string", description="Serving image."),
         "namespace": Param("tuneops", type="string"),
         "replicas": Param(1, type="integer", minimum=1),
@@ -79,7 +87,9 @@ def llmops_deploy():
         )  # fmt: skip
         validate_manifests(docs)
         key = f"deploy/{choice['model_name']}/v{choice['version']}-{choice['variant']}/serving.yaml"
-        uri = ArtifactStore.from_settings(load_settings()).write_bytes(key, yaml.safe_dump_all(docs, sort_keys=False).encode())
+        uri = ArtifactStore.from_settings(load_settings()).write_bytes(
+            key, yaml.safe_dump_all(docs, sort_keys=False).encode()
+        )
         return {**choice, "manifest_uri": uri}
 
     @task

@@ -40,7 +40,9 @@ from tuneops.assets import LANDING_SUPPORT_TICKETS, RETRAIN_REQUESTED
     default_args={"retries": 2, "retry_delay": pendulum.duration(minutes=2)},
     params={
         "config": Param("support-triage", type="string", description="Monitoring config name or YAML path."),
-        "window_hours": Param(None, type=["null", "integer"], minimum=1, description="Hours of log to assess."),
+        "window_hours": Param(
+            None, type=["null", "integer"], minimum=1, description="Hours of log to assess."
+        ),
     },
 )
 def llmops_monitor():

@@ -46,7 +46,14 @@ def latency_per_example(model, tokenizer, prompts: list[str], max_new_tokens: in
     generate(model, tokenizer, prompts[:1], max_new_tokens=2, add_special_tokens=special)
     started = time.perf_counter()
     for prompt in prompts:
-        generate(model, tokenizer, [prompt], max_new_tokens=max_new_tokens, batch_size=1, add_special_tokens=special)
+        generate(
+            model,
+            tokenizer,
+            [prompt],
+            max_new_tokens=max_new_tokens,
+            batch_size=1,
+            add_special_tokens=special,
+        )
     return (time.perf_counter() - started) / len(prompts)
 
 
@@ -87,7 +94,10 @@ def compare_variants(model_name: str, version: str, recipe: str, settings: Setti
     evaluations = {role: evaluate_model(ref, dataset_dir, manifest["version"], cfg.eval, suite, store)
                    for role, ref in refs.items()}  # fmt: skip
     rules = GateRules(
-        rules={m: MetricRule(max_regression_vs_champion=cfg.compression.max_quality_loss) for m in cfg.compression.metrics},
+        rules={
+            m: MetricRule(max_regression_vs_champion=cfg.compression.max_quality_loss)
+            for m in cfg.compression.metrics
+        },
         safety_floor=cfg.gate.safety_floor,
     )
     decision = decide(rules, evaluations)
@@ -109,7 +119,7 @@ def compare_variants(model_name: str, version: str, recipe: str, settings: Setti
         "merged": measured["champion"], "quantized": measured["candidate"],
     }  # fmt: skip
     key = f"compression/{model_name}/v{version}/{variant}"
-    store.write_json(f"{key}/decision.json", result)
+    store.write_bytes(f"{key}/decision.json", json.dumps(result, indent=1, sort_keys=True).encode())
     result["report_uri"] = store.write_bytes(f"{key}/report.html", render_compression_report(result).encode())
     _tag(client, model_name, version, {
         f"tuneops.{variant}.gate": "passed" if decision["passed"] else "failed",

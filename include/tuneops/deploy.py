@@ -39,7 +39,9 @@ def render_serving(
         spec = doc["spec"]
         spec["replicas"] = replicas
         pod = spec["template"]
-        pod["metadata"]["annotations"].update({"tuneops/model-version": str(version), "tuneops/variant": variant})
+        pod["metadata"]["annotations"].update(
+            {"tuneops/model-version": str(version), "tuneops/variant": variant}
+        )
         (container,) = pod["spec"]["containers"]
         container["image"] = image
         container["args"] = ["--model-name", model_name, "--alias", "champion", "--variant", variant]
@@ -60,7 +62,9 @@ def validate_manifests(docs: list[dict], kubernetes_version: str = KUBERNETES_VE
             kubernetes_validate.validate(doc, kubernetes_version, strict=True)
         except kubernetes_validate.ValidationError as exc:
             path = ".".join(str(p) for p in exc.path)
-            raise ValueError(f"{doc.get('kind')}/{doc['metadata'].get('name')}: {path}: {exc.message}") from exc
+            raise ValueError(
+                f"{doc.get('kind')}/{doc['metadata'].get('name')}: {path}: {exc.message}"
+            ) from exc
 
 
 def apply_manifests(docs: list[dict], api_client) -> list[str]:

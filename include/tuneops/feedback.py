@@ -29,7 +29,7 @@ def _exported_ids(store: ArtifactStore, dataset: str) -> set[str]:
     ids: set[str] = set()
     for key in store.list_objects(f"{LANDING_PREFIX}/{dataset}"):
         if key.endswith(".lineage.json"):
-            ids.update(store.read_json(key)["feedback_ids"])
+            ids.update(json.loads(store.read_bytes(key))["feedback_ids"])
     return ids
 
 
@@ -46,7 +46,9 @@ def export_corrections(
     settings = settings or load_settings()
     config = load_dataset_config(dataset)
     if config.explode:
-        raise ConfigError(f"dataset {config.name} explodes {config.explode!r}; feedback export needs flat records")
+        raise ConfigError(
+            f"dataset {config.name} explodes {config.explode!r}; feedback export needs flat records"
+        )
     store = ArtifactStore.from_settings(settings)
     now = now or datetime.now(UTC)
     done = _exported_ids(store, config.name)
@@ -74,7 +76,13 @@ def export_corrections(
              **{raw: inputs[field] for field, raw in needed.items()}}
         )  # fmt: skip
         used.append(a)
-    result = {"batch_uri": None, "rows": 0, "feedback_ids": [], "pending": len(rows), "skipped": dict(skipped)}
+    result = {
+        "batch_uri": None,
+        "rows": 0,
+        "feedback_ids": [],
+        "pending": len(rows),
+        "skipped": dict(skipped),
+    }
     if len(rows) < config.validation.min_rows:
         log.info(
             "%d corrections waiting; %s needs batches of at least %d rows (validation.min_rows), so they wait for more",
@@ -83,12 +91,12 @@ def export_corrections(
         return result
     ids = sorted(a["feedback_id"] for a in used)
     key = f"{LANDING_PREFIX}/{config.name}/{hash_json(ids)[:16]}"
-    uri = store.write_bytes(f"{key}.jsonl", "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows).encode())
+    uri = store.write_bytes(
+        f"{key}.jsonl", "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows).encode()
+    )
     # The lineage is written last: a batch without one was never announced and is redone next time.
-    store.write_json(
-        f"{key}.lineage.json",
-        {"feedback_ids": ids, "request_ids": sorted(a["request_id"] for a in used), "exported_at": now.isoformat(),
-         "dataset": config.name},
-    )  # fmt: skip
+    lineage = {"feedback_ids": ids, "request_ids": sorted(a["request_id"] for a in used),
+               "exported_at": now.isoformat(), "dataset": config.name}  # fmt: skip
+    store.write_bytes(f"{key}.lineage.json", json.dumps(lineage, indent=1).encode())
     log.info("landed %d corrections as %s (skipped: %s)", len(rows), uri, dict(skipped) or "none")
     return {**result, "batch_uri": uri, "rows": len(rows), "feedback_ids": ids, "pending": 0}

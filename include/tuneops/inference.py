@@ -49,7 +49,9 @@ def log_record(
     """One inference-log record, PII redacted (the kinds found are kept in ``pii_in_*``)."""
     prompt_redacted, prompt_pii = redact(prompt)
     response_redacted, response_pii = redact(response)
-    inputs_redacted = {k: redact(v)[0] if isinstance(v, str) else v for k, v in inputs.items()} if inputs else None
+    inputs_redacted = (
+        {k: redact(v)[0] if isinstance(v, str) else v for k, v in inputs.items()} if inputs else None
+    )
     return {
         "request_id": request_id,
         "ts": (ts or datetime.now(UTC)).isoformat(),
@@ -79,7 +81,8 @@ def log_requests(records: list[dict], store: ArtifactStore) -> list[str]:
         by_hour.setdefault(_partition(LOG_PREFIX, datetime.fromisoformat(rec["ts"])), []).append(rec)
     return [
         store.write_bytes(
-            f"{part}/{uuid.uuid4().hex}.jsonl", "".join(json.dumps(r, sort_keys=True) + "\n" for r in recs).encode()
+            f"{part}/{uuid.uuid4().hex}.jsonl",
+            "".join(json.dumps(r, sort_keys=True) + "\n" for r in recs).encode(),
         )
         for part, recs in sorted(by_hour.items())
     ]
@@ -92,7 +95,9 @@ def _hours(start: datetime, end: datetime):
         hour += timedelta(hours=1)
 
 
-def _read_partitions(store: ArtifactStore, prefix: str, start: datetime, end: datetime, suffix: str) -> list[dict]:
+def _read_partitions(
+    store: ArtifactStore, prefix: str, start: datetime, end: datetime, suffix: str
+) -> list[dict]:
     records = []
     for hour in _hours(start, end):
         for key in store.list_objects(_partition(prefix, hour)):
@@ -178,9 +183,13 @@ def write_feedback(store: ArtifactStore, request: dict, answer: dict, now: datet
         "rating": answer["rating"],
         "correction": redact(answer["correction"])[0] if answer.get("correction") else None,
         "comment": redact(answer["comment"])[0] if answer.get("comment") else None,
-        "request": {k: request.get(k) for k in ("model", "version", "mode", "prompt", "inputs", "response", "ts")},
+        "request": {
+            k: request.get(k) for k in ("model", "version", "mode", "prompt", "inputs", "response", "ts")
+        },
     }
-    uri = store.write_bytes(f"{_partition(FEEDBACK_PREFIX, now)}/{feedback_id}.json", json.dumps(record).encode())
+    uri = store.write_bytes(
+        f"{_partition(FEEDBACK_PREFIX, now)}/{feedback_id}.json", json.dumps(record).encode()
+    )
     return {"feedback_id": feedback_id, "uri": uri}
 
 
@@ -189,7 +198,9 @@ def read_feedback(store: ArtifactStore, start: datetime, end: datetime) -> list[
     return _read_partitions(store, FEEDBACK_PREFIX, start, end, ".json")
 
 
-def generate_with_champion(inputs: list, model_name: str, alias: str = "champion", settings: Settings | None = None) -> list[dict]:
+def generate_with_champion(
+    inputs: list, model_name: str, alias: str = "champion", settings: Settings | None = None
+) -> list[dict]:
     """Generate for prompt strings or template-field records with ``models:/<name>@<alias>``; logs each request."""
     import mlflow
 
@@ -205,6 +216,15 @@ def generate_with_champion(inputs: list, model_name: str, alias: str = "champion
     started = time.monotonic()
     outputs = model.predict(inputs)
     latency = (time.monotonic() - started) / max(len(inputs), 1)
+    generator = model.unwrap_python_model()
+
+    def prompt_of(inp) -> str:
+        from tuneops.prompts import render_prompt
+
+        if isinstance(inp, str):
+            return inp
+        return inp.get("prompt") or render_prompt(generator.template, inp, generator.tokenizer)
+
     records = [
         log_record(
             request_id=uuid.uuid4().hex,
@@ -212,7 +232,7 @@ def generate_with_champion(inputs: list, model_name: str, alias: str = "champion
             version=str(version.version),
             alias=alias,
             mode="prompt" if isinstance(inp, str) else "inputs",
-            prompt=inp if isinstance(inp, str) else json.dumps(inp, sort_keys=True),
+            prompt=prompt_of(inp),
             inputs=None if isinstance(inp, str) else inp,
             response=out,
             latency_s=latency,

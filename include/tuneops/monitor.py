@@ -36,7 +36,8 @@ from tuneops.store import ArtifactStore
 log = logging.getLogger(__name__)
 
 REFUSAL = re.compile(
-    r"\b(I'?m sorry|I am sorry|I can(?:not|'t) (?:help|assist|do that)|as an AI\b|I'?m unable|I am unable)", re.I
+    r"\b(I'?m sorry|I am sorry|I can(?:not|'t) (?:help|assist|do that)|as an AI\b|I'?m unable|I am unable)",
+    re.I,
 )
 WORD = re.compile(r"[a-z]{2,}")
 PSI_BINS = 10
@@ -124,7 +125,14 @@ def build_reference(
 
 def _check(kind: str, metric: str, value: float | None, op: str, threshold: float) -> dict:
     breached = value is not None and (value > threshold if op == "<=" else value < threshold)
-    return {"kind": kind, "metric": metric, "value": value, "op": op, "threshold": threshold, "breached": breached}
+    return {
+        "kind": kind,
+        "metric": metric,
+        "value": value,
+        "op": op,
+        "threshold": threshold,
+        "breached": breached,
+    }
 
 
 def drift_checks(reference: Reference, records: list[dict], cfg: MonitorConfig, count_tokens=None):
@@ -144,12 +152,16 @@ def drift_checks(reference: Reference, records: list[dict], cfg: MonitorConfig, 
         metrics[f"drift.{name}.ks_pvalue"] = float(ks_2samp(ref, cur).pvalue)
         checks.append(_check("drift", f"drift.{name}.psi", metrics[f"drift.{name}.psi"], "<=", t.psi_max))
         checks.append(
-            _check("drift", f"drift.{name}.ks_pvalue", metrics[f"drift.{name}.ks_pvalue"], ">=", t.ks_pvalue_min)
+            _check(
+                "drift", f"drift.{name}.ks_pvalue", metrics[f"drift.{name}.ks_pvalue"], ">=", t.ks_pvalue_min
+            )
         )
     window_oov = oov_rate([r["prompt"] for r in ok], reference.vocab)
     metrics["drift.oov_rate"] = window_oov
     metrics["drift.oov_increase"] = window_oov - reference.oov_rate
-    checks.append(_check("drift", "drift.oov_increase", metrics["drift.oov_increase"], "<=", t.oov_increase_max))
+    checks.append(
+        _check("drift", "drift.oov_increase", metrics["drift.oov_increase"], "<=", t.oov_increase_max)
+    )
     if reference.label_key:
         labels = Counter(label_of(r.get("response") or "", reference.label_key) for r in ok)
         metrics["drift.label_psi"] = category_psi(reference.labels, labels)
@@ -186,19 +198,23 @@ def health_checks(records: list[dict], cfg: MonitorConfig, template: PromptTempl
         "health.latency_p95_s": _quantile(latencies, 0.95) if latencies else 0.0,
     }
     if template is not None and template.output is not None:
-        metrics["health.format_valid"] = sum(not correction_problem(r["response"], template) for r in ok) / max(
-            len(ok), 1
-        )
+        metrics["health.format_valid"] = sum(
+            not correction_problem(r["response"], template) for r in ok
+        ) / max(len(ok), 1)
     checks = [
         _check("health", "health.error_rate", metrics["health.error_rate"], "<=", t.error_rate_max),
         _check("health", "health.empty_rate", metrics["health.empty_rate"], "<=", t.empty_rate_max),
         _check("health", "health.refusal_rate", metrics["health.refusal_rate"], "<=", t.refusal_rate_max),
         _check("health", "health.pii_leak_rate", metrics["health.pii_leak_rate"], "<=", t.pii_leak_rate_max),
-        _check("health", "health.injection_rate", metrics["health.injection_rate"], "<=", t.injection_rate_max),
+        _check(
+            "health", "health.injection_rate", metrics["health.injection_rate"], "<=", t.injection_rate_max
+        ),
         _check("health", "health.latency_p95_s", metrics["health.latency_p95_s"], "<=", t.latency_p95_max_s),
     ]
     if "health.format_valid" in metrics:
-        checks.append(_check("health", "health.format_valid", metrics["health.format_valid"], ">=", t.format_valid_min))
+        checks.append(
+            _check("health", "health.format_valid", metrics["health.format_valid"], ">=", t.format_valid_min)
+        )
     return metrics, checks
 
 
@@ -233,15 +249,24 @@ def assess_window(
     template: PromptTemplate | None = None, count_tokens=None,
 ) -> dict:  # fmt: skip
     """Every metric and check of one window; ``breaches`` and ``retrain`` say what to act on."""
-    result = {"requests": len(records), "metrics": {"requests": float(len(records))}, "checks": [], "notes": []}
+    result = {
+        "requests": len(records),
+        "metrics": {"requests": float(len(records))},
+        "checks": [],
+        "notes": [],
+    }
     if records:
         metrics, checks = health_checks(records, cfg, template)
         result["metrics"].update(metrics)
         result["checks"] += checks
     if reference is None:
-        result["notes"].append("drift not measured: no reference (the version has no tuneops.dataset_uri tag)")
+        result["notes"].append(
+            "drift not measured: no reference (the version has no tuneops.dataset_uri tag)"
+        )
     elif len(records) < cfg.min_requests:
-        result["notes"].append(f"drift not judged: {len(records)} requests, fewer than min_requests={cfg.min_requests}")
+        result["notes"].append(
+            f"drift not judged: {len(records)} requests, fewer than min_requests={cfg.min_requests}"
+        )
         if records:
             result["metrics"].update(drift_checks(reference, records, cfg, count_tokens)[0])
     else:
@@ -263,13 +288,17 @@ def assess_window(
 
 def describe(breach: dict) -> str:
     value = breach["value"]
-    return f"{breach['metric']} = {value:.4g} breaks {breach['op']} {breach['threshold']:g} ({breach['kind']})"
+    return (
+        f"{breach['metric']} = {value:.4g} breaks {breach['op']} {breach['threshold']:g} ({breach['kind']})"
+    )
 
 
 # --- the scheduled job -------------------------------------------------------------------
 
 
-def load_reference(model_name: str, version: str, cfg: MonitorConfig, settings: Settings, store: ArtifactStore):
+def load_reference(
+    model_name: str, version: str, cfg: MonitorConfig, settings: Settings, store: ArtifactStore
+):
     """The reference of ``model_name`` v``version`` from its training prompt dataset, with its tokenizer.
 
     Returns ``(reference, template, count_tokens)``; ``reference`` is None when the version
@@ -298,7 +327,9 @@ def load_reference(model_name: str, version: str, cfg: MonitorConfig, settings: 
         def count_tokens(text: str) -> int:
             return len(tokenizer(text, add_special_tokens=special)["input_ids"])
 
-    label_key = template.output.required_keys[0] if template.output and template.output.required_keys else None
+    label_key = (
+        template.output.required_keys[0] if template.output and template.output.required_keys else None
+    )
     reference = build_reference(
         [train[i]["prompt"] for i in rows], [train[i]["response"] for i in rows], label_key, count_tokens,
         source=dataset_uri,
@@ -326,7 +357,9 @@ def run_monitor(
     version = versions.most_common(1)[0][0] if versions else None
     reference = template = count_tokens = None
     if version is not None:
-        reference, template, count_tokens = load_reference(config.model_name, version, config, settings, store)
+        reference, template, count_tokens = load_reference(
+            config.model_name, version, config, settings, store
+        )
     result = assess_window(records, answers, config, reference, template, count_tokens)
     stamp = f"{end:%Y-%m-%dT%H%M%S}"
     key = f"monitoring/{config.model_name}/{stamp}"
@@ -338,7 +371,9 @@ def run_monitor(
         "notes": result["notes"], "checks": result["checks"], "worst_feedback": result["worst_feedback"],
     }  # fmt: skip
     report = render_monitor_report(summary, history, reference, records, count_tokens)
-    store.write_json(f"{key}/metrics.json", summary)
+    store.write_bytes(
+        f"{key}/metrics.json", json.dumps(summary, indent=1, sort_keys=True, default=str).encode()
+    )
     summary["report_uri"] = store.write_bytes(f"{key}/report.html", report.encode())
     _log_to_mlflow(config.model_name, end, summary, report, settings)
     for note in result["notes"]:
@@ -355,7 +390,7 @@ def _history(store: ArtifactStore, model_name: str, before: str, windows: int = 
     """The metrics of up to ``windows`` earlier windows, oldest first, for the trend plot."""
     keys = [k for k in store.list_objects(f"monitoring/{model_name}") if k.endswith("/metrics.json")]
     earlier = [k for k in keys if k.split("/")[-2] < before][-windows:]
-    return [store.read_json(k) for k in earlier]
+    return [json.loads(store.read_bytes(k)) for k in earlier]
 
 
 def _log_to_mlflow(model_name: str, end: datetime, summary: dict, report: str, settings: Settings) -> None:

@@ -52,7 +52,9 @@ def _plots(summary: dict, history: list[dict], reference, records: list[dict], c
             cats = sorted(set(reference.labels) | set(cur_labels))
             ref_n, cur_n = sum(reference.labels.values()) or 1, sum(cur_labels.values()) or 1
             xs = range(len(cats))
-            axes[1].bar([x - 0.2 for x in xs], [reference.labels[c] / ref_n for c in cats], 0.4, label="reference")
+            axes[1].bar(
+                [x - 0.2 for x in xs], [reference.labels[c] / ref_n for c in cats], 0.4, label="reference"
+            )
             axes[1].bar([x + 0.2 for x in xs], [cur_labels[c] / cur_n for c in cats], 0.4, label="window")
             axes[1].set_xticks(list(xs), cats, rotation=45, ha="right", fontsize=8)
             axes[1].set_title(f"output {reference.label_key} mix")
@@ -64,15 +66,24 @@ def _plots(summary: dict, history: list[dict], reference, records: list[dict], c
         for name in TREND:
             ys = [w["metrics"].get(name) for w in windows]
             if any(y is not None for y in ys):
-                ax.plot(range(len(windows)), [float("nan") if y is None else y for y in ys], marker="o", label=name)
-        ax.set_xticks(range(len(windows)), [w["window_end"][5:16] for w in windows], rotation=45, ha="right", fontsize=7)
+                ax.plot(
+                    range(len(windows)),
+                    [float("nan") if y is None else y for y in ys],
+                    marker="o",
+                    label=name,
+                )
+        ax.set_xticks(
+            range(len(windows)), [w["window_end"][5:16] for w in windows], rotation=45, ha="right", fontsize=7
+        )
         ax.set_title("trend over windows")
         ax.legend(fontsize=7)
         images.append(_png(fig))
     return images
 
 
-def render_monitor_report(summary: dict, history: list[dict], reference, records: list[dict], count_tokens) -> str:
+def render_monitor_report(
+    summary: dict, history: list[dict], reference, records: list[dict], count_tokens
+) -> str:
     """The report as one self-contained HTML page."""
     e = html.escape
     breaches = summary["breaches"]
@@ -87,7 +98,9 @@ def render_monitor_report(summary: dict, history: list[dict], reference, records
         f"reference: {e(reference.source if reference else 'none')}</p>",
     ]
     parts += [f"<p><i>{e(n)}</i></p>" for n in summary["notes"]]
-    parts.append("<h3>Checks</h3><table><tr><th>verdict</th><th>kind</th><th>metric</th><th>value</th><th>rule</th></tr>")
+    parts.append(
+        "<h3>Checks</h3><table><tr><th>verdict</th><th>kind</th><th>metric</th><th>value</th><th>rule</th></tr>"
+    )
     for c in summary["checks"]:
         cls, word = ("fail", "BREACH") if c["breached"] else ("ok", "ok")
         parts.append(
@@ -97,7 +110,10 @@ def render_monitor_report(summary: dict, history: list[dict], reference, records
     parts.append("</table><h3>All metrics</h3><table><tr><th>metric</th><th>value</th></tr>")
     parts += [f"<tr><td>{e(k)}</td><td>{v:.4g}</td></tr>" for k, v in sorted(summary["metrics"].items())]
     parts.append("</table>")
-    parts += [f"<img alt='plot' src='{src}'><br>" for src in _plots(summary, history, reference, records, count_tokens)]
+    parts += [
+        f"<img alt='plot' src='{src}'><br>"
+        for src in _plots(summary, history, reference, records, count_tokens)
+    ]
     if summary["worst_feedback"]:
         parts.append(
             "<h3>Worst-rated examples</h3><table><tr><th>prompt (end)</th><th>response</th><th>correction</th>"

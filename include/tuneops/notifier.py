@@ -49,6 +49,8 @@ class MonitoringAlert(BaseNotifier):
                 self.log.error("email_to is set but connection %r is not defined; no e-mail sent",
                                self.config.smtp_connection)  # fmt: skip
             else:
-                send_email(self.config.email_to, subject, body, smtp.host, smtp.port or 25, smtp.login, smtp.password)
+                send_email(
+                    self.config.email_to, subject, body, smtp.host, smtp.port or 25, smtp.login, smtp.password
+                )
                 sent.append("email")
         return sent

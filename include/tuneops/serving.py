@@ -242,7 +242,9 @@ class Service:
         if self.current is not None and self.current.version == str(target.version):
             return False
         try:
-            loaded = load_version(self.config.model_name, str(target.version), self.config.variant, self.settings)
+            loaded = load_version(
+                self.config.model_name, str(target.version), self.config.variant, self.settings
+            )
         except Exception as exc:
             self.last_error = f"loading {self.config.model_name} v{target.version} failed: {exc}"
             log.exception("keeping v%s: %s", self.current and self.current.version, self.last_error)
@@ -293,17 +295,23 @@ class Service:
             if not req.messages or not any(m.content.strip() for m in req.messages):
                 raise BadRequest(422, "messages are empty; send at least one message with content")
             if not getattr(model.tokenizer, "chat_template", None):
-                raise BadRequest(422, f"{model.name} v{model.version} has no chat template; send prompt or inputs")
+                raise BadRequest(
+                    422, f"{model.name} v{model.version} has no chat template; send prompt or inputs"
+                )
             text = model.tokenizer.apply_chat_template(
                 [m.model_dump() for m in req.messages], tokenize=False, add_generation_prompt=True
             )
             return text, False
         if model.template is None:
-            raise BadRequest(422, f"{model.name} v{model.version} has no prompt template; send prompt or messages")
+            raise BadRequest(
+                422, f"{model.name} v{model.version} has no prompt template; send prompt or messages"
+            )
         if not any(v.strip() for v in req.inputs.values()):
             raise BadRequest(422, "inputs are empty; send the template's fields with text")
         try:
-            return render_prompt(model.template, req.inputs, model.tokenizer), adds_special_tokens(model.template)
+            return render_prompt(model.template, req.inputs, model.tokenizer), adds_special_tokens(
+                model.template
+            )
         except Exception as exc:
             raise BadRequest(422, f"inputs do not fit template {model.template.id!r}: {exc}") from exc
 
@@ -311,7 +319,9 @@ class Service:
         limit = self.config.max_new_tokens_limit
         max_new = req.max_new_tokens or min(model.max_new_tokens, limit)
         if max_new > limit:
-            raise BadRequest(422, f"max_new_tokens {max_new} is over this server's limit of {limit}; ask for fewer")
+            raise BadRequest(
+                422, f"max_new_tokens {max_new} is over this server's limit of {limit}; ask for fewer"
+            )
         decoding = model.decoding
         if req.temperature is not None or req.top_p is not None or req.seed is not None:
             sampled = req.temperature is None or req.temperature > 0
@@ -345,7 +355,12 @@ class Service:
                 results.update(zip(idx, zip(texts, counts, strict=True), strict=True))
         elapsed = time.monotonic() - started
         return [
-            {"text": results[i][0], "completion_tokens": results[i][1], "batch_size": len(jobs), "generate_s": elapsed}
+            {
+                "text": results[i][0],
+                "completion_tokens": results[i][1],
+                "batch_size": len(jobs),
+                "generate_s": elapsed,
+            }
             for i in range(len(jobs))
         ]
 
@@ -356,7 +371,8 @@ class Service:
         prompt, special = self._prompt(req, model)
         if len(prompt) > self.config.max_prompt_chars:
             raise BadRequest(
-                413, f"prompt is {len(prompt)} characters; the limit is {self.config.max_prompt_chars}: shorten it"
+                413,
+                f"prompt is {len(prompt)} characters; the limit is {self.config.max_prompt_chars}: shorten it",
             )
         max_new, decoding = self._decoding(req, model)
         prompt_tokens = len(model.tokenizer(prompt, add_special_tokens=special)["input_ids"])
@@ -380,7 +396,10 @@ class Service:
             raise
         latency = time.monotonic() - started
         record = log_record(
-            **common, response=result["text"], latency_s=latency, completion_tokens=result["completion_tokens"]
+            **common,
+            response=result["text"],
+            latency_s=latency,
+            completion_tokens=result["completion_tokens"],
         )
         self._remember(record)
         self.served += 1

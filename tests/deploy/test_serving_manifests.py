@@ -9,7 +9,9 @@ from tuneops.deploy import apply_manifests, render_serving, validate_manifests
 
 
 def test_rendered_manifests_are_valid_kubernetes_and_carry_the_version():
-    docs = render_serving("triage", "7", "int8", image="registry.example/serving:1.2", namespace="ml", replicas=2)
+    docs = render_serving(
+        "triage", "7", "int8", image="registry.example/serving:1.2", namespace="ml", replicas=2
+    )
     validate_manifests(docs)
     deployment, service = docs
     assert [d["kind"] for d in docs] == ["Deployment", "Service"]
@@ -57,6 +59,7 @@ def test_apply_creates_then_patches_what_exists():
     apps.return_value.patch_namespaced_deployment.assert_called_once_with(
         name="tuneops-serving", namespace="tuneops", body=docs[0]
     )
+    core.return_value.create_namespaced_service.assert_called_once_with(namespace="tuneops", body=docs[1])
     with mock.patch("kubernetes.client.AppsV1Api") as apps, mock.patch("kubernetes.client.CoreV1Api"):
         apps.return_value.create_namespaced_deployment.side_effect = ApiException(status=403)
         with pytest.raises(ApiException):

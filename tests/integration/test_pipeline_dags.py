@@ -17,6 +17,7 @@ from scripts.demo import load_dags, run_dag, task_result
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
 FAST_RECIPE = str(REPO / "tests" / "data" / "recipe-fast.yaml")
+MONITOR_CONFIG = str(REPO / "tests" / "data" / "monitor-test.yaml")
 MODEL = "tuneops-test-triage"
 
 
@@ -268,9 +269,9 @@ def test_generate_then_monitor_counts_the_requests(dags, chain):
         check=True,
         capture_output=True,
     )
-    run = run_dag(dags, "llmops_monitor")
-    stats = task_result("llmops_monitor", run.run_id, "inference_stats")
-    assert stats["requests"] >= 1 and stats["versions"] == ["1"]
+    run = run_dag(dags, "llmops_monitor", {"config": MONITOR_CONFIG})
+    result = task_result("llmops_monitor", run.run_id, "assess")
+    assert result["requests"] >= 1 and result["version"] == "1"
 
 
 def test_a_dag_runs_alone_with_the_airflow_cli(dags, tmp_path):
@@ -347,6 +348,164 @@ def test_a_sweep_trains_each_trial_as_a_child_run_and_the_lowest_validation_loss
     assert client.get_run(plan["mlflow_run_id"]).data.tags["tuneops.sweep_winner"] == "1"
     evaluations = task_result("llmops_finetune", run.run_id, "evaluate")
     assert evaluations["candidate"]["n"] == {"test": 24, "golden": 24, "safety": 12}
+
+
+def _asset_events(name: str) -> list[dict]:
+    from airflow.models.asset import AssetEvent, AssetModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        rows = session.scalars(
+            select(AssetEvent).join(AssetModel, AssetEvent.asset_id == AssetModel.id).where(AssetModel.name == name)
+        ).all()
+        return [dict(e.extra or {}) for e in rows]
+
+
+def _write_traffic(template_fields: list[dict], shift: str = "") -> None:
+    """Synthetic served traffic for the champion, in the current window of the inference log."""
+    import uuid
+    from datetime import UTC, datetime, timedelta
+
+    from tuneops.config import load_template
+    from tuneops.inference import log_record, log_requests
+    from tuneops.prompts import render_prompt
+    from tuneops.settings import load_settings
+    from tuneops.store import ArtifactStore
+
+    template = load_template("triage_v1")
+    ts = datetime.now(UTC) - timedelta(minutes=5)
+    records = []
+    for fields in template_fields:
+        fields = {**fields, "input": fields["input"] + shift}
+        records.append(log_record(
+            request_id=uuid.uuid4().hex, model=MODEL, version="1", prompt=render_prompt(template, fields),
+            inputs=fields, mode="inputs", response=fields.pop("triage"), latency_s=0.05, ts=ts,
+        ))  # fmt: skip
+    log_requests(records, ArtifactStore.from_settings(load_settings()))
+
+
+def test_monitoring_alerts_on_drifted_traffic_and_requests_retraining(dags, chain, monkeypatch):
+    """Unshifted traffic raises nothing; traffic about an unseen product line alerts (task log and a
+    real Slack-style webhook) and emits tuneops_retrain_requested, which llmops_finetune is scheduled on."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    from tuneops.sample_data import generate_tickets
+
+    posted = []
+
+    class Hook(BaseHTTPRequestHandler):
+        def do_POST(self):
+            posted.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    hook_url = f"http://127.0.0.1:{server.server_port}/hook"
+    monkeypatch.setenv("AIRFLOW_CONN_TUNEOPS_SLACK", json.dumps({"conn_type": "http", "extra": {"webhook_url": hook_url}}))
+
+    def tickets(seed):
+        return [{"subject": t["subject"], "input": t["body"], "triage": t["triage"]} for t in generate_tickets(150, seed)]
+
+    before = len(_asset_events("tuneops_retrain_requested"))
+    try:
+        _write_traffic(tickets(501))
+        calm = run_dag(dags, "llmops_monitor", {"config": MONITOR_CONFIG})
+        assert task_result("llmops_monitor", calm.run_id, "assess")["breaches"] == []
+        assert calm.get_task_instance("request_retrain").state == "skipped"
+        assert posted == [] and len(_asset_events("tuneops_retrain_requested")) == before
+
+        _write_traffic(tickets(502), shift=" Also my blockchain wallet stopped syncing while staking on the validator node.")
+        run = run_dag(dags, "llmops_monitor", {"config": MONITOR_CONFIG})
+    finally:
+        server.shutdown()
+    result = task_result("llmops_monitor", run.run_id, "assess")
+    breached = {b["metric"] for b in result["breaches"]}
+    assert {"drift.prompt_tokens.psi", "drift.oov_increase"} <= breached, result
+    assert task_result("llmops_monitor", run.run_id, "alert") == ["log", "slack"]
+    assert "drift.oov_increase" in posted[0]["text"] and result["report_uri"] in posted[0]["text"]
+    events = _asset_events("tuneops_retrain_requested")
+    assert len(events) == before + 1 and events[-1]["model_name"] == MODEL
+    assert set(events[-1]["breaches"]) == breached
+    report = Path(result["report_uri"]).read_text()
+    assert "retraining requested" in report and report.count("data:image/png;base64,") == 2
+
+
+FEEDBACK_ITEMS = ["espresso machine", "standing desk", "trail running shoes", "mechanical keyboard", "camping stove",
+                  "baby monitor"]  # fmt: skip
+FEEDBACK_ISSUES = ["arrived with a cracked lid", "was delivered to the wrong address", "is missing its power adapter",
+                   "came two weeks after the promised date"]  # fmt: skip
+
+
+def test_feedback_corrections_from_the_endpoint_reach_the_next_prompt_dataset(dags, chain):
+    """/generate then /feedback on the served champion; llmops_monitor lands the corrections and the
+    landing event carries them through validation into the next prompt dataset, ids in its manifest."""
+    import httpx
+
+    from tuneops.serving import ServerThread, ServingConfig, create_app
+    from tuneops.settings import load_settings
+    from tuneops.store import ArtifactStore
+
+    correction = json.dumps({"category": "shipping", "priority": "normal", "team": "logistics"}, sort_keys=True)
+    app = create_app(ServingConfig(model_name=MODEL, log_flush_seconds=0.2))
+    feedback_ids = []
+    with ServerThread(app) as url:
+        for i, (item, issue) in enumerate((a, b) for a in FEEDBACK_ITEMS for b in FEEDBACK_ISSUES):
+            inputs = {"subject": f"Problem with my {item}", "label": "web",
+                      "input": f"Hello, my {item} (order {5000 + i * 13}) {issue}. Can you sort this out for me?"}  # fmt: skip
+            served = httpx.post(f"{url}/generate", json={"inputs": inputs, "max_new_tokens": 24}, timeout=120)
+            assert served.status_code == 200, served.text
+            answer = {"request_id": served.json()["request_id"], "rating": "down", "correction": correction}
+            feedback_ids.append(httpx.post(f"{url}/feedback", json=answer, timeout=60).json()["feedback_id"])
+        httpx.post(f"{url}/feedback", json={"request_id": served.json()["request_id"], "rating": "up"}, timeout=60)
+
+    monitor = run_dag(dags, "llmops_monitor", {"config": MONITOR_CONFIG})
+    landed = task_result("llmops_monitor", monitor.run_id, "export_feedback")
+    assert landed["rows"] == 24 and sorted(landed["feedback_ids"]) == sorted(feedback_ids)
+    assert _asset_events("tuneops_landing_support_tickets")[-1]["batch_uri"] == landed["batch_uri"]
+
+    # Input: the landing event monitoring emitted. (batch_uri=None explicitly: dag.test() keeps the
+    # conf of an earlier run of the same DAG object as its Params.)
+    validate = run_dag(dags, "llmops_validate_data", {"batch_uri": None})
+    assert task_result("llmops_validate_data", validate.run_id, "validate")["rows"] == 24
+    prompts = run_dag(dags, "llmops_build_prompt_dataset", {"validated_uri": None})
+    dataset = task_result("llmops_build_prompt_dataset", prompts.run_id, "build")
+    store = ArtifactStore.from_settings(load_settings())
+    manifest = json.loads((store.fetch_dir(store.key_of(dataset["uri"])) / "manifest.json").read_text())
+    assert manifest["feedback"]["feedback_ids"] == sorted(feedback_ids)
+    assert len(manifest["source_batches"]) == 2
+
+    again = run_dag(dags, "llmops_monitor", {"config": MONITOR_CONFIG})
+    assert again.get_task_instance("export_feedback").state == "skipped", "corrections are landed once"
+
+
+def test_deploy_gates_the_int8_variant_and_renders_the_serving_manifests(dags, chain):
+    """llmops_deploy on the champion event: int8 vs merged side by side, then valid manifests for the
+    chosen variant; no cluster here, so apply is skipped with the manifest's location."""
+    import yaml
+    from mlflow import MlflowClient
+
+    run = dags["llmops_deploy"].test(run_conf={"recipe": FAST_RECIPE, "gpu": False})
+    assert run.state == "success"
+    choice = task_result("llmops_deploy", run.run_id, "compress")
+    assert (choice["model_name"], choice["version"]) == (MODEL, "1")
+    decision = json.loads(Path(choice["report_uri"]).with_name("decision.json").read_text())
+    assert decision["quantized"]["size_mb"] < decision["merged"]["size_mb"] / 2
+    assert choice["variant"] == ("int8" if decision["passed"] else "merged")
+    assert {c["rule"] for c in decision["checks"]} >= {"max_regression_vs_champion"}
+    report = Path(choice["report_uri"]).read_text()
+    assert "size (MB)" in report and "latency" in report and "test.rougeL" in report
+    tags = MlflowClient().get_model_version(MODEL, "1").tags
+    assert tags["tuneops.int8.gate"] == ("passed" if decision["passed"] else "failed")
+    rendered = task_result("llmops_deploy", run.run_id, "render")
+    docs = list(yaml.safe_load_all(Path(rendered["manifest_uri"]).read_text()))
+    assert docs[0]["spec"]["template"]["metadata"]["annotations"]["tuneops/variant"] == choice["variant"]
+    assert run.get_task_instance("apply").state == "skipped"
 
 
 def test_rollback_dag_restores_the_previous_champion_and_records_why(dags, chain):

@@ -37,7 +37,9 @@ def count_tokens(template):
 @pytest.fixture(scope="module")
 def reference(template, count_tokens):
     tickets = generate_tickets(2000, seed=0)
-    return build_reference([_prompt(template, t) for t in tickets], [t["triage"] for t in tickets], "category", count_tokens)
+    return build_reference(
+        [_prompt(template, t) for t in tickets], [t["triage"] for t in tickets], "category", count_tokens
+    )
 
 
 def _traffic(template, seed: int, n: int = PER_WINDOW, shift: str = "", response=None) -> list[dict]:
@@ -69,7 +71,9 @@ def test_unshifted_traffic_raises_no_alarm_over_20_windows(template, reference, 
         alarms.append([b["metric"] for b in result["breaches"]])
     rate = sum(bool(a) for a in alarms) / WINDOWS
     with capsys.disabled():
-        print(f"\nfalse-alarm rate on unshifted traffic: {rate:.2%} of {WINDOWS} windows x {PER_WINDOW} requests")
+        print(
+            f"\nfalse-alarm rate on unshifted traffic: {rate:.2%} of {WINDOWS} windows x {PER_WINDOW} requests"
+        )
     assert rate == 0, alarms
 
 
@@ -84,7 +88,9 @@ def test_injected_shift_raises_drift_breaches_and_asks_for_retraining(template, 
 def test_a_label_mix_shift_alone_is_caught(template, reference, count_tokens):
     cfg = load_monitor_config("support-triage")
     security = json.dumps({"category": "security", "priority": "urgent", "team": "security"})
-    result = assess_window(_traffic(template, 7, response=security), [], cfg, reference, template, count_tokens)
+    result = assess_window(
+        _traffic(template, 7, response=security), [], cfg, reference, template, count_tokens
+    )
     assert [b["metric"] for b in result["breaches"]] == ["drift.label_psi"]
 
 
@@ -101,20 +107,29 @@ def test_health_breaches_alert_but_do_not_retrain(template, reference, count_tok
     assert {"health.error_rate", "health.pii_leak_rate", "health.injection_rate"} <= breached
     assert all(b["kind"] != "feedback" for b in result["breaches"])
     health_only = assess_window(
-        records, [], cfg.model_copy(update={"retrain_on": ["drift", "feedback"]}), None, template, count_tokens
+        records,
+        [],
+        cfg.model_copy(update={"retrain_on": ["drift", "feedback"]}),
+        None,
+        template,
+        count_tokens,
     )
     assert health_only["breaches"] and health_only["retrain"] is False
 
 
 def test_thin_windows_are_reported_not_judged(template, reference, count_tokens):
     cfg = load_monitor_config("support-triage")
-    result = assess_window(_traffic(template, 9, n=20, shift=SHIFT), [], cfg, reference, template, count_tokens)
+    result = assess_window(
+        _traffic(template, 9, n=20, shift=SHIFT), [], cfg, reference, template, count_tokens
+    )
     assert not [b for b in result["breaches"] if b["kind"] == "drift"]
     assert "drift.oov_increase" in result["metrics"]
     assert any("fewer than min_requests=100" in n for n in result["notes"])
 
 
-def test_falling_thumbs_up_rate_asks_for_retraining_and_lists_the_worst_examples(template, reference, count_tokens):
+def test_falling_thumbs_up_rate_asks_for_retraining_and_lists_the_worst_examples(
+    template, reference, count_tokens
+):
     cfg = load_monitor_config("support-triage")
     answers = [
         {"feedback_id": str(i), "ts": f"2026-11-25T10:{i:02d}:00+00:00", "request_id": f"r{i}",
@@ -159,7 +174,9 @@ def test_the_notifier_logs_and_posts_to_the_slack_webhook_connection(monkeypatch
     server = HTTPServer(("127.0.0.1", 0), _Hook)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     url = f"http://127.0.0.1:{server.server_port}/services/T0/B0/x"
-    monkeypatch.setenv("AIRFLOW_CONN_TUNEOPS_SLACK", json.dumps({"conn_type": "http", "extra": {"webhook_url": url}}))
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_TUNEOPS_SLACK", json.dumps({"conn_type": "http", "extra": {"webhook_url": url}})
+    )
     result = {
         "window_start": "2026-11-25T10:00:00+00:00", "window_end": "2026-11-25T11:00:00+00:00", "requests": 150,
         "version": "3", "retrain": True, "report_uri": "/tmp/report.html",
@@ -171,7 +188,10 @@ def test_the_notifier_logs_and_posts_to_the_slack_webhook_connection(monkeypatch
         server.shutdown()
     assert sent == ["log", "slack"]
     (posted,) = _Hook.received
-    assert "drift.label_psi = 0.9 breaks <= 0.25 (drift)" in posted["text"] and "retraining requested" in posted["text"]
+    assert (
+        "drift.label_psi = 0.9 breaks <= 0.25 (drift)" in posted["text"]
+        and "retraining requested" in posted["text"]
+    )
     assert "drift.label_psi = 0.9" in "".join(capfd.readouterr()), "the task log always gets the alert"
     unconfigured = MonitoringAlert(result, "triage", AlertConfig(slack_connection="not_defined")).notify({})
     assert unconfigured == ["log"]

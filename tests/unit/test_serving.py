@@ -49,7 +49,11 @@ def test_serves_the_champion_in_every_input_mode(server):
     health = httpx.get(f"{url}/health").json()
     assert health["status"] == "ok" and health["model"] == NAME and health["alias"] == "champion"
     assert health["version"] == "1"
-    for body in ({"inputs": TICKET}, {"prompt": "ticket 3: my card"}, {"messages": [{"role": "user", "content": "hi"}]}):
+    for body in (
+        {"inputs": TICKET},
+        {"prompt": "ticket 3: my card"},
+        {"messages": [{"role": "user", "content": "hi"}]},
+    ):
         resp = httpx.post(f"{url}/generate", json={**body, "max_new_tokens": 6}, timeout=60)
         assert resp.status_code == 200, resp.text
         out = resp.json()
@@ -80,19 +84,29 @@ def test_bad_requests_get_a_4xx_that_says_what_to_fix(server, body, status, mess
 
 def test_invalid_json_is_a_400_and_the_server_keeps_serving(server):
     url, _ = server
-    resp = httpx.post(f"{url}/generate", content=b'{"prompt": "hi"', headers={"content-type": "application/json"})
+    resp = httpx.post(
+        f"{url}/generate", content=b'{"prompt": "hi"', headers={"content-type": "application/json"}
+    )
     assert resp.status_code == 400 and "not valid JSON" in resp.json()["error"]
-    assert httpx.post(f"{url}/generate", json={"prompt": "hi", "max_new_tokens": 2}, timeout=30).status_code == 200
+    assert (
+        httpx.post(f"{url}/generate", json={"prompt": "hi", "max_new_tokens": 2}, timeout=30).status_code
+        == 200
+    )
 
 
 def test_concurrent_requests_are_batched_and_answer_as_if_alone(server):
     url, _ = server
     prompts = [f"ticket {i}: my card was charged twice" + " again" * (i % 3) for i in range(8)]
-    alone = [httpx.post(f"{url}/generate", json={"prompt": p, "max_new_tokens": 8}, timeout=60).json() for p in prompts]
+    alone = [
+        httpx.post(f"{url}/generate", json={"prompt": p, "max_new_tokens": 8}, timeout=60).json()
+        for p in prompts
+    ]
     results: list = [None] * len(prompts)
 
     def call(i):
-        results[i] = httpx.post(f"{url}/generate", json={"prompt": prompts[i], "max_new_tokens": 8}, timeout=60).json()
+        results[i] = httpx.post(
+            f"{url}/generate", json={"prompt": prompts[i], "max_new_tokens": 8}, timeout=60
+        ).json()
 
     threads = [threading.Thread(target=call, args=(i,)) for i in range(len(prompts))]
     for t in threads:
@@ -112,15 +126,25 @@ def test_every_request_is_logged_with_pii_redacted_and_feedback_is_stored(server
     assert "jane.doe@example.com" not in json.dumps(record) and "555-0199" not in json.dumps(record)
     assert "<EMAIL>" in record["inputs"]["input"] and record["pii_in_prompt"] == ["email", "phone"]
     assert record["version"] == "1" and record["status"] == "ok" and record["latency_s"] > 0
-    assert record["prompt_tokens"] == out["prompt_tokens"] and record["completion_tokens"] == out["completion_tokens"]
+    assert (
+        record["prompt_tokens"] == out["prompt_tokens"]
+        and record["completion_tokens"] == out["completion_tokens"]
+    )
 
     fb = httpx.post(
         f"{url}/feedback",
-        json={"request_id": out["request_id"], "rating": "down", "correction": CORRECTION, "comment": "wrong team"},
+        json={
+            "request_id": out["request_id"],
+            "rating": "down",
+            "correction": CORRECTION,
+            "comment": "wrong team",
+        },
     )
     assert fb.status_code == 200, fb.text
     now = datetime.now(UTC)
-    stored = read_feedback(ArtifactStore.from_settings(settings), now - timedelta(hours=1), now + timedelta(hours=1))
+    stored = read_feedback(
+        ArtifactStore.from_settings(settings), now - timedelta(hours=1), now + timedelta(hours=1)
+    )
     answer = next(f for f in stored if f["feedback_id"] == fb.json()["feedback_id"])
     assert answer["correction"] == CORRECTION and answer["request"]["inputs"]["subject"] == TICKET["subject"]
 
@@ -129,10 +153,14 @@ def test_feedback_must_name_a_served_request_and_fit_the_output_format(server):
     url, _ = server
     unknown = httpx.post(f"{url}/feedback", json={"request_id": "nope", "rating": "up"})
     assert unknown.status_code == 404 and "unknown request_id 'nope'" in unknown.json()["error"]
-    rid = httpx.post(f"{url}/generate", json={"inputs": TICKET, "max_new_tokens": 2}, timeout=30).json()["request_id"]
+    rid = httpx.post(f"{url}/generate", json={"inputs": TICKET, "max_new_tokens": 2}, timeout=30).json()[
+        "request_id"
+    ]
     bad = httpx.post(f"{url}/feedback", json={"request_id": rid, "rating": "down", "correction": "billing"})
     assert bad.status_code == 422 and "not JSON" in bad.json()["error"]
-    partial = httpx.post(f"{url}/feedback", json={"request_id": rid, "rating": "down", "correction": '{"category": "x"}'})
+    partial = httpx.post(
+        f"{url}/feedback", json={"request_id": rid, "rating": "down", "correction": '{"category": "x"}'}
+    )
     assert partial.status_code == 422 and "missing or empty keys: priority, team" in partial.json()["error"]
     assert httpx.post(f"{url}/feedback", json={"request_id": rid, "rating": "meh"}).status_code == 422
 
@@ -165,7 +193,9 @@ def test_a_moved_alias_is_picked_up_without_a_restart_and_no_request_fails_meanw
     assert before["version"] == "1" and after["version"] == v2 and after["text"] != before["text"]
     assert {status for status, _ in seen} == {200}, seen
     versions = [v for _, v in seen]
-    assert versions == sorted(versions, key=int) and versions[-1] == v2, "served versions must only move forward"
+    assert versions == sorted(versions, key=int) and versions[-1] == v2, (
+        "served versions must only move forward"
+    )
 
 
 def test_without_a_champion_the_server_answers_503_and_says_why(settings):

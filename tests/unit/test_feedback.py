@@ -1,0 +1,60 @@
+"""Corrections from /feedback land once, in the dataset's raw format, and only when they can be records."""
+
+import json
+from datetime import UTC, datetime, timedelta
+
+from tuneops.feedback import FEEDBACK_ID_PREFIX, export_corrections
+from tuneops.inference import write_feedback
+from tuneops.settings import load_settings
+from tuneops.store import ArtifactStore
+
+CORRECTION = json.dumps({"category": "billing", "priority": "high", "team": "payments"})
+
+
+def _answer(store, i: int, inputs: dict | None, correction: str | None = CORRECTION, mode: str = "inputs"):
+    request = {"model": "m", "version": "1", "mode": mode, "prompt": "p", "inputs": inputs, "response": "r"}
+    answer = {"request_id": f"req-{i}", "rating": "down", "correction": correction, "comment": None}
+    return write_feedback(store, request, answer, now=datetime.now(UTC) - timedelta(minutes=1))["feedback_id"]
+
+
+def _ticket(i: int) -> dict:
+    return {
+        "subject": f"Charged twice #{i}",
+        "input": f"My card was charged twice for order {1000 + i}.",
+        "label": "web",
+    }
+
+
+def test_corrections_land_once_in_the_raw_columns_with_their_lineage(tmp_path):
+    settings = load_settings({"TUNEOPS_HOME": str(tmp_path)})
+    store = ArtifactStore.from_settings(settings)
+    ids = [_answer(store, i, _ticket(i)) for i in range(22)]
+    _answer(store, 90, {"subject": "no label", "input": "My card was charged twice."})
+    _answer(store, 91, None, mode="prompt")
+    _answer(store, 92, _ticket(92), correction=None)  # a rating without a correction is not data
+
+    landed = export_corrections("support_tickets", settings)
+    assert landed["rows"] == 22 and landed["feedback_ids"] == sorted(ids)
+    assert landed["skipped"] == {
+        "request lacks label": 1,
+        "request sent a raw prompt or chat messages, not the template's fields": 1,
+    }
+    rows = [json.loads(line) for line in open(landed["batch_uri"])]
+    assert set(rows[0]) == {"ticket_id", "body", "triage", "subject", "channel"}
+    assert {r["ticket_id"] for r in rows} == {FEEDBACK_ID_PREFIX + i for i in ids}
+    assert all(r["triage"] == CORRECTION for r in rows)
+
+    again = export_corrections("support_tickets", settings)
+    assert again["batch_uri"] is None and again["pending"] == 0, "corrections land once"
+
+
+def test_fewer_corrections_than_a_batch_needs_wait_for_more(tmp_path):
+    settings = load_settings({"TUNEOPS_HOME": str(tmp_path)})
+    store = ArtifactStore.from_settings(settings)
+    for i in range(5):
+        _answer(store, i, _ticket(i))
+    waiting = export_corrections("support_tickets", settings)
+    assert waiting["batch_uri"] is None and waiting["pending"] == 5
+    for i in range(5, 20):
+        _answer(store, i, _ticket(i))
+    assert export_corrections("support_tickets", settings)["rows"] == 20
