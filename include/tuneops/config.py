@@ -323,6 +323,9 @@ class DriftThresholds(_Strict):
     ks_pvalue_min: float = Field(0.001, gt=0, lt=1)
     oov_increase_max: float = Field(0.05, gt=0, le=1)  # share of unseen words, above the reference's own
     label_psi_max: float = Field(0.25, gt=0)  # mix of the output's first required key (e.g. category)
+    # How far the window's mean embedding (with the config's embedding_model) moved, in training
+    # standard deviations, RMS over dimensions; calm windows of 100 requests sit near 0.1.
+    embedding_shift_max: float = Field(0.3, gt=0)
 
 
 class HealthThresholds(_Strict):
@@ -355,6 +358,8 @@ class MonitorConfig(_Strict):
     window_hours: int = Field(1, ge=1)
     min_requests: int = Field(100, ge=1)  # fewer requests in a window: drift is reported, not judged
     reference_rows: int = Field(2000, ge=10)
+    # A local encoder (folder or builtin:tiny-llama) for embedding drift; none: not measured.
+    embedding_model: str | None = None
     drift: DriftThresholds = DriftThresholds()
     health: HealthThresholds = HealthThresholds()
     feedback: FeedbackThresholds = FeedbackThresholds()

@@ -98,13 +98,18 @@ class Reference:
     labels: Counter
     label_key: str | None
     source: str
+    embedding_mean: list[float] | None = None
+    embedding_std: list[float] | None = None
 
 
 def build_reference(
     prompts: list[str], responses: list[str], label_key: str | None, count_tokens=None, source: str = "",
-    holdout: float = 0.2, seed: int = 0,
+    holdout: float = 0.2, seed: int = 0, embed=None,
 ) -> Reference:  # fmt: skip
-    """A ``Reference`` from training prompts and responses; ``count_tokens(text) -> int`` is optional."""
+    """A ``Reference`` from training prompts and responses.
+
+    ``count_tokens(text) -> int`` and ``embed(texts) -> array (n, d)`` are optional.
+    """
     if len(prompts) < 10:
         raise ValueError(f"reference {source or ''} has {len(prompts)} prompts; drift needs at least 10")
     order = list(range(len(prompts)))
@@ -120,7 +125,57 @@ def build_reference(
         labels=Counter(label_of(r, label_key) for r in responses) if label_key else Counter(),
         label_key=label_key,
         source=source,
+        **_embedding_stats(embed(prompts) if embed else None),
     )
+
+
+def _embedding_stats(vectors) -> dict:
+    if vectors is None:
+        return {}
+    return {"embedding_mean": vectors.mean(axis=0).tolist(), "embedding_std": vectors.std(axis=0).tolist()}
+
+
+def load_embedder(ref: str, store: ArtifactStore, batch_size: int = 32, max_tokens: int = 256):
+    """``embed(texts) -> ndarray (n, hidden)``: mean-pooled last hidden states of a local model.
+
+    ``ref`` is a folder with ``save_pretrained`` weights or ``builtin:tiny-llama``.
+    """
+    import numpy as np
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    from tuneops.base_model import resolve_base_model
+
+    path = resolve_base_model(ref, store) if ref.startswith("builtin:") else ref
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model = AutoModel.from_pretrained(path, dtype=torch.float32).eval()
+
+    def embed(texts: list[str]):
+        chunks = []
+        for start in range(0, len(texts), batch_size):
+            batch = tokenizer(texts[start : start + batch_size], return_tensors="pt", padding=True,
+                              truncation=True, max_length=max_tokens)  # fmt: skip
+            with torch.no_grad():
+                hidden = model(**batch).last_hidden_state
+            mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+            chunks.append(((hidden * mask).sum(1) / mask.sum(1)).numpy())
+        return np.concatenate(chunks)
+
+    return embed
+
+
+def embedding_shift(reference: Reference, vectors) -> float:
+    """How far the window's mean embedding moved, in reference standard deviations (RMS over dimensions).
+
+    Calm windows of n requests sit near 1/sqrt(n) (sampling noise); a new topic moves it far more.
+    """
+    import numpy as np
+
+    mean, std = np.asarray(reference.embedding_mean), np.asarray(reference.embedding_std)
+    z = (np.asarray(vectors).mean(axis=0) - mean) / np.maximum(std, 1e-6)
+    return float(np.sqrt(np.mean(z**2)))
 
 
 def _check(kind: str, metric: str, value: float | None, op: str, threshold: float) -> dict:
@@ -135,7 +190,9 @@ def _check(kind: str, metric: str, value: float | None, op: str, threshold: floa
     }
 
 
-def drift_checks(reference: Reference, records: list[dict], cfg: MonitorConfig, count_tokens=None):
+def drift_checks(
+    reference: Reference, records: list[dict], cfg: MonitorConfig, count_tokens=None, embed=None
+):
     """``(metrics, checks)`` of the window's prompts against ``reference``."""
     from scipy.stats import ks_2samp
 
@@ -162,6 +219,10 @@ def drift_checks(reference: Reference, records: list[dict], cfg: MonitorConfig, 
     checks.append(
         _check("drift", "drift.oov_increase", metrics["drift.oov_increase"], "<=", t.oov_increase_max)
     )
+    if reference.embedding_mean is not None and embed is not None:
+        shift = embedding_shift(reference, embed([r["prompt"] for r in ok]))
+        metrics["drift.embedding_shift"] = shift
+        checks.append(_check("drift", "drift.embedding_shift", shift, "<=", t.embedding_shift_max))
     if reference.label_key:
         labels = Counter(label_of(r.get("response") or "", reference.label_key) for r in ok)
         metrics["drift.label_psi"] = category_psi(reference.labels, labels)
@@ -246,7 +307,7 @@ def feedback_checks(answers: list[dict], cfg: MonitorConfig):
 
 def assess_window(
     records: list[dict], answers: list[dict], cfg: MonitorConfig, reference: Reference | None,
-    template: PromptTemplate | None = None, count_tokens=None,
+    template: PromptTemplate | None = None, count_tokens=None, embed=None,
 ) -> dict:  # fmt: skip
     """Every metric and check of one window; ``breaches`` and ``retrain`` say what to act on."""
     result = {
@@ -268,9 +329,9 @@ def assess_window(
             f"drift not judged: {len(records)} requests, fewer than min_requests={cfg.min_requests}"
         )
         if records:
-            result["metrics"].update(drift_checks(reference, records, cfg, count_tokens)[0])
+            result["metrics"].update(drift_checks(reference, records, cfg, count_tokens, embed)[0])
     else:
-        metrics, checks = drift_checks(reference, records, cfg, count_tokens)
+        metrics, checks = drift_checks(reference, records, cfg, count_tokens, embed)
         result["metrics"].update(metrics)
         result["checks"] += checks
     metrics, checks, worst = feedback_checks(answers, cfg)
@@ -297,7 +358,7 @@ def describe(breach: dict) -> str:
 
 
 def load_reference(
-    model_name: str, version: str, cfg: MonitorConfig, settings: Settings, store: ArtifactStore
+    model_name: str, version: str, cfg: MonitorConfig, settings: Settings, store: ArtifactStore, embed=None
 ):
     """The reference of ``model_name`` v``version`` from its training prompt dataset, with its tokenizer.
 
@@ -332,7 +393,7 @@ def load_reference(
     )
     reference = build_reference(
         [train[i]["prompt"] for i in rows], [train[i]["response"] for i in rows], label_key, count_tokens,
-        source=dataset_uri,
+        source=dataset_uri, embed=embed,
     )  # fmt: skip
     return reference, template, count_tokens
 

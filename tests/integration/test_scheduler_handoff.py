@@ -59,15 +59,15 @@ def _wait_for_new_asset_triggered_run(stack: AirflowStack, seen: set[str]) -> di
     return stack.wait_for(f"an asset-triggered {VALIDATE} run to succeed", succeeded, RUN_TIMEOUT)
 
 
-def _landing_asset_id(stack: AirflowStack) -> int:
-    assets = stack.call("GET", "/assets", params={"name_pattern": LANDING_SUPPORT_TICKETS.name})["assets"]
-    return next(a["id"] for a in assets if a["name"] == LANDING_SUPPORT_TICKETS.name)
+def _asset_id(stack: AirflowStack, name: str = LANDING_SUPPORT_TICKETS.name) -> int:
+    assets = stack.call("GET", "/assets", params={"name_pattern": name})["assets"]
+    return next(a["id"] for a in assets if a["name"] == name)
 
 
 def test_rest_api_refuses_unauthenticated_writes(airflow):
     events_before = airflow.call("GET", "/assets/events")["total_entries"]
     runs_before = len(airflow.runs(PRODUCER))
-    forged = {"asset_id": _landing_asset_id(airflow), "extra": {"batch_uri": "/tmp/forged.jsonl"}}
+    forged = {"asset_id": _asset_id(airflow), "extra": {"batch_uri": "/tmp/forged.jsonl"}}
 
     trigger = requests.post(
         f"{airflow.url}/api/v2/dags/{PRODUCER}/dagRuns", json={"logical_date": None}, timeout=30
@@ -103,7 +103,7 @@ def test_asset_event_posted_through_the_api_triggers_validation(airflow):
 
     batch = write_sample_batch(airflow.tuneops_home / "landing" / "support_tickets" / "posted.jsonl", 80, seed=7)
     seen = {r["dag_run_id"] for r in airflow.runs(VALIDATE)}
-    event = {"asset_id": _landing_asset_id(airflow), "extra": {"batch_uri": str(batch)}}
+    event = {"asset_id": _asset_id(airflow), "extra": {"batch_uri": str(batch)}}
     airflow.call("POST", "/assets/events", json=event)
 
     validate_run = _wait_for_new_asset_triggered_run(airflow, seen)
@@ -113,3 +113,28 @@ def test_asset_event_posted_through_the_api_triggers_validation(airflow):
     assert validated["rows"] == 80 and validated["reused"] is False
     assert Path(validated["uri"]).parent == airflow.tuneops_home / "artifacts" / "validated" / "support_tickets"
     assert (Path(validated["uri"]) / "_SUCCESS").is_file()
+
+
+def test_a_retrain_request_from_monitoring_starts_finetune(airflow):
+    """Runs last: it unpauses llmops_finetune. The scheduler must start it on a
+    tuneops_retrain_requested event alone; this stack has no prompt dataset, so the run must
+    fail at once in resolve_dataset, naming what is missing, rather than train on nothing."""
+    from tuneops.assets import RETRAIN_REQUESTED
+
+    finetune = "llmops_finetune"
+    airflow.call("PATCH", f"/dags/{finetune}", json={"is_paused": False})
+    try:
+        event = {"asset_id": _asset_id(airflow, RETRAIN_REQUESTED.name), "extra": {"breaches": ["drift.label_psi"]}}
+        airflow.call("POST", "/assets/events", json=event)
+
+        def finished():
+            runs = [r for r in airflow.runs(finetune) if r["run_type"] == "asset_triggered"]
+            return next((r for r in runs if r["state"] in ("success", "failed")), None)
+
+        run = airflow.wait_for("an asset-triggered llmops_finetune run to finish", finished, RUN_TIMEOUT)
+    finally:
+        airflow.call("PATCH", f"/dags/{finetune}", json={"is_paused": True})
+    assert run["state"] == "failed"
+    tis = airflow.call("GET", f"/dags/{finetune}/dagRuns/{run['dag_run_id']}/taskInstances")["task_instances"]
+    states = {ti["task_id"]: ti["state"] for ti in tis}
+    assert states["resolve_dataset"] == "failed" and states["plan_training"] == "upstream_failed"

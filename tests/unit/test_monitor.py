@@ -201,3 +201,64 @@ def test_default_config_matches_the_dataclass_defaults():
     """The shipped YAML documents the defaults; drifting apart would confuse whoever tunes it."""
     shipped = load_monitor_config("support-triage")
     assert shipped.drift == MonitorConfig().drift and shipped.health == MonitorConfig().health
+
+
+def test_the_notifier_emails_through_the_smtp_connection(monkeypatch):
+    import asyncore
+    import smtpd
+
+    from tuneops.config import AlertConfig
+    from tuneops.notifier import MonitoringAlert
+
+    received = []
+
+    class Sink(smtpd.SMTPServer):
+        def process_message(self, peer, mailfrom, rcpttos, data, **kwargs):
+            received.append((rcpttos, data.decode() if isinstance(data, bytes) else data))
+
+    sink = Sink(("127.0.0.1", 0), None)
+    port = sink.socket.getsockname()[1]
+    loop = threading.Thread(target=asyncore.loop, kwargs={"timeout": 0.1, "count": 100}, daemon=True)
+    loop.start()
+    monkeypatch.setenv("AIRFLOW_CONN_SMTP_DEFAULT", json.dumps({"conn_type": "smtp", "host": "127.0.0.1", "port": port}))
+    result = {
+        "window_start": "2026-11-25T10:00:00+00:00", "window_end": "2026-11-25T11:00:00+00:00", "requests": 150,
+        "version": "3", "retrain": False, "report_uri": "/tmp/report.html",
+        "breaches": [{"kind": "health", "metric": "health.pii_leak_rate", "value": 0.02, "op": "<=", "threshold": 0.0}],
+    }  # fmt: skip
+    try:
+        sent = MonitoringAlert(result, "triage", AlertConfig(slack_connection=None, email_to=["oncall@example.com"])).notify({})
+        loop.join(timeout=15)
+    finally:
+        sink.close()
+    assert sent == ["log", "email"]
+    ((to, message),) = received
+    assert to == ["oncall@example.com"] and "health.pii_leak_rate = 0.02 breaks <= 0 (health)" in message
+    assert "Subject: [tuneops] triage: 1 monitoring breach(es)" in message
+
+
+def test_embedding_drift_separates_a_shift_from_calm_windows(template, tmp_path):
+    """With an embedding model configured (here a tiny random Llama saved to disk), the mean
+    embedding of shifted prompts moves far more than calm windows' do."""
+    from tests.support.tiny_models import build_tiny_model
+    from tuneops.monitor import load_embedder
+    from tuneops.settings import load_settings
+    from tuneops.store import ArtifactStore
+
+    model_dir = build_tiny_model(tmp_path / "encoder", seed=0)
+    embed = load_embedder(str(model_dir), ArtifactStore.from_settings(load_settings()))
+    tickets = generate_tickets(600, seed=0)
+    reference = build_reference(
+        [_prompt(template, t) for t in tickets], [t["triage"] for t in tickets], "category", embed=embed
+    )
+    cfg = MonitorConfig(min_requests=50, embedding_model=str(model_dir))
+
+    def assess(records):
+        return assess_window(records, [], cfg, reference, template, embed=embed)
+
+    calm = [assess(_traffic(template, 200 + w, n=100)) for w in range(5)]
+    shifted = assess(_traffic(template, 300, n=100, shift=SHIFT))
+    shifts = [r["metrics"]["drift.embedding_shift"] for r in calm]
+    assert max(shifts) < cfg.drift.embedding_shift_max < shifted["metrics"]["drift.embedding_shift"], (shifts, shifted)
+    assert not any(b["metric"] == "drift.embedding_shift" for r in calm for b in r["breaches"])
+    assert "drift.embedding_shift" in {b["metric"] for b in shifted["breaches"]}

@@ -205,3 +205,13 @@ def test_without_a_champion_the_server_answers_503_and_says_why(settings):
         assert health.status_code == 503 and "has no 'champion' alias yet" in health.json()["last_error"]
         resp = httpx.post(f"{url}/generate", json={"prompt": "hi"})
         assert resp.status_code == 503 and "no-such-model" in resp.json()["error"]
+
+
+def test_the_int8_variant_serves_the_same_version_quantized(settings):
+    app = create_app(ServingConfig(model_name=NAME, variant="int8", refresh_seconds=60), settings)
+    with ServerThread(app) as url:
+        health = httpx.get(f"{url}/health").json()
+        out = httpx.post(f"{url}/generate", json={"inputs": TICKET, "max_new_tokens": 4}, timeout=60)
+        layer = app.state.service.current.model.model.layers[0].mlp.up_proj
+    assert health["variant"] == "int8" and out.status_code == 200 and out.json()["variant"] == "int8"
+    assert type(layer).__module__.startswith("torch.ao.nn.quantized.dynamic")
