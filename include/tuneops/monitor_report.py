@@ -3,28 +3,13 @@ against the training reference and of the trend over earlier windows, worst feed
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 from collections import Counter
 
-STYLE = (
-    "<style>body{font-family:sans-serif;margin:2em;max-width:1300px}table{border-collapse:collapse;margin:1em 0}"
-    "td,th{border:1px solid #ccc;padding:3px 8px;font-size:13px;vertical-align:top}th{background:#f4f4f4}"
-    ".ok{color:#1a7f37}.fail{color:#cf222e;font-weight:bold}pre{white-space:pre-wrap;margin:0}</style>"
-)
+from tuneops.report import STYLE, png_data_uri
+
 TREND = ("drift.prompt_tokens.psi", "drift.prompt_chars.psi", "drift.oov_increase", "drift.label_psi",
          "health.format_valid", "feedback.thumbs_up_rate")  # fmt: skip
-
-
-def _png(fig) -> str:
-    import matplotlib.pyplot as plt
-
-    buf = io.BytesIO()
-    fig.tight_layout()
-    fig.savefig(buf, format="png", dpi=80)
-    plt.close(fig)
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
 
 
 def _plots(summary: dict, history: list[dict], reference, records: list[dict], count_tokens) -> list[str]:
@@ -59,7 +44,7 @@ def _plots(summary: dict, history: list[dict], reference, records: list[dict], c
             axes[1].set_xticks(list(xs), cats, rotation=45, ha="right", fontsize=8)
             axes[1].set_title(f"output {reference.label_key} mix")
             axes[1].legend()
-        images.append(_png(fig))
+        images.append(png_data_uri(fig, dpi=80))
     windows = [*history, summary]
     if len(windows) > 1:
         fig, ax = plt.subplots(figsize=(12, 3.5))
@@ -77,7 +62,7 @@ def _plots(summary: dict, history: list[dict], reference, records: list[dict], c
         )
         ax.set_title("trend over windows")
         ax.legend(fontsize=7)
-        images.append(_png(fig))
+        images.append(png_data_uri(fig, dpi=80))
     return images
 
 

@@ -10,6 +10,22 @@ import io
 from tuneops.gate import ROLES
 
 MAX_CHANGED = 25
+STYLE = (
+    "<style>body{font-family:sans-serif;margin:2em;max-width:1300px}table{border-collapse:collapse;margin:1em 0}"
+    "td,th{border:1px solid #ccc;padding:3px 8px;font-size:13px;vertical-align:top}th{background:#f4f4f4}"
+    ".ok{color:#1a7f37}.fail{color:#cf222e;font-weight:bold}pre{white-space:pre-wrap;margin:0}</style>"
+)
+
+
+def png_data_uri(fig, dpi: int = 90) -> str:
+    """A matplotlib figure as an inline PNG ``data:`` URI (the figure is closed)."""
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buf, format="png", dpi=dpi)
+    plt.close(fig)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
 
 
 def _fmt(v) -> str:
@@ -52,11 +68,7 @@ def _plot(decision: dict) -> str:
     )
     axes[1].set_yscale("log")
     axes[1].set_title("perplexity (lower is better)")
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90)
-    plt.close(fig)
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+    return png_data_uri(fig)
 
 
 def render_report(decision: dict, evaluations: dict, outputs: dict[str, dict], title: str) -> str:
@@ -65,10 +77,7 @@ def render_report(decision: dict, evaluations: dict, outputs: dict[str, dict], t
     verdict = "PASSED" if decision["passed"] else "FAILED"
     color = "#1a7f37" if decision["passed"] else "#cf222e"
     parts = [
-        f"<!doctype html><html><head><meta charset='utf-8'><title>{e(title)}</title>",
-        "<style>body{font-family:sans-serif;margin:2em;max-width:1300px}table{border-collapse:collapse;margin:1em 0}"
-        "td,th{border:1px solid #ccc;padding:3px 8px;font-size:13px;vertical-align:top}th{background:#f4f4f4}"
-        ".ok{color:#1a7f37}.fail{color:#cf222e;font-weight:bold}pre{white-space:pre-wrap;margin:0}</style></head><body>",
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{e(title)}</title>{STYLE}</head><body>",
         f"<h1>{e(title)}</h1>",
         f"<h2 style='color:{color}'>Gate {verdict}</h2><p><b>Deciding rule:</b> {e(decision['deciding_rule'])}</p>",
     ]

@@ -154,6 +154,15 @@ def test_an_unknown_threshold_key_names_the_allowed_ones(tmp_path):
         load_monitor_config(str(bad))
 
 
+def _alerting_result(kind: str, metric: str, value: float, threshold: float, retrain: bool) -> dict:
+    """A monitoring result (as ``run_monitor`` returns it) with one breach."""
+    return {
+        "window_start": "2026-11-25T10:00:00+00:00", "window_end": "2026-11-25T11:00:00+00:00", "requests": 150,
+        "version": "3", "retrain": retrain, "report_uri": "/tmp/report.html",
+        "breaches": [{"kind": kind, "metric": metric, "value": value, "op": "<=", "threshold": threshold}],
+    }  # fmt: skip
+
+
 class _Hook(BaseHTTPRequestHandler):
     received: list = []
 
@@ -177,11 +186,7 @@ def test_the_notifier_logs_and_posts_to_the_slack_webhook_connection(monkeypatch
     monkeypatch.setenv(
         "AIRFLOW_CONN_TUNEOPS_SLACK", json.dumps({"conn_type": "http", "extra": {"webhook_url": url}})
     )
-    result = {
-        "window_start": "2026-11-25T10:00:00+00:00", "window_end": "2026-11-25T11:00:00+00:00", "requests": 150,
-        "version": "3", "retrain": True, "report_uri": "/tmp/report.html",
-        "breaches": [{"kind": "drift", "metric": "drift.label_psi", "value": 0.9, "op": "<=", "threshold": 0.25}],
-    }  # fmt: skip
+    result = _alerting_result("drift", "drift.label_psi", 0.9, 0.25, retrain=True)
     try:
         sent = MonitoringAlert(result, "triage", AlertConfig()).notify({})
     finally:
@@ -221,11 +226,7 @@ def test_the_notifier_emails_through_the_smtp_connection(monkeypatch):
     loop = threading.Thread(target=asyncore.loop, kwargs={"timeout": 0.1, "count": 100}, daemon=True)
     loop.start()
     monkeypatch.setenv("AIRFLOW_CONN_SMTP_DEFAULT", json.dumps({"conn_type": "smtp", "host": "127.0.0.1", "port": port}))
-    result = {
-        "window_start": "2026-11-25T10:00:00+00:00", "window_end": "2026-11-25T11:00:00+00:00", "requests": 150,
-        "version": "3", "retrain": False, "report_uri": "/tmp/report.html",
-        "breaches": [{"kind": "health", "metric": "health.pii_leak_rate", "value": 0.02, "op": "<=", "threshold": 0.0}],
-    }  # fmt: skip
+    result = _alerting_result("health", "health.pii_leak_rate", 0.02, 0.0, retrain=False)
     try:
         sent = MonitoringAlert(result, "triage", AlertConfig(slack_connection=None, email_to=["oncall@example.com"])).notify({})
         loop.join(timeout=15)
