@@ -70,7 +70,8 @@ def llmops_monitor():
     def assess(**context) -> dict:
         from tuneops.monitor import run_monitor
 
-        window_end = context["data_interval_end"] or pendulum.now("UTC")
+        # A manual run without a logical date (UI, REST API) has no data interval: the window ends now.
+        window_end = context.get("data_interval_end") or pendulum.now("UTC")
         return run_monitor(_config(context["params"]), window_end)
 
     @task

@@ -1,7 +1,8 @@
 """A real Airflow 3 deployment on loopback, for tests: API server, scheduler, DAG processor, triggerer.
 
-Each component runs as its own process group with its own log, on a fresh SQLite metadata DB
-under a private AIRFLOW_HOME and a private TUNEOPS_HOME. Tests drive it through the REST API
+Each component runs as its own process group with its own log, on its own metadata database on
+the local PostgreSQL (created by ``start()``, dropped by ``stop()``), with a private AIRFLOW_HOME
+and a private TUNEOPS_HOME. Tests drive it through the REST API
 only, with a JWT for a simple-auth-manager admin whose password is generated per stack.
 """
 
@@ -20,6 +21,7 @@ from pathlib import Path
 
 import requests
 
+from tests.integration.postgres import FreshDatabase
 from tuneops.assets import PROMOTION_POOL
 
 REPO = Path(__file__).resolve().parents[2]
@@ -46,9 +48,14 @@ def _die_with_parent() -> None:
 class AirflowStack:
     """Start with ``start()``, always ``stop()``; ``api`` is a requests session carrying the admin's JWT."""
 
-    def __init__(self, root: Path, share_artifacts: bool = False):
+    def __init__(self, root: Path, share_artifacts: bool = False, celery_workers: int = 0):
         """``share_artifacts``: use the test session's TUNEOPS_HOME and MLflow instead of fresh ones (the
-        Airflow metadata DB stays private), so runs can reuse what earlier tests published."""
+        Airflow metadata DB stays private), so runs can reuse what earlier tests published.
+
+        ``celery_workers``: run the CeleryExecutor with that many workers (one task slot each) on the
+        local Redis as broker and the stack's PostgreSQL database as result backend, instead of the
+        LocalExecutor. Each worker stamps its task instances with its own hostname (``worker<i>``).
+        """
         self.airflow_home = root / "airflow"
         self.tuneops_home = Path(os.environ["TUNEOPS_HOME"]) if share_artifacts else root / "tuneops"
         self.logs = root / "component-logs"
@@ -57,6 +64,7 @@ class AirflowStack:
         self.api = requests.Session()
         self._password = secrets.token_urlsafe(16)
         self._procs: dict[str, subprocess.Popen] = {}
+        self.database = FreshDatabase("tuneops_airflow")
         self.env = {
             **os.environ,
             "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
@@ -70,7 +78,7 @@ class AirflowStack:
             "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
             "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
             "AIRFLOW__CORE__PARALLELISM": "4",
-            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{self.airflow_home / 'airflow.db'}",
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": self.database.url(),
             "AIRFLOW__API__HOST": "127.0.0.1",
             "AIRFLOW__API__PORT": str(self.port),
             "AIRFLOW__API__BASE_URL": self.url,
@@ -91,6 +99,28 @@ class AirflowStack:
         }
         for inherited in ("MLFLOW_REGISTRY_URI", "TUNEOPS_ARTIFACT_ROOT", "AIRFLOW_CONFIG"):
             self.env.pop(inherited, None)
+        self.components = {name: [str(BIN / "airflow"), name] for name in COMPONENTS}
+        self.worker_env: dict[str, dict[str, str]] = {}
+        if celery_workers:
+            # A Redis database of its own (1-15), flushed at start, so no other run's messages mix in.
+            self.redis_db = secrets.randbelow(15) + 1
+            self.env.update(
+                {
+                    "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
+                    "AIRFLOW__CELERY__BROKER_URL": f"redis://127.0.0.1:6379/{self.redis_db}",
+                    "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + self.database.url(),
+                    "AIRFLOW__CELERY__WORKER_CONCURRENCY": "1",
+                    "AIRFLOW__CELERY__WORKER_PREFETCH_MULTIPLIER": "1",
+                    "AIRFLOW__CORE__HOSTNAME_CALLABLE": "tests.integration.hostnames.worker_name",
+                    "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+                }
+            )
+            for i in range(1, celery_workers + 1):
+                name = f"worker{i}"
+                self.components[name] = [
+                    str(BIN / "airflow"), "celery", "worker", "--concurrency", "1", "--celery-hostname", f"{name}@%h",
+                ]  # fmt: skip
+                self.worker_env[name] = {"TUNEOPS_WORKER_NAME": name}
 
     def start(self, timeout: float = 180) -> None:
         """Migrate the DB, start the components, log in, and wait until every component reports healthy."""
@@ -98,17 +128,22 @@ class AirflowStack:
             folder.mkdir(parents=True, exist_ok=True)
         # The simple auth manager keeps this file's password for a configured user instead of generating one.
         (self.airflow_home / "passwords.json").write_text(json.dumps({ADMIN: self._password}))
+        self.database.create()
         migrate = subprocess.run(
             [str(BIN / "airflow"), "db", "migrate"], env=self.env, capture_output=True, text=True, timeout=timeout
         )
         assert migrate.returncode == 0, f"airflow db migrate failed:\n{migrate.stdout[-3000:]}{migrate.stderr[-3000:]}"
         pool = [str(BIN / "airflow"), "pools", "set", PROMOTION_POOL, "1", "champion alias moves"]
         subprocess.run(pool, env=self.env, capture_output=True, check=True, timeout=timeout)
-        for name in COMPONENTS:
+        if self.worker_env:
+            import redis
+
+            redis.Redis(host="127.0.0.1", port=6379, db=self.redis_db).flushdb()
+        for name, command in self.components.items():
             with open(self.logs / f"{name}.log", "wb") as log:
                 self._procs[name] = subprocess.Popen(
-                    [str(BIN / "airflow"), name],
-                    env=self.env,
+                    command,
+                    env={**self.env, **self.worker_env.get(name, {})},
                     stdout=log,
                     stderr=subprocess.STDOUT,
                     stdin=subprocess.DEVNULL,
@@ -137,10 +172,11 @@ class AirflowStack:
             _signal_group(proc, signal.SIGKILL)
             proc.wait()
         self.api.close()
+        self.database.drop()
 
     def log_tails(self, lines: int = 40) -> str:
         """The last ``lines`` lines of every component's log and of every task attempt's log."""
-        logs = [self.logs / f"{name}.log" for name in COMPONENTS]
+        logs = [self.logs / f"{name}.log" for name in self.components]
         logs += sorted((self.airflow_home / "logs").glob("dag_id=*/**/*.log"))
         parts = []
         for path in logs:

@@ -13,15 +13,14 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 
 import requests
 
 from tests.integration.airflow_stack import _die_with_parent, _signal_group, free_port
+from tests.integration.postgres import FreshDatabase
 
 BIN = Path(sys.executable).parent
-POSTGRES = {"host": "127.0.0.1", "port": 5432, "user": "postgres"}
 
 
 class MlflowServer:
@@ -34,12 +33,9 @@ class MlflowServer:
         self.workers = workers
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.database = f"tuneops_mlflow_{uuid.uuid4().hex[:12]}"
-        self.backend_store_uri = (
-            f"postgresql+psycopg2://{POSTGRES['user']}@{POSTGRES['host']}:{POSTGRES['port']}/{self.database}"
-        )
+        self.database = FreshDatabase("tuneops_mlflow")
+        self.backend_store_uri = self.database.url()
         self._proc: subprocess.Popen | None = None
-        self._database_created = False
 
     def start(self, timeout: float = 120) -> None:
         """Create the database, start ``mlflow server`` and wait until ``/health`` answers OK.
@@ -48,8 +44,7 @@ class MlflowServer:
         tail of its log, and the server and its database are cleaned up first.
         """
         self.artifacts.mkdir(parents=True, exist_ok=True)
-        _run_sql(f'CREATE DATABASE "{self.database}"')
-        self._database_created = True
+        self.database.create()
         command = [
             str(BIN / "mlflow"),
             "server",
@@ -101,9 +96,7 @@ class MlflowServer:
             _signal_group(self._proc, signal.SIGKILL)
             self._proc.wait()
             self._proc = None
-        if self._database_created:
-            _run_sql(f'DROP DATABASE IF EXISTS "{self.database}" WITH (FORCE)')
-            self._database_created = False
+        self.database.drop()
 
     def log_tail(self, lines: int = 60) -> str:
         """The last ``lines`` lines of the server's log."""
@@ -119,22 +112,3 @@ class MlflowServer:
         except (requests.ConnectionError, requests.Timeout):
             return False
         return response.ok and response.text.strip() == "OK"
-
-
-def _run_sql(statement: str) -> None:
-    import psycopg2
-
-    try:
-        connection = psycopg2.connect(dbname="postgres", **POSTGRES)
-    except psycopg2.OperationalError as err:
-        raise RuntimeError(
-            f"cannot reach PostgreSQL as {POSTGRES} ({err}); the MLflow test server needs a local "
-            "PostgreSQL with trust auth for user 'postgres' on 127.0.0.1:5432"
-        ) from err
-    # CREATE/DROP DATABASE cannot run inside a transaction block.
-    try:
-        connection.autocommit = True
-        with connection.cursor() as cursor:
-            cursor.execute(statement)
-    finally:
-        connection.close()

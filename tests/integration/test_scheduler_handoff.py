@@ -59,6 +59,16 @@ def _wait_for_new_asset_triggered_run(stack: AirflowStack, seen: set[str]) -> di
     return stack.wait_for(f"an asset-triggered {VALIDATE} run to succeed", succeeded, RUN_TIMEOUT)
 
 
+def _runs_in_postgres(stack: AirflowStack, dag_id: str) -> set[str]:
+    import psycopg2
+
+    from tests.integration.postgres import POSTGRES
+
+    with psycopg2.connect(dbname=stack.database.name, **POSTGRES) as conn, conn.cursor() as cursor:
+        cursor.execute("SELECT run_id FROM dag_run WHERE dag_id = %s", (dag_id,))
+        return {row[0] for row in cursor.fetchall()}
+
+
 def _asset_id(stack: AirflowStack, name: str = LANDING_SUPPORT_TICKETS.name) -> int:
     assets = stack.call("GET", "/assets", params={"name_pattern": name})["assets"]
     return next(a["id"] for a in assets if a["name"] == name)
@@ -86,6 +96,9 @@ def test_producer_run_triggers_validation_of_its_batch(airflow):
 
     validate_run = _wait_for_new_asset_triggered_run(airflow, seen)
 
+    # The metadata lives in the stack's own database on the local PostgreSQL, not in a SQLite file.
+    assert validate_run["dag_run_id"] in _runs_in_postgres(airflow, VALIDATE)
+    assert not list(airflow.airflow_home.glob("*.db"))
     landed = airflow.xcom(PRODUCER, run["dag_run_id"], "land_batch")
     assert landed.startswith(str(airflow.tuneops_home / "landing" / "support_tickets" / "batch-"))
     assert airflow.xcom(VALIDATE, validate_run["dag_run_id"], "resolve_batch") == landed
