@@ -64,7 +64,8 @@ def llmops_monitor():
         context["outlet_events"][LANDING_SUPPORT_TICKETS].extra = {
             "batch_uri": result["batch_uri"], "feedback_rows": result["rows"]
         }  # fmt: skip
-        return result
+        # The feedback ids stay in the lineage file: XCom carries only small things.
+        return {k: v for k, v in result.items() if k != "feedback_ids"}
 
     @task
     def assess(**context) -> dict:

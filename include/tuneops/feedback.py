@@ -38,7 +38,7 @@ def export_corrections(
 ) -> dict:
     """Land the corrections of the last ``lookback_days`` that were not exported yet.
 
-    Returns ``{"batch_uri", "rows", "feedback_ids", "pending", "skipped"}``. ``batch_uri`` is
+    Returns ``{"batch_uri", "lineage_uri", "rows", "feedback_ids", "pending", "skipped"}``. ``batch_uri`` is
     None while fewer corrections wait than the dataset's ``validation.min_rows`` (they are
     exported together later). Corrections whose request lacks a field the dataset needs
     (a raw-prompt or chat request, or one without the label) are counted in ``skipped``.
@@ -97,6 +97,7 @@ def export_corrections(
     # The lineage is written last: a batch without one was never announced and is redone next time.
     lineage = {"feedback_ids": ids, "request_ids": sorted(a["request_id"] for a in used),
                "exported_at": now.isoformat(), "dataset": config.name}  # fmt: skip
-    store.write_bytes(f"{key}.lineage.json", json.dumps(lineage, indent=1).encode())
+    lineage_uri = store.write_bytes(f"{key}.lineage.json", json.dumps(lineage, indent=1).encode())
     log.info("landed %d corrections as %s (skipped: %s)", len(rows), uri, dict(skipped) or "none")
-    return {**result, "batch_uri": uri, "rows": len(rows), "feedback_ids": ids, "pending": 0}
+    return {**result, "batch_uri": uri, "lineage_uri": lineage_uri, "rows": len(rows), "feedback_ids": ids,
+            "pending": 0}  # fmt: skip

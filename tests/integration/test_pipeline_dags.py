@@ -466,7 +466,8 @@ def test_feedback_corrections_from_the_endpoint_reach_the_next_prompt_dataset(da
 
     monitor = run_dag(dags, "llmops_monitor", {"config": MONITOR_CONFIG})
     landed = task_result("llmops_monitor", monitor.run_id, "export_feedback")
-    assert landed["rows"] == 24 and sorted(landed["feedback_ids"]) == sorted(feedback_ids)
+    lineage = json.loads(Path(landed["lineage_uri"]).read_text())
+    assert landed["rows"] == 24 and lineage["feedback_ids"] == sorted(feedback_ids)
     assert _asset_events("tuneops_landing_support_tickets")[-1]["batch_uri"] == landed["batch_uri"]
 
     # Input: the landing event monitoring emitted. (batch_uri=None explicitly: dag.test() keeps the
