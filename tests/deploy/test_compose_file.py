@@ -1,5 +1,12 @@
-"""docker-compose.yaml cannot run here (no Docker engine): check what can be checked."""
+"""docker-compose.yaml cannot run here (no Docker engine): check what can be checked.
 
+``compose_spec.json`` is the Compose Specification's JSON schema as docker-compose 1.29.2 ships it
+(``compose/config/compose_spec.json``, Apache-2.0), kept here because nothing may be downloaded
+at test time.
+"""
+
+import copy
+import json
 import re
 from pathlib import Path
 
@@ -11,6 +18,20 @@ REPO = Path(__file__).resolve().parents[2]
 
 def _compose():
     return yaml.safe_load((REPO / "docker-compose.yaml").read_text())
+
+
+def test_the_file_follows_the_compose_specification():
+    import jsonschema
+
+    validator = jsonschema.Draft201909Validator(json.loads((Path(__file__).with_name("compose_spec.json")).read_text()))
+    assert [e.message for e in validator.iter_errors(_compose())] == []
+    broken = copy.deepcopy(_compose())
+    broken["services"]["serving"]["healthcheck"]["retires"] = 3  # a typo the engine would refuse
+    broken["services"]["mlflow"]["ports"] = "5000"
+    assert {tuple(e.path) for e in validator.iter_errors(broken)} == {
+        ("services", "serving", "healthcheck"),
+        ("services", "mlflow", "ports"),
+    }
 
 
 def test_every_build_context_dockerfile_and_mount_exists():
