@@ -47,7 +47,7 @@ def test_every_build_context_dockerfile_and_mount_exists():
 
 
 def test_every_variable_it_uses_is_documented_in_env_example():
-    used = set(re.findall(r"\$\{(\w+)\}", (REPO / "docker-compose.yaml").read_text()))
+    used = set(re.findall(r"\$\{(\w+)(?::?-[^}]*)?\}", (REPO / "docker-compose.yaml").read_text()))
     example = {line.split("=")[0] for line in (REPO / ".env.example").read_text().splitlines() if "=" in line}
     assert used <= example, used - example
 
@@ -67,3 +67,17 @@ def test_the_serving_service_runs_the_serve_command_on_the_stack():
     args = build_parser().parse_args(["serve", *serving["command"]])
     assert args.model_name == "tuneops-support-triage" and args.alias == "champion"
     assert serving["environment"]["MLFLOW_TRACKING_URI"] == "http://mlflow:5000"
+
+
+def test_the_celery_profile_scales_out_with_the_executor_the_tests_run():
+    compose = _compose()
+    worker, redis = compose["services"]["airflow-worker"], compose["services"]["redis"]
+    assert worker["profiles"] == ["celery"] == redis["profiles"]
+    assert worker["command"] == ["airflow", "celery", "worker"] and worker["deploy"]["replicas"] == 2
+    env = compose["services"]["airflow-scheduler"]["environment"]
+    assert env["AIRFLOW__CORE__EXECUTOR"] == "${AIRFLOW_EXECUTOR:-LocalExecutor}"
+    assert env["AIRFLOW__CELERY__BROKER_URL"].startswith("redis://redis:6379/")
+    assert env["AIRFLOW__CELERY__RESULT_BACKEND"].startswith("db+postgresql+psycopg2://")
+    pins = (REPO / "requirements.txt").read_text().splitlines()
+    assert any(p.startswith("apache-airflow-providers-celery==") for p in pins)
+    assert any(p.startswith("redis==") for p in pins)
