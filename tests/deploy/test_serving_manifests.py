@@ -64,3 +64,22 @@ def test_apply_creates_then_patches_what_exists():
         apps.return_value.create_namespaced_deployment.side_effect = ApiException(status=403)
         with pytest.raises(ApiException):
             apply_manifests(docs, api_client=object())
+
+
+def test_the_mlflow_manifests_are_valid_and_run_the_pinned_mlflow_with_auth():
+    import yaml
+
+    from tuneops.deploy import MANIFEST
+
+    docs = [d for d in yaml.safe_load_all(MANIFEST.with_name("mlflow.yaml").read_text()) if d]
+    for doc in docs:
+        doc["metadata"]["namespace"] = "tuneops"
+    validate_manifests(docs)
+    (container,) = docs[0]["spec"]["template"]["spec"]["containers"]
+    pinned = next(
+        line.split("==")[1] for line in (MANIFEST.parents[4] / "requirements.txt").read_text().splitlines()
+        if line.startswith("mlflow==")
+    )  # fmt: skip
+    assert container["image"].endswith(f":v{pinned}"), "the server must run the MLflow version the clients pin"
+    assert "--app-name basic-auth" in container["args"][0] and container["envFrom"][0]["secretRef"]
+    assert docs[1]["spec"]["ports"][0]["port"] == 5000
