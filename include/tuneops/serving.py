@@ -14,7 +14,6 @@ Run it with ``tuneops serve --model-name <name>`` (uvicorn).
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import threading
 import time
@@ -453,17 +452,15 @@ class Service:
 
 
 def correction_problem(correction: str, template: PromptTemplate | None) -> str:
-    """Why ``correction`` cannot be a training response for ``template`` ('' when it can)."""
+    """Why ``correction`` cannot be a training response for ``template`` ('' when it can).
+
+    The same check as the gate's ``format_valid`` metric, so serving, monitoring and the gate agree.
+    """
     if template is None or template.output is None:
         return ""
-    try:
-        parsed = json.loads(correction)
-    except json.JSONDecodeError as exc:
-        return f"not JSON ({exc.msg} at position {exc.pos})"
-    if not isinstance(parsed, dict):
-        return "JSON, but not an object"
-    missing = [k for k in template.output.required_keys if parsed.get(k) in (None, "")]
-    return f"missing or empty keys: {', '.join(missing)}" if missing else ""
+    from tuneops.metrics.json_format.json_format import check
+
+    return check(correction, template.output.required_keys)
 
 
 def _validation_message(errors: list[dict]) -> tuple[int, str]:
