@@ -158,6 +158,25 @@ class AirflowStack:
         self.api.headers["Authorization"] = f"Bearer {token.json()['access_token']}"
         self.wait_for("scheduler, DAG processor and triggerer to report healthy", self._all_healthy, timeout)
 
+    def start_with(self, parsed: tuple[str, ...], unpause: tuple[str, ...] = (), timeout: float = 180) -> None:
+        """``start()``, wait until the DAG processor has parsed ``parsed`` (no import errors), unpause ``unpause``.
+
+        On any failure the stack is stopped and a RuntimeError carries the components' logs.
+        """
+        try:
+            self.start(timeout)
+            self.wait_for(f"the DAG processor to parse {', '.join(parsed)}", lambda: self._parsed(parsed), timeout)
+            for dag_id in unpause:
+                self.call("PATCH", f"/dags/{dag_id}", json={"is_paused": False})
+        except Exception as exc:
+            self.stop()
+            raise RuntimeError(f"the Airflow stack did not come up: {exc}\n{self.log_tails()}") from exc
+
+    def _parsed(self, dag_ids: tuple[str, ...]) -> bool:
+        errors = self.call("GET", "/importErrors")["import_errors"]
+        assert not errors, f"the DAG processor could not import: {errors}"
+        return all(self.api.get(f"{self.url}/api/v2/dags/{dag_id}", timeout=30).ok for dag_id in dag_ids)
+
     def stop(self, grace: float = 20) -> None:
         """SIGTERM every component's process group, then SIGKILL what is left after ``grace`` seconds."""
         for proc in self._procs.values():

@@ -18,14 +18,7 @@ WORKERS = {"worker1", "worker2"}
 @pytest.fixture(scope="module")
 def celery_stack(tmp_path_factory):
     stack = AirflowStack(tmp_path_factory.mktemp("celery-stack"), celery_workers=len(WORKERS))
-    try:
-        stack.start()
-        stack.wait_for("the DAG processor to parse llmops_monitor",
-                       lambda: stack.api.get(f"{stack.url}/api/v2/dags/{DAG}", timeout=30).ok, 180)  # fmt: skip
-        stack.call("PATCH", f"/dags/{DAG}", json={"is_paused": False})
-    except Exception as exc:
-        stack.stop()
-        raise RuntimeError(f"the Celery stack did not come up: {exc}\n{stack.log_tails()}") from exc
+    stack.start_with(parsed=(DAG,), unpause=(DAG,))
     try:
         yield stack
     finally:

@@ -169,12 +169,8 @@ def test_a_reviewer_rejects_then_approves_the_challenger_through_the_rest_api(ch
     path.write_text(yaml.safe_dump(recipe))
     dataset_uri = task_result("llmops_finetune", chain["finetune"].run_id, "plan_training")["dataset_uri"]
     stack = AirflowStack(tmp_path, share_artifacts=True)
-    stack.start()
+    stack.start_with(parsed=("llmops_finetune",), unpause=("llmops_finetune",))
     try:
-        stack.wait_for(
-            "the DAG processor to parse llmops_finetune", lambda: _parsed(stack, "llmops_finetune"), 180
-        )
-        stack.call("PATCH", "/dags/llmops_finetune", json={"is_paused": False})
         for answer, reason in (("Reject", "wants a second look at refunds"), ("Approve", "report reviewed")):
             conf = {"recipe": str(path), "dataset_uri": dataset_uri}
             run_id = stack.call(
@@ -206,10 +202,6 @@ def test_a_reviewer_rejects_then_approves_the_challenger_through_the_rest_api(ch
                 assert _aliases(name) == {"champion": "1"}
     finally:
         stack.stop()
-
-
-def _parsed(stack, dag_id: str) -> bool:
-    return stack.api.get(f"{stack.url}/api/v2/dags/{dag_id}", timeout=30).ok
 
 
 def _answer(stack, run_id: str, answered: dict) -> str | None:

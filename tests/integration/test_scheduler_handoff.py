@@ -24,15 +24,7 @@ RUN_TIMEOUT = 240
 def airflow(tmp_path_factory, request):
     stack = AirflowStack(tmp_path_factory.mktemp("airflow-stack"))
     failed_before = request.session.testsfailed
-    try:
-        stack.start()
-        dag_ids = (PRODUCER, VALIDATE, *TRAINING)
-        stack.wait_for("the DAG processor to parse the DAGs", lambda: _parsed(stack, *dag_ids), 180)
-        for dag_id in (PRODUCER, VALIDATE):
-            stack.call("PATCH", f"/dags/{dag_id}", json={"is_paused": False})
-    except Exception as exc:
-        stack.stop()
-        raise RuntimeError(f"the Airflow stack did not come up: {exc}\n{stack.log_tails()}") from exc
+    stack.start_with(parsed=(PRODUCER, VALIDATE, *TRAINING), unpause=(PRODUCER, VALIDATE))
     try:
         yield stack
     finally:
@@ -40,12 +32,6 @@ def airflow(tmp_path_factory, request):
         if request.session.testsfailed > failed_before:
             reporter = request.config.pluginmanager.get_plugin("terminalreporter")
             reporter.write_line(f"\nAirflow logs of the failed tests:\n{stack.log_tails()}")
-
-
-def _parsed(stack: AirflowStack, *dag_ids: str) -> bool:
-    errors = stack.call("GET", "/importErrors")["import_errors"]
-    assert not errors, f"the DAG processor could not import: {errors}"
-    return all(stack.api.get(f"{stack.url}/api/v2/dags/{dag_id}", timeout=30).ok for dag_id in dag_ids)
 
 
 def _wait_for_new_asset_triggered_run(stack: AirflowStack, seen: set[str]) -> dict:
