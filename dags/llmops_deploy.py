@@ -21,6 +21,7 @@ import pendulum
 from airflow.sdk import Param, dag, task
 
 from tuneops.assets import CHAMPION_MODEL
+from tuneops.settings import default_recipe
 
 KUBE_CONNECTION = "tuneops_kubernetes"
 
@@ -41,7 +42,7 @@ KUBE_CONNECTION = "tuneops_kubernetes"
             None, type=["null", "string"], description="Version to deploy (default: the event's)."
         ),
         "recipe": Param(
-            "tiny-local", type="string", description="Recipe whose eval and compression settings apply."
+            default_recipe(), type="string", description="Recipe whose eval and compression settings apply."
         ),
         "variant": Param(
             "auto", enum=["auto", "merged", "int8"], description="auto: int8 when its gate passed."

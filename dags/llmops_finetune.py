@@ -45,6 +45,7 @@ from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, Param, dag, t
 
 from tuneops.approval import REVIEW_KEY, PromotionApproval
 from tuneops.assets import CHAMPION_MODEL, PROMOTION_POOL, PROMPT_DATASET, RETRAIN_REQUESTED, resolve_input
+from tuneops.settings import default_recipe
 from tuneops.trainer_pod import TrainerPodOperator
 
 
@@ -62,7 +63,9 @@ from tuneops.trainer_pod import TrainerPodOperator
         "dataset_uri": Param(
             None, type=["null", "string"], description="URI of a published prompt dataset version."
         ),
-        "recipe": Param("tiny-local", type="string", description="Recipe name (shipped) or YAML path."),
+        "recipe": Param(
+            default_recipe(), type="string", description="Recipe name (shipped) or YAML path; default: TUNEOPS_RECIPE."
+        ),
         "compute": Param(
             None,
             type=["null", "string"],

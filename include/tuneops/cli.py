@@ -8,6 +8,8 @@ import logging
 import sys
 from pathlib import Path
 
+from tuneops.settings import default_recipe
+
 
 def _print(obj) -> None:
     print(json.dumps(obj, indent=2, sort_keys=True, default=str))
@@ -148,7 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("finetune", help="train, evaluate, gate, register and promote, without Airflow")
     p.add_argument("--dataset-uri", required=True)
-    p.add_argument("--recipe", default="tiny-local")
+    p.add_argument("--recipe", default=default_recipe())
     p.set_defaults(func=cmd_finetune)
 
     p = sub.add_parser(
@@ -194,7 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("compress", help="gate the quantized serving variant of a version against the merged one")
     p.add_argument("--model", required=True)
     p.add_argument("--version", required=True)
-    p.add_argument("--recipe", default="tiny-local")
+    p.add_argument("--recipe", default=default_recipe())
     p.set_defaults(func=cmd_compress)
     return parser
 
@@ -202,6 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("botocore").setLevel(logging.WARNING)  # one line per S3 client otherwise
     from tuneops.config import ConfigError
 
     try:

@@ -311,6 +311,10 @@ def train_command(plan: dict) -> list[str]:
 
 def train_locally(plan: dict) -> dict:
     """Run the trainer as a subprocess with this interpreter; returns its summary."""
+    from tuneops.connections import export_connections
+
+    # The trainer has no Airflow task context: it gets the connections' credentials as variables.
+    export_connections()
     cmd = [sys.executable, *train_command(plan)[1:]]
     log.info("running %s", " ".join(cmd))
     proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True)

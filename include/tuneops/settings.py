@@ -11,6 +11,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 
+def default_recipe() -> str:
+    """The recipe for runs that name none (asset-triggered, scheduled, the trigger form's default):
+    ``TUNEOPS_RECIPE`` (a shipped name or a YAML path), else the embedded ``tiny-local``."""
+    return os.environ.get("TUNEOPS_RECIPE") or "tiny-local"
+
+
 @dataclass(frozen=True)
 class Settings:
     home: Path
@@ -32,7 +38,15 @@ class Settings:
 
 
 def load_settings(env: dict[str, str] | None = None) -> Settings:
-    """Read settings from the environment (``TUNEOPS_*`` and the standard ``MLFLOW_*`` variables)."""
+    """Read settings from the environment (``TUNEOPS_*`` and the standard ``MLFLOW_*`` variables).
+
+    Reading this process's environment (``env`` None) first exports the Airflow connections that
+    ``TUNEOPS_S3_CONN_ID`` and ``TUNEOPS_MLFLOW_CONN_ID`` name (see ``tuneops.connections``).
+    """
+    if env is None:
+        from tuneops.connections import export_connections
+
+        export_connections()
     env = dict(os.environ if env is None else env)
     home = Path(env.get("TUNEOPS_HOME") or Path.home() / ".tuneops").expanduser().resolve()
     tracking_uri = env.get("MLFLOW_TRACKING_URI") or f"sqlite:///{home / 'mlflow.db'}"

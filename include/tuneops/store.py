@@ -34,8 +34,13 @@ def _split_s3(uri: str) -> tuple[str, str]:
 def _s3_client():
     import boto3
 
-    # boto3 reads AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL, so MinIO or moto work with no code change.
-    return boto3.client("s3")
+    from tuneops.connections import export_connections
+
+    # An Airflow connection named by TUNEOPS_S3_CONN_ID becomes the AWS_* variables first. boto3
+    # reads AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL, so MinIO or moto work with no code change. A
+    # new session each time: boto3's default one keeps the credentials it first found.
+    export_connections()
+    return boto3.session.Session().client("s3")
 
 
 class ArtifactStore:

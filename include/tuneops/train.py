@@ -461,6 +461,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("botocore").setLevel(logging.WARNING)  # one line per S3 client otherwise
     for name, value in (("--dataset", args.dataset), ("--output", args.output)):
         if not value.strip():
             print(f"error: {name} is empty; pass a URI", file=sys.stderr)

@@ -1,29 +1,28 @@
 """Shared fixtures for unit tests that need a real S3 HTTP endpoint."""
 
-import socket
+import os
 
 import pytest
+
+from tests.support.s3_server import TEST_CREDENTIALS, MotoS3
 
 
 @pytest.fixture(scope="module")
 def moto_s3():
     """moto's S3 server on a free loopback port, with the AWS variables pointing at it in os.environ
     (so spawned processes inherit them). Yields the endpoint URL; each module creates its own bucket."""
-    from moto.server import ThreadedMotoServer
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    endpoint = f"http://127.0.0.1:{port}"
+    server = MotoS3().start()
     with pytest.MonkeyPatch.context() as mp:
-        for key, value in {
-            "AWS_ENDPOINT_URL": endpoint,
-            "AWS_ACCESS_KEY_ID": "test",
-            "AWS_SECRET_ACCESS_KEY": "test",
-            "AWS_DEFAULT_REGION": "us-east-1",
-        }.items():
+        for key, value in {"AWS_ENDPOINT_URL": server.endpoint, **TEST_CREDENTIALS}.items():
             mp.setenv(key, value)
-        yield endpoint
+        yield server.endpoint
     server.stop()
+
+
+@pytest.fixture
+def restored_environ():
+    """Puts os.environ back as it was after the test, whatever the code under test added to it."""
+    saved = dict(os.environ)
+    yield os.environ
+    os.environ.clear()
+    os.environ.update(saved)
