@@ -3,7 +3,7 @@
 Each component runs as its own process group with its own log, on its own metadata database on
 the local PostgreSQL (created by ``start()``, dropped by ``stop()``), with a private AIRFLOW_HOME
 and a private TUNEOPS_HOME. Tests drive it through the REST API
-only, with a JWT for a simple-auth-manager admin whose password is generated per stack.
+only, with a JWT for an admin (simple or FAB auth manager) whose password is generated per stack.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
 ADMIN = "admin"
+FAB_AUTH_MANAGER = "airflow.providers.fab.auth_manager.fab_auth_manager.FabAuthManager"
 
 
 def free_port() -> int:
@@ -48,13 +49,25 @@ def _die_with_parent() -> None:
 class AirflowStack:
     """Start with ``start()``, always ``stop()``; ``api`` is a requests session carrying the admin's JWT."""
 
-    def __init__(self, root: Path, share_artifacts: bool = False, celery_workers: int = 0):
+    def __init__(
+        self,
+        root: Path,
+        share_artifacts: bool = False,
+        celery_workers: int = 0,
+        auth_manager: str = "simple",
+        env: dict[str, str] | None = None,
+    ):
         """``share_artifacts``: use the test session's TUNEOPS_HOME and MLflow instead of fresh ones (the
         Airflow metadata DB stays private), so runs can reuse what earlier tests published.
 
         ``celery_workers``: run the CeleryExecutor with that many workers (one task slot each) on the
         local Redis as broker and the stack's PostgreSQL database as result backend, instead of the
         LocalExecutor. Each worker stamps its task instances with its own hostname (``worker<i>``).
+
+        ``auth_manager``: ``"simple"`` (Airflow's local-use default) or ``"fab"``, the production
+        auth manager the compose file and Helm values use, with the admin created by ``airflow users
+        create``. ``env``: variables added to (or, with a None value, removed from) every component's
+        environment, after the stack's own.
         """
         self.airflow_home = root / "airflow"
         self.tuneops_home = Path(os.environ["TUNEOPS_HOME"]) if share_artifacts else root / "tuneops"
@@ -62,7 +75,7 @@ class AirflowStack:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.api = requests.Session()
-        self._password = secrets.token_urlsafe(16)
+        self.admin_password = secrets.token_urlsafe(16)
         self._procs: dict[str, subprocess.Popen] = {}
         self.database = FreshDatabase("tuneops_airflow")
         self.env = {
@@ -99,6 +112,17 @@ class AirflowStack:
         }
         for inherited in ("MLFLOW_REGISTRY_URI", "TUNEOPS_ARTIFACT_ROOT", "AIRFLOW_CONFIG"):
             self.env.pop(inherited, None)
+        if auth_manager == "fab":
+            self.env["AIRFLOW__CORE__AUTH_MANAGER"] = FAB_AUTH_MANAGER
+            self.env["AIRFLOW__API__SECRET_KEY"] = secrets.token_urlsafe(32)
+        elif auth_manager != "simple":
+            raise ValueError(f"auth_manager must be 'simple' or 'fab', not {auth_manager!r}")
+        self.auth_manager = auth_manager
+        for key, value in (env or {}).items():
+            if value is None:
+                self.env.pop(key, None)
+            else:
+                self.env[key] = value
         self.components = {name: [str(BIN / "airflow"), name] for name in COMPONENTS}
         self.worker_env: dict[str, dict[str, str]] = {}
         if celery_workers:
@@ -127,12 +151,19 @@ class AirflowStack:
         for folder in (self.airflow_home, self.tuneops_home, self.logs):
             folder.mkdir(parents=True, exist_ok=True)
         # The simple auth manager keeps this file's password for a configured user instead of generating one.
-        (self.airflow_home / "passwords.json").write_text(json.dumps({ADMIN: self._password}))
+        (self.airflow_home / "passwords.json").write_text(json.dumps({ADMIN: self.admin_password}))
         self.database.create()
         migrate = subprocess.run(
             [str(BIN / "airflow"), "db", "migrate"], env=self.env, capture_output=True, text=True, timeout=timeout
         )
         assert migrate.returncode == 0, f"airflow db migrate failed:\n{migrate.stdout[-3000:]}{migrate.stderr[-3000:]}"
+        if self.auth_manager == "fab":
+            user = [
+                str(BIN / "airflow"), "users", "create", "--username", ADMIN, "--password", self.admin_password,
+                "--role", "Admin", "--firstname", "Test", "--lastname", "Admin", "--email", "admin@example.com",
+            ]  # fmt: skip
+            created = subprocess.run(user, env=self.env, capture_output=True, text=True, timeout=timeout)
+            assert created.returncode == 0, f"airflow users create failed:\n{created.stdout[-3000:]}{created.stderr[-3000:]}"
         pool = [str(BIN / "airflow"), "pools", "set", PROMOTION_POOL, "1", "champion alias moves"]
         subprocess.run(pool, env=self.env, capture_output=True, check=True, timeout=timeout)
         if self.worker_env:
@@ -152,7 +183,7 @@ class AirflowStack:
                 )
         self.wait_for("the API server to answer", self._api_answers, timeout)
         token = requests.post(
-            f"{self.url}/auth/token", json={"username": ADMIN, "password": self._password}, timeout=30
+            f"{self.url}/auth/token", json={"username": ADMIN, "password": self.admin_password}, timeout=30
         )
         token.raise_for_status()
         self.api.headers["Authorization"] = f"Bearer {token.json()['access_token']}"

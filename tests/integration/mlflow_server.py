@@ -1,14 +1,16 @@
 """A real MLflow tracking server on loopback, for tests: Postgres-backed, serving its own artifacts.
 
 Each server gets a fresh, uniquely named database on the local PostgreSQL (127.0.0.1:5432, user
-``postgres``, trust auth), dropped again on ``stop()``, and a private artifact folder. It runs as its
-own process group with its own log, so ``stop()`` also ends its uvicorn workers. No pytest here:
-any test module can wrap it in a fixture.
+``postgres``, trust auth), dropped again on ``stop()``, and a private artifact folder or an S3
+destination. With ``basic_auth`` it runs MLflow's basic-auth app (users in the same database) with
+an admin password generated per server. It runs as its own process group with its own log, so
+``stop()`` also ends its uvicorn workers. No pytest here: any test module can wrap it in a fixture.
 """
 
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -26,9 +28,23 @@ BIN = Path(sys.executable).parent
 class MlflowServer:
     """Start with ``start()``, always ``stop()``; ``url`` is both the tracking and the registry URI."""
 
-    def __init__(self, root: Path, workers: int = 2):
+    def __init__(
+        self,
+        root: Path,
+        workers: int = 2,
+        artifacts_destination: str | None = None,
+        env: dict[str, str] | None = None,
+        basic_auth: bool = False,
+    ):
+        """``artifacts_destination``: where the server stores artifacts (an ``s3://`` URI; ``env`` then
+        holds the AWS_* variables and MLFLOW_S3_ENDPOINT_URL it needs); a private folder by default.
+        ``basic_auth``: require a login; ``admin_password`` is the ``admin`` user's."""
         self.root = Path(root)
         self.artifacts = self.root / "mlflow-artifacts"
+        self.artifacts_destination = artifacts_destination or str(self.artifacts)
+        self.extra_env = dict(env or {})
+        self.basic_auth = basic_auth
+        self.admin_password = secrets.token_urlsafe(16) if basic_auth else None
         self.log_path = self.root / "mlflow-server.log"
         self.workers = workers
         self.port = free_port()
@@ -50,14 +66,27 @@ class MlflowServer:
             "server",
             "--backend-store-uri", self.backend_store_uri,
             "--serve-artifacts",
-            "--artifacts-destination", str(self.artifacts),
+            "--artifacts-destination", self.artifacts_destination,
             "--host", "127.0.0.1",
             "--port", str(self.port),
             "--workers", str(self.workers),
         ]  # fmt: skip
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        for inherited in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.extra_env}
+        for inherited in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "MLFLOW_TRACKING_USERNAME"):
             env.pop(inherited, None)
+        if self.basic_auth:
+            command += ["--app-name", "basic-auth"]
+            config = self.root / "basic_auth.ini"
+            config.write_text(
+                "[mlflow]\ndefault_permission = READ\n"
+                f"database_uri = {self.backend_store_uri}\nadmin_username = admin\n"
+                "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+            )
+            env.update(
+                MLFLOW_AUTH_CONFIG_PATH=str(config),
+                MLFLOW_AUTH_ADMIN_PASSWORD=self.admin_password,
+                MLFLOW_FLASK_SERVER_SECRET_KEY=secrets.token_urlsafe(32),
+            )
         with open(self.log_path, "wb") as log:
             self._proc = subprocess.Popen(
                 command,
