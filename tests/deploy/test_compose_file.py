@@ -7,6 +7,7 @@ at test time.
 
 import copy
 import json
+import os
 import re
 from pathlib import Path
 
@@ -52,10 +53,66 @@ def test_every_variable_it_uses_is_documented_in_env_example():
     assert used <= example, used - example
 
 
-def test_airflow_services_share_the_artifact_store_and_mlflow_server():
-    env = _compose()["services"]["airflow-scheduler"]["environment"]
-    assert env["TUNEOPS_ARTIFACT_ROOT"].startswith("s3://")
-    assert env["MLFLOW_TRACKING_URI"] == "http://mlflow:5000"
+def _with_env_example(value: str) -> str:
+    """``value`` with each ${VAR} replaced by .env.example's value, as `docker compose` would."""
+    example = dict(line.split("=", 1) for line in (REPO / ".env.example").read_text().splitlines() if "=" in line)
+    return re.sub(r"\$\{(\w+)(?::?-([^}]*))?\}", lambda m: example.get(m.group(1)) or m.group(2) or "", value)
+
+
+def test_airflow_reaches_minio_and_mlflow_through_airflow_connections():
+    """The connections compose defines resolve, through tuneops' own code, to the stack's services."""
+    from tuneops.connections import export_connections
+
+    compose_env = _compose()["services"]["airflow-scheduler"]["environment"]
+    assert not {k for k in compose_env if k.startswith(("AWS_", "MLFLOW_"))}, "credentials go in the connections"
+    saved = dict(os.environ)
+    try:
+        for key in [k for k in os.environ if k.startswith(("AWS_", "MLFLOW_"))]:
+            del os.environ[key]
+        os.environ.update({key: _with_env_example(str(value)) for key, value in compose_env.items()})
+        written = export_connections()
+        env = dict(os.environ)
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+    assert env["TUNEOPS_ARTIFACT_ROOT"] == "s3://tuneops/artifacts"
+    assert (env["AWS_ENDPOINT_URL"], env["AWS_ACCESS_KEY_ID"]) == ("http://minio:9000", "tuneops")
+    assert env["AWS_SECRET_ACCESS_KEY"] == "change-me-too"
+    assert (env["MLFLOW_TRACKING_URI"], env["MLFLOW_TRACKING_USERNAME"]) == ("http://mlflow:5000", "admin")
+    assert env["MLFLOW_TRACKING_PASSWORD"] == "change-me"
+    assert "TUNEOPS_S3_CONN_ID" not in env and len(written) == 7
+
+
+def test_the_stack_uses_production_auth_with_every_secret_from_env():
+    compose = _compose()
+    airflow_env = compose["services"]["airflow-scheduler"]["environment"]
+    assert airflow_env["AIRFLOW__CORE__AUTH_MANAGER"].endswith("fab_auth_manager.FabAuthManager")
+    pins = (REPO / "requirements.txt").read_text().splitlines()
+    assert any(p.startswith("apache-airflow-providers-fab==") for p in pins)
+    init = " ".join(compose["services"]["airflow-init"]["command"])
+    assert 'airflow users create --role Admin --username admin --password "$$AIRFLOW_ADMIN_PASSWORD"' in init
+    mlflow = compose["services"]["mlflow"]
+    assert "--app-name basic-auth" in " ".join(mlflow["command"])
+    assert mlflow["environment"]["MLFLOW_AUTH_ADMIN_PASSWORD"] == "${MLFLOW_ADMIN_PASSWORD}"
+    # Every password, secret or key in the file is a variable from .env, never a literal.
+    for name, service in compose["services"].items():
+        for key, value in (service.get("environment") or {}).items():
+            if re.search(r"PASSWORD|SECRET|_KEY($|_)", key) and not key.endswith("_CONN_ID"):
+                assert re.fullmatch(r"\$\{\w+\}", str(value)), f"{name}: {key} holds a literal, not a ${{VAR}}"
+    example = (REPO / ".env.example").read_text().splitlines()
+    secrets = [line.split("=", 1) for line in example if re.match(r"\w*(PASSWORD|SECRET|KEY)\w*=", line)]
+    assert secrets and all(value.startswith("change-me") for _, value in secrets), secrets
+
+
+def test_mlflow_answers_to_its_compose_hostname():
+    """MLflow's host check refuses Host headers it does not know; Airflow and serving call mlflow:5000."""
+    command = " ".join(_compose()["services"]["mlflow"]["command"])
+    from mlflow.server.security_utils import is_allowed_host_header
+
+    allowed = re.search(r"--allowed-hosts (\S+)", command).group(1).split(",")
+    assert is_allowed_host_header(allowed, "mlflow:5000")
+    assert not is_allowed_host_header(allowed, "attacker.example:5000")
 
 
 def test_the_serving_service_runs_the_serve_command_on_the_stack():
