@@ -30,9 +30,11 @@ PROMOTION_POOL = "tuneops_promotion"
 def resolve_input(context, param: str, asset: Asset, extra_key: str):
     """The run's input: the DAG-run Param if set, else the triggering asset event, else the latest event.
 
-    Raises AirflowFailException (no retry can help) naming the Param when none provides a value.
+    Raises AirflowFailException (no retry can help) naming the Param when none provides a value,
+    except in a run of the time schedule, which has nothing to do yet and is skipped
+    (AirflowSkipException): a fresh deployment's weekly run before the first event is not a failure.
     """
-    from airflow.sdk.exceptions import AirflowFailException
+    from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
     value = context["params"].get(param)
     if value:
@@ -42,6 +44,9 @@ def resolve_input(context, param: str, asset: Asset, extra_key: str):
     for event in reversed(events):
         if event.extra and event.extra.get(extra_key):
             return event.extra[extra_key]
+    dag_run = context.get("dag_run")
+    if dag_run is not None and str(getattr(dag_run.run_type, "value", dag_run.run_type)) == "scheduled":
+        raise AirflowSkipException(f"scheduled run: no event on asset '{asset.name}' yet, nothing to process")
     raise AirflowFailException(
         f"no input: set the '{param}' Param when triggering, or emit an event on asset "
         f"'{asset.name}' with extra {{'{extra_key}': ...}}"

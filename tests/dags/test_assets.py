@@ -3,7 +3,7 @@
 from types import SimpleNamespace
 
 import pytest
-from airflow.sdk.exceptions import AirflowFailException
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from tuneops.assets import PROMPT_DATASET, RETRAIN_REQUESTED, resolve_input
 
@@ -34,6 +34,19 @@ def test_manual_run_without_param_takes_the_latest_event():
 def test_no_input_names_the_param_and_the_asset():
     with pytest.raises(AirflowFailException, match="'dataset_uri' Param.*tuneops_prompt_dataset"):
         resolve_input(_ctx(), "dataset_uri", PROMPT_DATASET, "uri")
+
+
+@pytest.mark.parametrize("run_type", ["manual", "asset_triggered"])
+def test_a_triggered_run_without_input_fails(run_type):
+    ctx = {**_ctx(), "dag_run": SimpleNamespace(run_type=run_type)}
+    with pytest.raises(AirflowFailException):
+        resolve_input(ctx, "dataset_uri", PROMPT_DATASET, "uri")
+
+
+def test_the_weekly_run_before_any_dataset_is_skipped_not_failed():
+    ctx = {**_ctx(), "dag_run": SimpleNamespace(run_type="scheduled")}
+    with pytest.raises(AirflowSkipException, match="no event on asset 'tuneops_prompt_dataset' yet"):
+        resolve_input(ctx, "dataset_uri", PROMPT_DATASET, "uri")
 
 
 def test_a_retrain_request_trains_on_the_latest_prompt_dataset():

@@ -14,8 +14,11 @@ Then a user triggers ``llmops_finetune`` from the UI's trigger form in Chromium.
 
 import json
 import os
+import secrets
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import requests
@@ -38,8 +41,24 @@ ARTIFACTS = REPO / "test-artifacts"
 def s3():
     server = MotoS3().start()
     server.client().create_bucket(Bucket=BUCKET)
+    _seed_tiny_base_model(server.client())
     yield server
     server.stop()
+
+
+def _seed_tiny_base_model(client) -> None:
+    """Put the test session's builtin tiny base model where the chain looks for it, as a user's
+    bucket would already hold their base model: pretraining it again here (about 100 s of
+    CPU) tests nothing the chain is about."""
+    from tuneops.base_model import builtin_key, resolve_base_model
+    from tuneops.settings import load_settings
+    from tuneops.store import MARKER, ArtifactStore
+
+    local = Path(resolve_base_model("builtin:tiny-llama", ArtifactStore.from_settings(load_settings())))
+    prefix = f"artifacts/{builtin_key('tiny-llama')}"
+    for file in sorted(p for p in local.rglob("*") if p.is_file() and p.name != MARKER):
+        client.upload_file(str(file), BUCKET, f"{prefix}/{file.relative_to(local).as_posix()}")
+    client.put_object(Bucket=BUCKET, Key=f"{prefix}/{MARKER}", Body=b"")
 
 
 @pytest.fixture(scope="module")
@@ -172,6 +191,7 @@ def test_a_landing_event_runs_the_chain_to_a_new_champion_on_s3_and_the_mlflow_s
     }
 
     validate, prompts, finetune = (runs[dag_id]["dag_run_id"] for dag_id in CHAIN)
+    assert airflow.xcom("llmops_validate_data", validate, "resolve_batch") == event["extra"]["batch_uri"]
     validated = airflow.xcom("llmops_validate_data", validate, "validate")
     dataset = airflow.xcom("llmops_build_prompt_dataset", prompts, "build")
     plan = airflow.xcom("llmops_finetune", finetune, "plan_training")
@@ -197,6 +217,9 @@ def test_a_landing_event_runs_the_chain_to_a_new_champion_on_s3_and_the_mlflow_s
         for o in page.get("Contents", [])
     ]
     assert any(k.endswith("MLmodel") for k in keys), keys[:20]
+    # Unpausing started the weekly schedule's latest run before any dataset existed: skipped, not failed.
+    for run in [r for r in airflow.runs("llmops_finetune") if r["run_type"] == "scheduled"]:
+        assert run["state"] == "success", run
     for marker in (validated["uri"], dataset["uri"], plan["output_uri"]):
         s3.client().head_object(Bucket=BUCKET, Key=f"{marker.removeprefix(f's3://{BUCKET}/')}/_SUCCESS")
 
@@ -220,3 +243,74 @@ def test_the_champion_loads_from_the_registry_in_a_fresh_process(airflow, mlflow
     assert proc.returncode == 0, proc.stderr[-3000:]
     (reply,) = json.loads(proc.stdout.strip().splitlines()[-1])
     assert isinstance(reply, str) and reply.strip()
+
+
+def _chromium() -> str:
+    """The system Chromium that Playwright drives (Debian's ``chromium`` package, or TUNEOPS_CHROMIUM)."""
+    path = os.environ.get("TUNEOPS_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+    if not path:
+        pytest.fail(
+            "the UI test needs a Chromium binary: `apt-get install chromium` (Debian/Ubuntu) or set "
+            "TUNEOPS_CHROMIUM to one; .ci/run installs it"
+        )
+    return path
+
+
+def test_a_user_logs_in_and_triggers_finetune_from_the_ui_form(airflow):
+    """Runs after the chain: the form gets the prompt dataset it published, which the run reuses."""
+    from playwright.sync_api import expect, sync_playwright
+
+    builds = [r for r in airflow.runs("llmops_build_prompt_dataset") if r["state"] == "success"]
+    assert builds, "the chain test must have published a prompt dataset first"
+    dataset_uri = airflow.xcom("llmops_build_prompt_dataset", builds[0]["dag_run_id"], "build")["uri"]
+    run_id = f"ui_trigger_{secrets.token_hex(4)}"
+    ARTIFACTS.mkdir(exist_ok=True)
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=_chromium(), args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        try:
+            page.goto(f"{airflow.url}/")
+            page.fill("#username", ADMIN)
+            page.fill("#password", airflow.admin_password)
+            page.get_by_role("button", name="Sign In").click()
+            page.wait_for_load_state("networkidle")
+
+            page.goto(f"{airflow.url}/dags/llmops_finetune")
+            page.get_by_role("button", name="Trigger Dag").click()
+            form = page.get_by_role("dialog")
+            expect(form.locator("#element_recipe")).to_have_value(
+                FAST_RECIPE
+            )  # the deployment's TUNEOPS_RECIPE
+            form.locator("#element_dataset_uri").fill(dataset_uri)
+            form.get_by_role("combobox").click()
+            page.get_by_role("option", name="local", exact=True).click()
+            form.get_by_role("button", name="Advanced Options").click()
+            form.locator("input[name=dagRunId]").fill(run_id)
+            page.screenshot(path=ARTIFACTS / "airflow-ui-trigger-form.png", full_page=True)
+            form.get_by_role("button", name="Trigger", exact=True).click()
+            page.wait_for_url(f"**/dags/llmops_finetune/runs/{run_id}")
+
+            def finished():
+                state = airflow.call("GET", f"/dags/llmops_finetune/dagRuns/{run_id}")["state"]
+                return state if state in ("success", "failed") else None
+
+            state = airflow.wait_for(
+                "the run triggered from the UI to finish", finished, CHAIN_TIMEOUT, interval=5
+            )
+            page.reload()
+            expect(page.get_by_text("Success", exact=True).first).to_be_visible(timeout=30_000)
+        finally:
+            page.screenshot(path=ARTIFACTS / "airflow-ui-run.png", full_page=True)
+            browser.close()
+
+    run = airflow.call("GET", f"/dags/llmops_finetune/dagRuns/{run_id}")
+    assert state == "success", airflow.log_tails()
+    assert run["run_type"] == "manual" and run["triggered_by"] == "ui"
+    assert run["conf"] == {
+        "dataset_uri": dataset_uri,
+        "recipe": FAST_RECIPE,
+        "compute": "local",
+        "sweep": None,
+    }
+    assert airflow.xcom("llmops_finetune", run_id, "plan_training")["dataset_uri"] == dataset_uri

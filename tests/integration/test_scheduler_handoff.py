@@ -1,9 +1,9 @@
 """A data team's batch reaches validation under the real scheduler, not dag.test().
 
 Starts Airflow's API server, scheduler, DAG processor and triggerer on loopback (see
-airflow_stack.py) and drives them through the REST API only: the producer DAG's asset event,
-or one posted by hand, must start an asset-triggered `llmops_validate_data` run that publishes
-the batch. The training DAGs stay paused.
+airflow_stack.py) and drives them through the REST API only: the producer DAG's asset event
+must start an asset-triggered `llmops_validate_data` run that publishes the batch (an event
+posted by hand runs the whole chain in test_full_stack.py). The training DAGs stay paused.
 """
 
 from pathlib import Path
@@ -95,23 +95,6 @@ def test_producer_run_triggers_validation_of_its_batch(airflow):
     for dag_id in TRAINING:
         assert airflow.call("GET", f"/dags/{dag_id}")["is_paused"] is True
         assert airflow.runs(dag_id) == [], f"{dag_id} ran although it is paused"
-
-
-def test_asset_event_posted_through_the_api_triggers_validation(airflow):
-    from tuneops.sample_data import write_sample_batch
-
-    batch = write_sample_batch(airflow.tuneops_home / "landing" / "support_tickets" / "posted.jsonl", 80, seed=7)
-    seen = {r["dag_run_id"] for r in airflow.runs(VALIDATE)}
-    event = {"asset_id": _asset_id(airflow), "extra": {"batch_uri": str(batch)}}
-    airflow.call("POST", "/assets/events", json=event)
-
-    validate_run = _wait_for_new_asset_triggered_run(airflow, seen)
-
-    assert airflow.xcom(VALIDATE, validate_run["dag_run_id"], "resolve_batch") == str(batch)
-    validated = airflow.xcom(VALIDATE, validate_run["dag_run_id"], "validate")
-    assert validated["rows"] == 80 and validated["reused"] is False
-    assert Path(validated["uri"]).parent == airflow.tuneops_home / "artifacts" / "validated" / "support_tickets"
-    assert (Path(validated["uri"]) / "_SUCCESS").is_file()
 
 
 def test_a_retrain_request_from_monitoring_starts_finetune(airflow):
