@@ -38,10 +38,10 @@ def export_connections(env: MutableMapping[str, str] | None = None) -> list[str]
     written: list[str] = []
     if conn_id := env.get(S3_CONN_ENV):
         written += _export(env, _s3_variables(conn_id))
-        del env[S3_CONN_ENV]
+        env.pop(S3_CONN_ENV, None)
     if conn_id := env.get(MLFLOW_CONN_ENV):
         written += _export(env, _mlflow_variables(conn_id))
-        del env[MLFLOW_CONN_ENV]
+        env.pop(MLFLOW_CONN_ENV, None)
     return written
 
 

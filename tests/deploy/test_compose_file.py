@@ -16,7 +16,6 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 
 
-
 def _compose():
     return yaml.safe_load((REPO / "docker-compose.yaml").read_text())
 
@@ -24,7 +23,9 @@ def _compose():
 def test_the_file_follows_the_compose_specification():
     import jsonschema
 
-    validator = jsonschema.Draft201909Validator(json.loads((Path(__file__).with_name("compose_spec.json")).read_text()))
+    validator = jsonschema.Draft201909Validator(
+        json.loads((Path(__file__).with_name("compose_spec.json")).read_text())
+    )
     assert [e.message for e in validator.iter_errors(_compose())] == []
     broken = copy.deepcopy(_compose())
     broken["services"]["serving"]["healthcheck"]["retires"] = 3  # a typo the engine would refuse
@@ -48,15 +49,17 @@ def test_every_build_context_dockerfile_and_mount_exists():
 
 
 def test_every_variable_it_uses_is_documented_in_env_example():
-    used = set(re.findall(r"\$\{(\w+)(?::?-[^}]*)?\}", (REPO / "docker-compose.yaml").read_text()))
+    used = set(re.findall(r"(?<!\$)\$\{(\w+)(?::?-[^}]*)?\}", (REPO / "docker-compose.yaml").read_text()))
     example = {line.split("=")[0] for line in (REPO / ".env.example").read_text().splitlines() if "=" in line}
     assert used <= example, used - example
 
 
 def _with_env_example(value: str) -> str:
     """``value`` with each ${VAR} replaced by .env.example's value, as `docker compose` would."""
-    example = dict(line.split("=", 1) for line in (REPO / ".env.example").read_text().splitlines() if "=" in line)
-    return re.sub(r"\$\{(\w+)(?::?-([^}]*))?\}", lambda m: example.get(m.group(1)) or m.group(2) or "", value)
+    example = dict(
+        line.split("=", 1) for line in (REPO / ".env.example").read_text().splitlines() if "=" in line
+    )
+    return re.sub(r"(?<!\$)\$\{(\w+)(?::?-([^}]*))?\}", lambda m: example.get(m.group(1)) or m.group(2) or "", value)
 
 
 def test_airflow_reaches_minio_and_mlflow_through_airflow_connections():
@@ -64,7 +67,9 @@ def test_airflow_reaches_minio_and_mlflow_through_airflow_connections():
     from tuneops.connections import export_connections
 
     compose_env = _compose()["services"]["airflow-scheduler"]["environment"]
-    assert not {k for k in compose_env if k.startswith(("AWS_", "MLFLOW_"))}, "credentials go in the connections"
+    assert not {k for k in compose_env if k.startswith(("AWS_", "MLFLOW_"))}, (
+        "credentials go in the connections"
+    )
     saved = dict(os.environ)
     try:
         for key in [k for k in os.environ if k.startswith(("AWS_", "MLFLOW_"))]:
@@ -99,7 +104,9 @@ def test_the_stack_uses_production_auth_with_every_secret_from_env():
     for name, service in compose["services"].items():
         for key, value in (service.get("environment") or {}).items():
             if re.search(r"PASSWORD|SECRET|_KEY($|_)", key) and not key.endswith("_CONN_ID"):
-                assert re.fullmatch(r"\$\{\w+\}", str(value)), f"{name}: {key} holds a literal, not a ${{VAR}}"
+                assert re.fullmatch(r"\$\{\w+\}", str(value)), (
+                    f"{name}: {key} holds a literal, not a ${{VAR}}"
+                )
     example = (REPO / ".env.example").read_text().splitlines()
     secrets = [line.split("=", 1) for line in example if re.match(r"\w*(PASSWORD|SECRET|KEY)\w*=", line)]
     assert secrets and all(value.startswith("change-me") for _, value in secrets), secrets
@@ -138,3 +145,42 @@ def test_the_celery_profile_scales_out_with_the_executor_the_tests_run():
     pins = (REPO / "requirements.txt").read_text().splitlines()
     assert any(p.startswith("apache-airflow-providers-celery==") for p in pins)
     assert any(p.startswith("redis==") for p in pins)
+
+
+def test_every_port_it_names_agrees_with_what_listens_there():
+    compose = _compose()
+    services = compose["services"]
+    airflow_env = services["airflow-scheduler"]["environment"]
+
+    def container_port(service: str) -> int:
+        (mapping,) = services[service]["ports"]
+        return int(mapping.split(":")[-1])
+
+    # API server: what the workers call, what compose publishes, what its health check asks.
+    assert (
+        airflow_env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"]
+        == f"http://airflow-api-server:{container_port('airflow-api-server')}/execution/"
+    )
+    assert f"localhost:{container_port('airflow-api-server')}/" in " ".join(
+        services["airflow-api-server"]["healthcheck"]["test"]
+    )
+    # MLflow: the port it listens on, the one it publishes, the Airflow connection's and serving's.
+    mlflow_port = int(re.search(r"--port (\d+)", " ".join(services["mlflow"]["command"])).group(1))
+    assert container_port("mlflow") == mlflow_port
+    assert (
+        json.loads(airflow_env["AIRFLOW_CONN_TUNEOPS_MLFLOW"].replace("${MLFLOW_ADMIN_PASSWORD}", "x"))[
+            "port"
+        ]
+        == mlflow_port
+    )
+    assert services["serving"]["environment"]["MLFLOW_TRACKING_URI"] == f"http://mlflow:{mlflow_port}"
+    # Serving: the image's entry point port is the one compose publishes and checks.
+    dockerfile = (REPO / services["serving"]["build"]["dockerfile"]).read_text()
+    serve_port = int(re.search(r'"--port", "(\d+)"', dockerfile).group(1))
+    assert container_port("serving") == serve_port and f"EXPOSE {serve_port}" in dockerfile
+    assert f"localhost:{serve_port}/health" in " ".join(services["serving"]["healthcheck"]["test"])
+    # MinIO's S3 API (its default, 9000) is what the connection, MLflow and serving use.
+    conn = airflow_env["AIRFLOW_CONN_TUNEOPS_S3"]
+    assert '"endpoint_url": "http://minio:9000"' in conn
+    assert services["mlflow"]["environment"]["MLFLOW_S3_ENDPOINT_URL"] == "http://minio:9000"
+    assert "localhost:9000/minio/health" in " ".join(services["minio"]["healthcheck"]["test"])

@@ -164,6 +164,26 @@ def test_rest_api_and_mlflow_refuse_requests_without_credentials(airflow, mlflow
     assert [r for r in airflow.runs("llmops_finetune") if r["run_type"] == "manual"] == []
 
 
+def test_the_compose_health_checks_pass_against_the_running_components(airflow):
+    """docker-compose.yaml's health checks, run against this stack's components (compose itself cannot
+    run here); a host that runs no component must fail the same check."""
+    import yaml
+
+    services = yaml.safe_load((REPO / "docker-compose.yaml").read_text())["services"]
+    for name in ("airflow-scheduler", "airflow-dag-processor", "airflow-triggerer", "airflow-api-server"):
+        kind, *command = services[name]["healthcheck"]["test"]
+        assert kind == "CMD", name
+        command = [arg.replace("http://localhost:8080", airflow.url) for arg in command]
+        proc = subprocess.run(command, env=airflow.env, capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0, (
+            f"{name}: {' '.join(command)}\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}"
+        )
+    elsewhere = [*services["airflow-scheduler"]["healthcheck"]["test"][1:], "--hostname", "no-such-host"]
+    elsewhere.remove("--local")
+    refused = subprocess.run(elsewhere, env=airflow.env, capture_output=True, text=True, timeout=120)
+    assert refused.returncode != 0 and "No alive jobs found" in refused.stderr, refused.stderr[-2000:]
+
+
 def test_a_landing_event_runs_the_chain_to_a_new_champion_on_s3_and_the_mlflow_server(
     airflow, s3, mlflow_login, tmp_path
 ):
