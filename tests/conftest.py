@@ -9,6 +9,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 # Import-safe: a second import of this module (e.g. as tests.conftest) must not move the session.
 _SESSION = Path(os.environ.get("TUNEOPS_TEST_SESSION") or tempfile.mkdtemp(prefix="tuneops-tests-"))
@@ -33,3 +35,13 @@ os.environ.pop("MLFLOW_REGISTRY_URI", None)
 os.environ.pop("TUNEOPS_ARTIFACT_ROOT", None)
 (_SESSION / "tuneops").mkdir(parents=True, exist_ok=True)
 sys.path.insert(0, str(REPO))
+
+
+@pytest.fixture
+def restored_environ():
+    """os.environ, put back as it was after the test, whatever the code under test added to it
+    (``tuneops.connections`` writes the credentials it resolves there)."""
+    saved = dict(os.environ)
+    yield os.environ
+    os.environ.clear()
+    os.environ.update(saved)

@@ -28,13 +28,13 @@ class ConnectionSetupError(RuntimeError):
     """A named Airflow connection is missing or unusable."""
 
 
-def export_connections(env: MutableMapping[str, str] | None = None) -> list[str]:
-    """Resolve the connections named in ``env`` (default: this process's environment) and write
-    their credentials into it. Returns the variables written.
+def export_connections() -> list[str]:
+    """Resolve the connections this process's environment names and write their credentials into
+    it. Returns the variables written (none when no connection is named, or after the first call).
 
     Raises ConnectionSetupError naming the connection, the variable that named it and the fix.
     """
-    env = os.environ if env is None else env
+    env = os.environ
     written: list[str] = []
     if conn_id := env.get(S3_CONN_ENV):
         written += _export(env, _s3_variables(conn_id))

@@ -7,7 +7,6 @@ at test time.
 
 import copy
 import json
-import os
 import re
 from pathlib import Path
 
@@ -62,7 +61,7 @@ def _with_env_example(value: str) -> str:
     return re.sub(r"(?<!\$)\$\{(\w+)(?::?-([^}]*))?\}", lambda m: example.get(m.group(1)) or m.group(2) or "", value)
 
 
-def test_airflow_reaches_minio_and_mlflow_through_airflow_connections():
+def test_airflow_reaches_minio_and_mlflow_through_airflow_connections(restored_environ):
     """The connections compose defines resolve, through tuneops' own code, to the stack's services."""
     from tuneops.connections import export_connections
 
@@ -70,16 +69,11 @@ def test_airflow_reaches_minio_and_mlflow_through_airflow_connections():
     assert not {k for k in compose_env if k.startswith(("AWS_", "MLFLOW_"))}, (
         "credentials go in the connections"
     )
-    saved = dict(os.environ)
-    try:
-        for key in [k for k in os.environ if k.startswith(("AWS_", "MLFLOW_"))]:
-            del os.environ[key]
-        os.environ.update({key: _with_env_example(str(value)) for key, value in compose_env.items()})
-        written = export_connections()
-        env = dict(os.environ)
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
+    env = restored_environ
+    for key in [k for k in env if k.startswith(("AWS_", "MLFLOW_"))]:
+        del env[key]
+    env.update({key: _with_env_example(str(value)) for key, value in compose_env.items()})
+    written = export_connections()
 
     assert env["TUNEOPS_ARTIFACT_ROOT"] == "s3://tuneops/artifacts"
     assert (env["AWS_ENDPOINT_URL"], env["AWS_ACCESS_KEY_ID"]) == ("http://minio:9000", "tuneops")

@@ -7,7 +7,6 @@ every key on the paths these values use, with their types; its ``$comment`` name
 
 import copy
 import json
-import os
 import re
 from pathlib import Path
 
@@ -73,7 +72,7 @@ def test_production_auth_and_no_secret_in_the_values():
     assert not re.search(r"(password|secret_key|access_key)\s*:", text), "credentials belong in Secrets"
 
 
-def test_the_connections_from_the_secret_are_the_ones_tuneops_resolves():
+def test_the_connections_from_the_secret_are_the_ones_tuneops_resolves(restored_environ):
     """The env and Secret wiring, replayed through tuneops.connections as a pod would see it."""
     from tuneops.connections import export_connections
 
@@ -95,17 +94,12 @@ def test_the_connections_from_the_secret_are_the_ones_tuneops_resolves():
             }
         ),
     }
-    saved = dict(os.environ)
-    try:
-        for key in [k for k in os.environ if k.startswith(("AWS_", "MLFLOW_"))]:
-            del os.environ[key]
-        os.environ.update(env)
-        os.environ.update({name: secret[key] for name, key in secret_env.items()})
-        export_connections()
-        exported = dict(os.environ)
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
+    exported = restored_environ
+    for key in [k for k in exported if k.startswith(("AWS_", "MLFLOW_"))]:
+        del exported[key]
+    exported.update(env)
+    exported.update({name: secret[key] for name, key in secret_env.items()})
+    export_connections()
 
     assert exported["TUNEOPS_ARTIFACT_ROOT"].startswith("s3://")
     assert (exported["AWS_ACCESS_KEY_ID"], exported["AWS_DEFAULT_REGION"]) == ("AKIA", "eu-west-1")

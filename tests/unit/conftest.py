@@ -1,7 +1,5 @@
 """Shared fixtures for unit tests that need a real S3 HTTP endpoint."""
 
-import os
-
 import pytest
 
 from tests.support.s3_server import TEST_CREDENTIALS, MotoS3
@@ -17,12 +15,3 @@ def moto_s3():
             mp.setenv(key, value)
         yield server.endpoint
     server.stop()
-
-
-@pytest.fixture
-def restored_environ():
-    """Puts os.environ back as it was after the test, whatever the code under test added to it."""
-    saved = dict(os.environ)
-    yield os.environ
-    os.environ.clear()
-    os.environ.update(saved)

@@ -2,6 +2,7 @@
 subprocess (the local trainer) all use them, with no AWS_* or MLFLOW_* variable set by hand."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -121,3 +122,27 @@ def test_an_unusable_connection_is_refused(env, variable, connection, expected):
     env[variable] = "bad"
     with pytest.raises(ConnectionSetupError, match=expected):
         export_connections()
+
+
+def test_a_connection_in_a_secrets_backend_is_found_the_same_way(tmp_path):
+    """Airflow's own LocalFilesystemBackend stands in for Vault or AWS Secrets Manager: tuneops only
+    names the connection, Airflow's secrets chain finds it. A fresh process, because Airflow loads its
+    secrets backends once per process."""
+    connections = tmp_path / "connections.json"
+    connections.write_text(
+        json.dumps(
+            {"tuneops_s3": {"conn_type": "aws", "login": "from-backend", "password": "sk", "extra": {}}}
+        )
+    )
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("AWS_", "AIRFLOW_CONN_"))}
+    env.update(
+        AIRFLOW__SECRETS__BACKEND="airflow.secrets.local_filesystem.LocalFilesystemBackend",
+        AIRFLOW__SECRETS__BACKEND_KWARGS=json.dumps({"connections_file_path": str(connections)}),
+        TUNEOPS_S3_CONN_ID="tuneops_s3",
+    )
+    child = "import os; from tuneops.connections import export_connections; export_connections(); print(os.environ['AWS_ACCESS_KEY_ID'])"
+
+    out = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, env=env, timeout=120)
+
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "from-backend"
