@@ -95,7 +95,9 @@ class ArtifactStore:
         if self.is_s3:
             client = _s3_client()
             base = self._s3_key(key)
-            for file in sorted(p for p in local_dir.rglob("*") if p.is_file()):
+            # A folder fetched from a store carries its marker: it goes up last, never with the files.
+            files = sorted(p for p in local_dir.rglob("*") if p.is_file() and p != local_dir / MARKER)
+            for file in files:
                 client.upload_file(str(file), self.bucket, f"{base}/{file.relative_to(local_dir).as_posix()}")
             client.put_object(Bucket=self.bucket, Key=f"{base}/{MARKER}", Body=b"")
             return self.uri(key)

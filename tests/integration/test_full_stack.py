@@ -41,24 +41,24 @@ ARTIFACTS = REPO / "test-artifacts"
 def s3():
     server = MotoS3().start()
     server.client().create_bucket(Bucket=BUCKET)
-    _seed_tiny_base_model(server.client())
+    _seed_tiny_base_model(server.endpoint)
     yield server
     server.stop()
 
 
-def _seed_tiny_base_model(client) -> None:
+def _seed_tiny_base_model(endpoint: str) -> None:
     """Put the test session's builtin tiny base model where the chain looks for it, as a user's
     bucket would already hold their base model: pretraining it again here (about 100 s of
     CPU) tests nothing the chain is about."""
     from tuneops.base_model import builtin_key, resolve_base_model
     from tuneops.settings import load_settings
-    from tuneops.store import MARKER, ArtifactStore
+    from tuneops.store import ArtifactStore
 
-    local = Path(resolve_base_model("builtin:tiny-llama", ArtifactStore.from_settings(load_settings())))
-    prefix = f"artifacts/{builtin_key('tiny-llama')}"
-    for file in sorted(p for p in local.rglob("*") if p.is_file() and p.name != MARKER):
-        client.upload_file(str(file), BUCKET, f"{prefix}/{file.relative_to(local).as_posix()}")
-    client.put_object(Bucket=BUCKET, Key=f"{prefix}/{MARKER}", Body=b"")
+    local = resolve_base_model("builtin:tiny-llama", ArtifactStore.from_settings(load_settings()))
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in {"AWS_ENDPOINT_URL": endpoint, **TEST_CREDENTIALS}.items():
+            mp.setenv(key, value)
+        ArtifactStore(f"s3://{BUCKET}/artifacts").publish_dir(Path(local), builtin_key("tiny-llama"))
 
 
 @pytest.fixture(scope="module")

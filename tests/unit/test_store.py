@@ -72,6 +72,39 @@ def test_s3_publish_fetch_and_partial_invisibility(tmp_path, s3_endpoint):
     assert store.list_objects("log") == ["log/h=1/a.jsonl"]
 
 
+def test_republishing_a_fetched_artifact_to_s3_is_invisible_until_complete(tmp_path, s3_endpoint, monkeypatch):
+    """A folder fetched from a store carries its own marker; copied to S3 it must not mark the
+    copy complete before the last file is up (``_SUCCESS`` sorts before lowercase names)."""
+    import tuneops.store as store_module
+
+    local = ArtifactStore(str(tmp_path / "root"))
+    source = local.fetch_dir(local.key_of(local.publish_dir(_publishable(tmp_path), "models/m1")))
+    assert (source / MARKER).is_file()
+    real_client = store_module._s3_client
+
+    class DiesOnTheLastFile:
+        def __init__(self):
+            self.client = real_client()
+
+        def __getattr__(self, name):
+            return getattr(self.client, name)
+
+        def upload_file(self, filename, bucket, key):
+            if key.endswith("sub/b.txt"):
+                raise ConnectionError("network gone")
+            return self.client.upload_file(filename, bucket, key)
+
+    monkeypatch.setattr(store_module, "_s3_client", DiesOnTheLastFile)
+    store = ArtifactStore("s3://tuneops-test/republished", cache_dir=tmp_path / "cache")
+    with pytest.raises(ConnectionError):
+        store.publish_dir(source, "models/m1")
+    assert not store.exists("models/m1")
+
+    monkeypatch.setattr(store_module, "_s3_client", real_client)
+    store.publish_dir(source, "models/m1")
+    assert store.exists("models/m1") and (store.fetch_dir("models/m1") / "sub" / "b.txt").read_text() == "b"
+
+
 def test_bad_s3_uri_is_explained():
     with pytest.raises(ValueError, match="no valid bucket name"):
         ArtifactStore("s3://a/prefix")
