@@ -37,8 +37,9 @@ demo: install $(AIRFLOW_HOME)/airflow.db
 	airflow pools set tuneops_promotion 1 "Serializes champion alias moves (promotion, rollback)" > /dev/null
 	$(PY) scripts/demo.py
 
+# The UI test needs a system Chromium: found, or installed with apt (scripts/ensure_chromium.sh).
 test: install
-	$(PY) -m pytest
+	TUNEOPS_CHROMIUM="$$(scripts/ensure_chromium.sh)" $(PY) -m pytest
 
 test-fast: install
 	$(PY) -m pytest -m "not integration"

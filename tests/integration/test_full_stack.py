@@ -271,7 +271,7 @@ def _chromium() -> str:
     if not path:
         pytest.fail(
             "the UI test needs a Chromium binary: `apt-get install chromium` (Debian/Ubuntu) or set "
-            "TUNEOPS_CHROMIUM to one; .ci/run installs it"
+            "TUNEOPS_CHROMIUM to one; `make test` finds or installs it (scripts/ensure_chromium.sh)"
         )
     return path
 
