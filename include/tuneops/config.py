@@ -13,6 +13,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from tuneops.excerpt import excerpt
+
 CONFIG_DIR = Path(__file__).parent / "configs"
 
 
@@ -472,15 +474,23 @@ def _allowed_keys(model: type[BaseModel], loc: tuple) -> list[str]:
 def resolve_config_path(ref: str | Path, kind: str) -> Path:
     """A path as given, or the shipped ``configs/<kind>/<ref>.yaml`` for a bare name."""
     path = Path(ref)
-    if path.suffix in (".yaml", ".yml") or path.is_file():
-        if not path.is_file():
-            raise ConfigError(f"{kind[:-1]} file {ref} does not exist")
+    try:
+        is_file = path.is_file()
+    except OSError:  # a name too long for the file system, say: no such file either way
+        is_file = False
+    if path.suffix in (".yaml", ".yml") or is_file:
+        if not is_file:
+            raise ConfigError(f"{kind[:-1]} file {excerpt(ref)} does not exist")
         return path
     shipped = CONFIG_DIR / kind / f"{ref}.yaml"
-    if not shipped.is_file():
+    try:
+        shipped_exists = shipped.is_file()
+    except OSError:
+        shipped_exists = False
+    if not shipped_exists:
         names = sorted(p.stem for p in (CONFIG_DIR / kind).glob("*.yaml"))
         raise ConfigError(
-            f"no {kind[:-1]} named {ref!r}; shipped ones: {', '.join(names)}; or pass a .yaml path"
+            f"no {kind[:-1]} named {excerpt(ref)}; shipped ones: {', '.join(names)}; or pass a .yaml path"
         )
     return shipped
 
@@ -488,12 +498,19 @@ def resolve_config_path(ref: str | Path, kind: str) -> Path:
 def load_model(model: type[BaseModel], ref: str | Path, kind: str, overrides: dict | None = None):
     """Load YAML ``ref`` into ``model``; ``overrides`` (nested dict) win over the file."""
     path = resolve_config_path(ref, kind)
+    expected = f"a {kind[:-1]} config must be a YAML mapping of keys to values"
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text; {expected}") from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+        # Only where and what: PyYAML's own message quotes the offending lines of the file.
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or "unparsable"
+        raise ConfigError(f"{path}: not valid YAML{where} ({problem}); {expected}") from None
     if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
+        raise ConfigError(f"{path}: holds a YAML {type(data).__name__}, not a mapping; {expected}")
     data = _merge(data, overrides or {})
     try:
         return model.model_validate(data)

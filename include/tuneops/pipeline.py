@@ -40,7 +40,7 @@ def validate(batch_uri: str, dataset: str, settings: Settings | None = None) -> 
     store = _store(settings)
     config = load_dataset_config(dataset)
     try:
-        result = validate_batch(batch_uri, config, store, settings.cache_dir)
+        result = validate_batch(batch_uri, config, store, settings.cache_dir, settings.landing_roots)
     except BatchRejected as exc:
         if exc.report_key:
             _log_validation(settings, store, exc.report_key, config.name, "rejected")

@@ -10,6 +10,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from tuneops.landing import LANDING_ROOTS_ENV, default_roots, parse_roots
+
 
 def default_recipe() -> str:
     """The recipe for runs that name none (asset-triggered, scheduled, the trigger form's default):
@@ -24,6 +26,8 @@ class Settings:
     tracking_uri: str
     registry_uri: str
     experiment: str
+    #: Folders and ``s3://`` prefixes batches may be read from (see ``tuneops.landing``).
+    landing_roots: tuple[str, ...] = ()
 
     @property
     def cache_dir(self) -> Path:
@@ -40,6 +44,9 @@ class Settings:
 def load_settings(env: dict[str, str] | None = None) -> Settings:
     """Read settings from the environment (``TUNEOPS_*`` and the standard ``MLFLOW_*`` variables).
 
+    ``TUNEOPS_LANDING_ROOTS`` (comma-separated folders and ``s3://`` prefixes) adds landing roots
+    to the two tuneops owns, ``<TUNEOPS_HOME>/landing`` and the artifact store's ``landing/``.
+
     Reading this process's environment (``env`` None) first exports the Airflow connections that
     ``TUNEOPS_S3_CONN_ID`` and ``TUNEOPS_MLFLOW_CONN_ID`` name (see ``tuneops.connections``).
     """
@@ -50,10 +57,13 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
     env = dict(os.environ if env is None else env)
     home = Path(env.get("TUNEOPS_HOME") or Path.home() / ".tuneops").expanduser().resolve()
     tracking_uri = env.get("MLFLOW_TRACKING_URI") or f"sqlite:///{home / 'mlflow.db'}"
+    artifact_root = env.get("TUNEOPS_ARTIFACT_ROOT") or str(home / "artifacts")
+    extra_roots = parse_roots(env.get(LANDING_ROOTS_ENV))
     return Settings(
         home=home,
-        artifact_root=env.get("TUNEOPS_ARTIFACT_ROOT") or str(home / "artifacts"),
+        artifact_root=artifact_root,
         tracking_uri=tracking_uri,
         registry_uri=env.get("MLFLOW_REGISTRY_URI") or tracking_uri,
         experiment=env.get("TUNEOPS_EXPERIMENT") or "tuneops",
+        landing_roots=tuple(dict.fromkeys(default_roots(home, artifact_root) + extra_roots)),
     )

@@ -23,6 +23,23 @@ class ArtifactNotFound(FileNotFoundError):
     """A key or URI that should hold a published artifact holds none."""
 
 
+def check_key(key: str) -> str:
+    """``key`` without surrounding slashes; raises ValueError for a key that could leave the store.
+
+    A ``..`` or ``.`` segment, an empty segment or a backslash is refused, so no key (or URI
+    handed in as a Param) reaches a file or object outside the store's root.
+    """
+    stripped = key.strip("/")
+    parts = stripped.split("/")
+    if stripped and ("\\" in stripped or any(part in ("", ".", "..") for part in parts)):
+        shown = key if len(key) <= 120 else key[:100] + "..."
+        raise ValueError(
+            f"artifact key {shown!r} has a '..', '.' or empty segment or a backslash; keys name folders "
+            "inside the artifact store: pass the URI an earlier step published"
+        )
+    return stripped
+
+
 def _split_s3(uri: str) -> tuple[str, str]:
     without = uri[len("s3://") :]
     bucket, _, prefix = without.partition("/")
@@ -60,7 +77,7 @@ class ArtifactStore:
         return cls(settings.artifact_root, cache_dir=settings.cache_dir)
 
     def uri(self, key: str) -> str:
-        key = key.strip("/")
+        key = check_key(key)
         if self.is_s3:
             return f"s3://{self.bucket}/{self.prefix}/{key}" if self.prefix else f"s3://{self.bucket}/{key}"
         return str(self.local_root / key)
@@ -69,19 +86,24 @@ class ArtifactStore:
         """The key of ``uri`` in this store; raises ValueError for a URI outside it."""
         root = self.uri("").rstrip("/")
         if not uri.startswith(root + "/"):
+            shown = uri if len(uri) <= 200 else uri[:180] + "..."
             raise ValueError(
-                f"{uri} is not inside the artifact store {root}; pass a URI that an earlier step published"
+                f"{shown} is not inside the artifact store {root}; pass a URI that an earlier step published"
             )
-        return uri[len(root) + 1 :]
+        return check_key(uri[len(root) + 1 :])
 
     def _s3_key(self, key: str) -> str:
-        return f"{self.prefix}/{key.strip('/')}" if self.prefix else key.strip("/")
+        key = check_key(key)
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    def _local(self, key: str) -> Path:
+        return self.local_root / check_key(key)
 
     def exists(self, key: str) -> bool:
         """True when a complete artifact folder is published under ``key``."""
         if self.is_s3:
             return _s3_object_exists(self.bucket, f"{self._s3_key(key)}/{MARKER}")
-        return (self.local_root / key / MARKER).is_file()
+        return (self._local(key) / MARKER).is_file()
 
     def publish_dir(self, local_dir: Path, key: str) -> str:
         """Publish ``local_dir`` under ``key`` atomically and return its URI.
@@ -101,7 +123,7 @@ class ArtifactStore:
                 client.upload_file(str(file), self.bucket, f"{base}/{file.relative_to(local_dir).as_posix()}")
             client.put_object(Bucket=self.bucket, Key=f"{base}/{MARKER}", Body=b"")
             return self.uri(key)
-        target = self.local_root / key
+        target = self._local(key)
         staging = self.local_root / ".staging" / f"{uuid.uuid4().hex}"
         staging.parent.mkdir(parents=True, exist_ok=True)
         shutil.copytree(local_dir, staging)
@@ -124,7 +146,7 @@ class ArtifactStore:
                 for obj in page.get("Contents", []):
                     client.delete_object(Bucket=self.bucket, Key=obj["Key"])
             return
-        folder = self.local_root / key
+        folder = self._local(key)
         (folder / MARKER).unlink(missing_ok=True)
         shutil.rmtree(folder, ignore_errors=True)
 
@@ -133,7 +155,7 @@ class ArtifactStore:
         if not self.exists(key):
             raise ArtifactNotFound(f"no complete artifact at {self.uri(key)}")
         if not self.is_s3:
-            return self.local_root / key
+            return self._local(key)
         return download_s3_dir(self.uri(key), self.cache_dir)
 
     def write_json(self, key: str, obj: Any) -> str:
@@ -150,7 +172,7 @@ class ArtifactStore:
         if self.is_s3:
             _s3_client().put_object(Bucket=self.bucket, Key=self._s3_key(key), Body=data)
             return self.uri(key)
-        path = self.local_root / key
+        path = self._local(key)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}")
         tmp.write_bytes(data)
@@ -160,11 +182,11 @@ class ArtifactStore:
     def read_bytes(self, key: str) -> bytes:
         if self.is_s3:
             return _s3_client().get_object(Bucket=self.bucket, Key=self._s3_key(key))["Body"].read()
-        return (self.local_root / key).read_bytes()
+        return self._local(key).read_bytes()
 
     def list_objects(self, prefix: str) -> list[str]:
         """Keys of every object (file) below ``prefix``, recursively, sorted."""
-        prefix = prefix.strip("/")
+        prefix = check_key(prefix)
         if self.is_s3:
             base = self._s3_key(prefix) + "/"
             strip = len(self.prefix) + 1 if self.prefix else 0
@@ -185,7 +207,7 @@ class ArtifactStore:
 
     def list_keys(self, prefix: str) -> list[str]:
         """Keys of complete artifacts directly under ``prefix``, sorted."""
-        prefix = prefix.strip("/")
+        prefix = check_key(prefix)
         if self.is_s3:
             client = _s3_client()
             paginator = client.get_paginator("list_objects_v2")
@@ -239,7 +261,11 @@ def download_s3_dir(uri: str, cache_dir: Path) -> Path:
 
 
 def list_files(uri: str) -> list[str]:
-    """URIs of the files directly under a local folder or an S3 prefix (or the URI itself if a file)."""
+    """URIs of the files directly under a local folder or an S3 prefix (or the URI itself if a file).
+
+    Local entries are named as they are in the folder, never by their symlink targets; a symlink
+    whose target leaves the folder raises ``tuneops.landing.OutsideLandingRoots`` naming it.
+    """
     if uri.startswith("s3://"):
         bucket, prefix = _split_s3(uri)
         client = _s3_client()
@@ -251,36 +277,51 @@ def list_files(uri: str) -> list[str]:
         ):
             out += [f"s3://{bucket}/{o['Key']}" for o in page.get("Contents", [])]
         return sorted(out)
-    path = Path(uri.removeprefix("file://")).expanduser()
+    from tuneops.landing import check_member
+
+    path = Path(uri).expanduser().absolute()
     if path.is_file():
-        return [str(path.resolve())]
+        check_member(path.parent, path)
+        return [str(path)]
     if path.is_dir():
-        return sorted(
-            str(p.resolve()) for p in path.iterdir() if p.is_file() and not p.name.startswith((".", "_"))
-        )
+        entries = sorted(p for p in path.iterdir() if not p.name.startswith((".", "_")))
+        for entry in entries:
+            check_member(path, entry)
+        return [str(p) for p in entries if p.is_file()]
     raise ArtifactNotFound(f"{uri} does not exist: pass a file or folder path, or an s3://bucket/prefix URI")
 
 
 def fetch_file(uri: str, cache_dir: Path) -> Path:
     """A local path for a file URI: the path itself, or a downloaded copy of an S3 object."""
     if not uri.startswith("s3://"):
-        path = Path(uri.removeprefix("file://")).expanduser()
+        path = Path(uri).expanduser()
         if not path.is_file():
             raise ArtifactNotFound(f"{uri} is not a file")
         return path
+    from botocore.exceptions import ClientError
+
     bucket, key = _split_s3(uri)
     dest = Path(cache_dir) / "s3-files" / bucket / key
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(dest.name + f".{uuid.uuid4().hex}")
-    _s3_client().download_file(bucket, key, str(tmp))
+    try:
+        _s3_client().download_file(bucket, key, str(tmp))
+    except ClientError as err:
+        if err.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+            raise ArtifactNotFound(f"{uri} is not an object") from None
+        raise
     os.replace(tmp, dest)
     return dest
 
 
 def remove_file(uri: str) -> None:
-    """Delete one file (local path or S3 object); a file already gone is not an error."""
+    """Delete one file (local path or S3 object); a file already gone is not an error.
+
+    A local symlink is unlinked itself, never its target. Callers confine ``uri`` first
+    (``tuneops.landing.confine``): this removes whatever it is given.
+    """
     if uri.startswith("s3://"):
         bucket, key = _split_s3(uri)
         _s3_client().delete_object(Bucket=bucket, Key=key)
         return
-    Path(uri.removeprefix("file://")).unlink(missing_ok=True)
+    Path(uri).unlink(missing_ok=True)

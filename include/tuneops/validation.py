@@ -18,13 +18,16 @@ import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 from tuneops import __version__
 from tuneops.config import DatasetConfig
+from tuneops.excerpt import excerpt
 from tuneops.hashing import hash_file, hash_json
+from tuneops.landing import confine
 from tuneops.pii import PII_PATTERNS
-from tuneops.store import ArtifactNotFound, ArtifactStore, fetch_file, list_files
+from tuneops.store import ArtifactNotFound, ArtifactStore, fetch_file, list_files, remove_file
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +103,7 @@ def iter_csv(path: Path, uri: str, columns_seen: set):
             if not row:
                 continue
             if len(row) != len(header):
-                raise BatchRejected(f"{uri} line {start}: {len(row)} fields, but the header has {len(header)} ({header})")
+                raise BatchRejected(f"{uri} line {start}: {len(row)} fields, but the header has {len(header)} ({excerpt(header)})")
             yield dict(zip(header, row, strict=True))
     if header is None:
         raise BatchRejected(f"{uri} is empty: write a header line and at least one record")
@@ -202,7 +205,7 @@ def to_canonical(frame, config: DatasetConfig, columns_seen: set[str]):
     if missing:
         raise BatchRejected(
             f"dataset config '{config.name}' maps column(s) {missing} that the batch does not have; "
-            f"the batch has columns {sorted(str(c) for c in columns_seen if c != '_item')}. Fix 'columns'/'keep' in the dataset config."
+            f"the batch has columns {excerpt(sorted(str(c) for c in columns_seen if c != '_item'), 300)}. Fix 'columns'/'keep' in the dataset config."
         )
     out = pd.DataFrame({canon: frame[raw] for canon, raw in mapping.items()})
     for col in config.keep:
@@ -219,7 +222,7 @@ def to_canonical(frame, config: DatasetConfig, columns_seen: set[str]):
             example = wrong.iloc[0]
             raise BatchRejected(
                 f"column '{mapping[canon]}' (mapped to {canon}) must hold text, but {len(wrong)} row(s) hold other types, "
-                f"e.g. row {wrong.index[0] + 1}: {example!r} ({type(example).__name__}); quote the values or fix the producer"
+                f"e.g. row {wrong.index[0] + 1}: {excerpt(example)} ({type(example).__name__}); quote the values or fix the producer"
             )
         size = values.dropna().map(lambda v: len(v.encode("utf-8")))
         over = size[size > config.validation.max_field_bytes]
@@ -389,35 +392,80 @@ def _previous_batch(store: ArtifactStore, config: DatasetConfig, key: str):
     return pd.read_parquet(store.fetch_dir(latest) / "data.parquet")
 
 
-def _reject(message: str, report: str, out: Path, local_files: dict[str, Path], store: ArtifactStore, key: str) -> BatchRejected:
-    """Move a rejected batch to quarantine ``key`` with its reports; returns the error to raise.
+def _reject(
+    message: str,
+    report: str,
+    out: Path,
+    local_files: dict[str, Path],
+    file_hashes: dict[str, str],
+    store: ArtifactStore,
+    key: str,
+    landing_roots: Sequence[str],
+    cache_dir: Path,
+) -> BatchRejected:
+    """Move a rejected batch to quarantine ``key`` with its reports, as a transaction; returns the error.
 
-    The files are copied from the local copies already read (no second download), published
-    with the reports in ``out``, and only then removed from the landing location.
+    The files are copied from the local copies already read (no second download) and published
+    with the reports in ``out`` (atomically: complete or invisible). The published copy is then
+    read back and checked against the content hashes taken when the batch was read, and only
+    then is each source removed, and only if it is still inside a landing root and still holds
+    the content that was quarantined (a file rewritten meanwhile is new data and stays). A crash
+    at any point leaves the source, the complete quarantine copy, or both; never neither.
     """
-    from tuneops.store import remove_file
-
     (out / "summary.md").write_text(report)
+    listing = []
     for i, (uri, local) in enumerate(local_files.items()):
-        target = out / "files" / f"{i:03d}-{Path(uri).name}"
+        name = f"files/{i:03d}-{Path(uri).name}"
+        target = out / name
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(local, target)
-    (out / "files.json").write_text(json.dumps(list(local_files), indent=2))
+        listing.append({"source": uri, "file": name, "sha256": file_hashes[uri]})
+    (out / "files.json").write_text(json.dumps(listing, indent=2))
     where = store.publish_dir(out, key)
+    published = store.fetch_dir(key)
+    for entry in json.loads((published / "files.json").read_text()):
+        copy = published / entry["file"]
+        if not copy.is_file() or hash_file(copy) != file_hashes.get(entry["source"], entry["sha256"]):
+            raise RuntimeError(
+                f"the quarantine copy {store.uri(key)}/{entry['file']} does not match {entry['source']}; "
+                "the source was left in place. Delete the quarantine folder and rerun the validation"
+            )
+    kept = []
     for uri in local_files:
+        confine(uri, landing_roots)
+        if _current_digest(uri, cache_dir) != file_hashes[uri]:
+            log.warning("%s changed after it was read; it is new data and stays where it is", uri)
+            kept.append(uri)
+            continue
         remove_file(uri)
-    rejected = BatchRejected(f"{message}\n(batch moved to {where})")
+    note = f"batch moved to {where}"
+    if kept:
+        note += f"; {len(kept)} file(s) changed while being validated and were left in place: {excerpt(kept)}"
+    rejected = BatchRejected(f"{message}\n({note})")
     rejected.report_key = key
     return rejected
 
 
-def validate_batch(batch_uri: str, config: DatasetConfig, store: ArtifactStore, cache_dir: Path) -> dict:
+def _current_digest(uri: str, cache_dir: Path) -> str | None:
+    """The SHA-256 of what ``uri`` holds now (an S3 object is downloaded again), or None when it is gone."""
+    try:
+        return hash_file(fetch_file(uri, cache_dir))
+    except ArtifactNotFound:
+        return None
+
+
+def validate_batch(
+    batch_uri: str, config: DatasetConfig, store: ArtifactStore, cache_dir: Path, landing_roots: Sequence[str]
+) -> dict:
     """Validate a raw batch and publish it; returns a summary with ``uri``, ``key``, ``rows``, ``warnings``.
 
-    Raises BatchRejected naming every critical failure; the files then move to quarantine.
+    ``batch_uri`` must lie inside one of ``landing_roots`` (``tuneops.landing.confine``): one that
+    does not is refused with OutsideLandingRoots before anything is read. Raises BatchRejected
+    naming every critical failure; the files then move to quarantine (see ``_reject``).
     """
     from datetime import UTC, datetime
 
+    batch_uri = confine(batch_uri, landing_roots)
     local_files = {uri: fetch_file(uri, cache_dir) for uri in batch_files(batch_uri)}
     file_hashes = {uri: hash_file(path) for uri, path in local_files.items()}
     batch_hash = hash_json({"files": sorted(file_hashes.values()), "config": config.model_dump(), "v": __version__})[:16]
@@ -435,7 +483,7 @@ def validate_batch(batch_uri: str, config: DatasetConfig, store: ArtifactStore, 
             canonical = to_canonical(frame, config, columns_seen)
         except BatchRejected as exc:
             report = f"# Rejected batch {batch_hash}\n\n{exc}\n"
-            raise _reject(str(exc), report, out, local_files, store, quarantine_key) from None
+            raise _reject(str(exc), report, out, local_files, file_hashes, store, quarantine_key, landing_roots, cache_dir) from None
         tokenizer = _tokenizer(config, store)
         checked = canonical
         count_tokens = None
@@ -460,7 +508,7 @@ def validate_batch(batch_uri: str, config: DatasetConfig, store: ArtifactStore, 
                 + "\n  - ".join(describe(f) for f in critical)
             )
             report = f"# Rejected batch {batch_hash}\n\n" + "\n".join(f"- {x}" for x in lines) + "\n"
-            raise _reject(message, report, out, local_files, store, quarantine_key)
+            raise _reject(message, report, out, local_files, file_hashes, store, quarantine_key, landing_roots, cache_dir)
         eda = build_report(canonical, config, _previous_batch(store, config, key), count_tokens, out / "eda")
         meta = {
             "dataset": config.name,

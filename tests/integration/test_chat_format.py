@@ -25,7 +25,7 @@ def test_chat_dataset_trains_and_evaluates_on_the_reply_only(tmp_path):
     store = ArtifactStore.from_settings(settings)
     config = load_dataset_config("support_tickets").model_copy(update={"golden": None})
     batch = write_sample_batch(tmp_path / "chat-batch.jsonl", 200, seed=21)
-    validated = validate_batch(str(batch), config, store, settings.cache_dir)
+    validated = validate_batch(str(batch), config, store, settings.cache_dir, [str(batch.parent)])
     dataset = build_prompt_dataset([validated["key"]], config, load_template("triage_chat_v1"), store, settings.cache_dir)
     recipe = load_recipe(FAST_RECIPE, overrides={"train": {"max_steps": 3, "log_every": 1}})
     output = store.uri(f"candidates/chat-{dataset['version']}")

@@ -96,6 +96,8 @@ def airflow(s3, mlflow_server, tmp_path_factory, request):
         "TUNEOPS_S3_CONN_ID": "tuneops_s3",
         "TUNEOPS_MLFLOW_CONN_ID": "tuneops_mlflow",
         "TUNEOPS_ARTIFACT_ROOT": f"s3://{BUCKET}/artifacts",
+        # The data team lands batches beside the artifacts, not under them: a landing root of its own.
+        "TUNEOPS_LANDING_ROOTS": f"s3://{BUCKET}/landing",
         # Asset-triggered runs name no recipe: the deployment's default applies.
         "TUNEOPS_RECIPE": FAST_RECIPE,
         # Only the connections may lead to S3 and MLflow.

@@ -27,11 +27,20 @@ def dags():
     return load_dags()
 
 
+def _landing(name: str) -> Path:
+    """A folder in the deployment's landing root (``<TUNEOPS_HOME>/landing``), where batches must land."""
+    from tuneops.settings import load_settings
+
+    folder = load_settings().home / "landing" / "tests" / name
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
 @pytest.fixture(scope="module")
-def chain(dags, tmp_path_factory):
+def chain(dags):
     from tuneops.sample_data import write_sample_batch
 
-    batch = write_sample_batch(tmp_path_factory.mktemp("landing") / "batch-0001.jsonl", 400, seed=0)
+    batch = write_sample_batch(_landing("chain") / "batch-0001.jsonl", 400, seed=0)
     validate = run_dag(dags, "llmops_validate_data", {"batch_uri": str(batch)})
     prompts = run_dag(dags, "llmops_build_prompt_dataset")  # input from the asset event
     finetune = run_dag(dags, "llmops_finetune", {"recipe": FAST_RECIPE})
@@ -235,13 +244,21 @@ def test_rejected_batch_fails_the_run_and_publishes_nothing(dags, tmp_path):
     records = generate_tickets(40, seed=9)
     for r in records[:3]:
         r["triage"] = "???"
-    bad = tmp_path / "bad.jsonl"
+    bad = _landing("rejected") / "bad.jsonl"
     bad.write_text("".join(json.dumps(r) + "\n" for r in records))
     store = ArtifactStore.from_settings(load_settings())
     before = store.list_keys("validated/support_tickets")
+    quarantined = store.list_keys("quarantine/support_tickets")
     run = dags["llmops_validate_data"].test(run_conf={"batch_uri": str(bad)})
     assert run.state == "failed"
     assert store.list_keys("validated/support_tickets") == before
+    assert len(store.list_keys("quarantine/support_tickets")) == len(quarantined) + 1 and not bad.exists()
+    # The same batch outside every landing root: refused before it is read, and left alone.
+    outside = tmp_path / "bad.jsonl"
+    outside.write_text("".join(json.dumps(r) + "\n" for r in records))
+    run = dags["llmops_validate_data"].test(run_conf={"batch_uri": str(outside)})
+    assert run.state == "failed" and outside.read_text().count("\n") == len(records)
+    assert len(store.list_keys("quarantine/support_tickets")) == len(quarantined) + 1
 
 
 def test_generate_then_monitor_counts_the_requests(dags, chain):
@@ -270,7 +287,7 @@ def test_a_dag_runs_alone_with_the_airflow_cli(dags, tmp_path):
     """`airflow dags test <dag_id> -c '<json conf>'`, as the README documents it."""
     from tuneops.sample_data import write_sample_batch
 
-    batch = write_sample_batch(tmp_path / "cli-batch.jsonl", 60, seed=11)
+    batch = write_sample_batch(_landing("cli") / "cli-batch.jsonl", 60, seed=11)
     conf = json.dumps({"batch_uri": str(batch)})
     proc = subprocess.run(
         [sys.executable, "-m", "airflow", "dags", "test", "llmops_validate_data", "-c", conf],

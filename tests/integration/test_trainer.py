@@ -29,7 +29,7 @@ def dataset_uri(tmp_path_factory):
     store = ArtifactStore.from_settings(settings)
     config = load_dataset_config("support_tickets").model_copy(update={"golden": None})
     batch = write_sample_batch(tmp_path_factory.mktemp("resume") / "batch.jsonl", 160, seed=31)
-    validated = validate_batch(str(batch), config, store, settings.cache_dir)
+    validated = validate_batch(str(batch), config, store, settings.cache_dir, [str(batch.parent)])
     return build_prompt_dataset(
         [validated["key"]], config, load_template(config.template), store, settings.cache_dir
     )["uri"]

@@ -102,7 +102,7 @@ def all_files(root: Path) -> set[str]:
 def test_validated_batch_builds_a_versioned_dataset_end_to_end(tmp_path, store):
     batch = tmp_path / "b.jsonl"
     batch.write_text("".join(json.dumps(r) + "\n" for r in generate_tickets(120, seed=7)))
-    validated = validate_batch(str(batch), CONFIG, store, tmp_path / "cache")
+    validated = validate_batch(str(batch), CONFIG, store, tmp_path / "cache", [str(tmp_path)])
     result = build(store, [validated["key"]])
     rows = splits_of(store, result)
     assert sum(result["counts"].values()) + sum(result["dropped"].values()) == 120

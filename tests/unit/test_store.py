@@ -125,13 +125,14 @@ def test_a_batch_landed_on_s3_validates_and_a_bad_one_moves_to_s3_quarantine(tmp
     store = ArtifactStore("s3://tuneops-test/artifacts-validation", cache_dir=tmp_path / "cache")
     good = "".join(json.dumps(r) + "\n" for r in generate_tickets(40, seed=8))
     s3.put_object(Bucket="tuneops-test", Key="landing/good/part-0.jsonl", Body=good.encode())
-    result = validate_batch("s3://tuneops-test/landing/good", config, store, tmp_path / "cache")
+    roots = ["s3://tuneops-test/landing"]
+    result = validate_batch("s3://tuneops-test/landing/good", config, store, tmp_path / "cache", roots)
     assert result["rows"] == 40 and result["uri"].startswith("s3://tuneops-test/artifacts-validation/validated/")
     assert store.exists(result["key"])
 
     s3.put_object(Bucket="tuneops-test", Key="landing/bad/part-0.jsonl", Body=b'{"ticket_id": "x"}\nnot json\n')
     with pytest.raises(BatchRejected, match="line 2: invalid JSON") as err:
-        validate_batch("s3://tuneops-test/landing/bad", config, store, tmp_path / "cache")
+        validate_batch("s3://tuneops-test/landing/bad", config, store, tmp_path / "cache", roots)
     assert store.exists(err.value.report_key)
     quarantined = store.list_objects(err.value.report_key)
     assert sorted(k.rsplit("/", 1)[-1] for k in quarantined) == ["000-part-0.jsonl", "_SUCCESS", "files.json", "summary.md"]

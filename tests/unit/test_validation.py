@@ -30,7 +30,7 @@ def _jsonl(path, records):
 
 
 def _validate(path, config, store, tmp_path):
-    return validate_batch(str(path), config, store, tmp_path / "cache")
+    return validate_batch(str(path), config, store, tmp_path / "cache", [str(tmp_path)])
 
 
 def _nothing_published(store):
