@@ -47,8 +47,18 @@ KUBE_CONNECTION = "tuneops_kubernetes"
         "variant": Param(
             "auto", enum=["auto", "merged", "int8"], description="auto: int8 when its gate passed."
         ),
-        "image": Param("ghcr.io/tuneops/serving:latest", type="string", description="Serving image."),
-        "namespace": Param("tuneops", type="string"),
+        "image": Param(
+            None,
+            type=["null", "string"],
+            description="Serving image (default: TUNEOPS_SERVING_IMAGE); another one only where "
+            "TUNEOPS_ALLOWED_OVERRIDES allows serving.image.",
+        ),
+        "namespace": Param(
+            None,
+            type=["null", "string"],
+            description="Namespace (default: TUNEOPS_SERVING_NAMESPACE); another one only where "
+            "TUNEOPS_ALLOWED_OVERRIDES allows serving.namespace.",
+        ),
         "replicas": Param(1, type="integer", minimum=1),
         "gpu": Param(True, type="boolean", description="Request an NVIDIA GPU per pod."),
     },
@@ -76,15 +86,21 @@ def llmops_deploy():
     @task
     def render(choice: dict, **context) -> dict:
         import yaml
+        from airflow.sdk.exceptions import AirflowFailException
 
-        from tuneops.deploy import render_serving, validate_manifests
+        from tuneops.config import OverrideRefused
+        from tuneops.deploy import render_serving, serving_target, validate_manifests
         from tuneops.settings import load_settings
         from tuneops.store import ArtifactStore
 
         p = context["params"]
+        try:
+            image, namespace = serving_target(p["image"], p["namespace"], load_settings())
+        except OverrideRefused as exc:
+            raise AirflowFailException(str(exc)) from exc
         docs = render_serving(
-            choice["model_name"], choice["version"], choice["variant"], image=p["image"],
-            namespace=p["namespace"], replicas=p["replicas"], gpu=p["gpu"],
+            choice["model_name"], choice["version"], choice["variant"], image=image,
+            namespace=namespace, replicas=p["replicas"], gpu=p["gpu"],
         )  # fmt: skip
         validate_manifests(docs)
         key = f"deploy/{choice['model_name']}/v{choice['version']}-{choice['variant']}/serving.yaml"

@@ -78,7 +78,9 @@ from tuneops.trainer_pod import TrainerPodOperator
             description=(
                 'Hyperparameter sweep: a list of trials ([{"lora.r": 8}, {"train.learning_rate": 0.001}]) or a grid '
                 '({"lora.r": [8, 16], "train.learning_rate": [0.001, 0.003]}). Trials train in parallel; the lowest '
-                "validation loss goes on to evaluation."
+                "validation loss goes on to evaluation. At most TUNEOPS_MAX_SWEEP_TRIALS trials (32); keys that pick "
+                "code, images or credentials (base_model, trust_remote_code, compute.kubernetes.image, ...) "
+                "only where TUNEOPS_ALLOWED_OVERRIDES allows them."
             ),
         ),
     },
@@ -90,10 +92,17 @@ def llmops_finetune():
 
     @task
     def plan_training(dataset_uri: str, **context) -> dict:
+        from airflow.sdk.exceptions import AirflowFailException
+
+        from tuneops.config import ConfigError
         from tuneops.pipeline import plan_training
 
         labels = {"dag_id": context["dag"].dag_id, "dag_run_id": context["run_id"]}
-        return plan_training(dataset_uri, context["params"]["recipe"], labels)
+        params = context["params"]
+        try:
+            return plan_training(dataset_uri, params["recipe"], labels, sweep=params["sweep"])
+        except ConfigError as exc:
+            raise AirflowFailException(str(exc)) from exc  # a bad recipe or sweep fails alike on a retry
 
     @task
     def plan_trials(plan: dict, **context) -> list[dict]:

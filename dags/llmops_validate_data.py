@@ -39,12 +39,13 @@ def llmops_validate_data():
     def validate(batch_uri: str, **context) -> dict:
         from airflow.sdk.exceptions import AirflowFailException
 
+        from tuneops.landing import OutsideLandingRoots
         from tuneops.pipeline import validate as validate_batch
         from tuneops.validation import BatchRejected
 
         try:
             result = validate_batch(batch_uri, context["params"]["dataset"])
-        except BatchRejected as exc:
+        except (BatchRejected, OutsideLandingRoots) as exc:
             raise AirflowFailException(str(exc)) from exc  # the same batch fails the same way: no retry
         context["outlet_events"][VALIDATED_BATCH].extra = {"uri": result["uri"], "dataset": result["dataset"]}
         return result

@@ -121,19 +121,27 @@ def _key_of(uri: str, store: ArtifactStore) -> str:
 
 
 def plan_training(
-    dataset_uri: str, recipe: str, labels: dict[str, str] | None = None, settings: Settings | None = None
+    dataset_uri: str,
+    recipe: str,
+    labels: dict[str, str] | None = None,
+    settings: Settings | None = None,
+    sweep: list | dict | None = None,
 ) -> dict:
     """Resolve recipe and dataset into a run plan: content-addressed output URI and an MLflow run.
 
     The output URI is a hash of the recipe and the dataset version, so rerunning with the same
     inputs finds the adapter already trained; the MLflow run for that output is reused too.
+    The ``sweep`` the run will expand is checked first (``tuneops.config.check_sweep``), so an
+    oversized or forbidden sweep creates nothing.
     """
     import mlflow
 
+    from tuneops.config import check_sweep
     from tuneops.mlflow_utils import configure_mlflow, log_dataset_inputs
     from tuneops.train import recipe_hash
 
     settings = settings or load_settings()
+    check_sweep(sweep, settings.max_sweep_trials, settings.allowed_overrides)
     store = _store(settings)
     resolved = load_recipe(recipe)
     dataset_dir = store.fetch_dir(_key_of(dataset_uri, store))
@@ -181,20 +189,23 @@ def plan_training(
 def plan_trials(plan: dict, sweep: list | dict | None, settings: Settings | None = None) -> list[dict]:
     """One plan per sweep trial (``tuneops.config.expand_sweep``); without a sweep, ``[plan]``.
 
+    The sweep is bounded and its keys checked (``tuneops.config.check_sweep``) before any run.
+
     Each trial's recipe is the plan's recipe with the trial's overrides, validated before
     any compute (a bad key fails here, naming it); it gets its own content-addressed output
     URI and an MLflow child run of the plan's run, both reused on a rerun.
     """
     import mlflow
 
-    from tuneops.config import expand_sweep
+    from tuneops.config import check_sweep, expand_sweep
     from tuneops.mlflow_utils import configure_mlflow, flatten
     from tuneops.train import recipe_hash
 
+    settings = settings or load_settings()
+    check_sweep(sweep, settings.max_sweep_trials, settings.allowed_overrides)
     overrides = expand_sweep(sweep)
     if overrides == [{}]:
         return [{**plan, "trial": 0, "overrides": {}}]
-    settings = settings or load_settings()
     store = _store(settings)
     experiment_id = configure_mlflow(settings)
     client = mlflow.MlflowClient()

@@ -28,6 +28,10 @@ class Settings:
     experiment: str
     #: Folders and ``s3://`` prefixes batches may be read from (see ``tuneops.landing``).
     landing_roots: tuple[str, ...] = ()
+    #: Protected recipe keys that DAG Params and sweeps may still set (``TUNEOPS_ALLOWED_OVERRIDES``).
+    allowed_overrides: tuple[str, ...] = ()
+    #: The most trials one sweep may have (``TUNEOPS_MAX_SWEEP_TRIALS``).
+    max_sweep_trials: int = 32
 
     @property
     def cache_dir(self) -> Path:
@@ -66,4 +70,19 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         registry_uri=env.get("MLFLOW_REGISTRY_URI") or tracking_uri,
         experiment=env.get("TUNEOPS_EXPERIMENT") or "tuneops",
         landing_roots=tuple(dict.fromkeys(default_roots(home, artifact_root) + extra_roots)),
+        allowed_overrides=tuple(k.strip() for k in env.get("TUNEOPS_ALLOWED_OVERRIDES", "").split(",") if k.strip()),
+        max_sweep_trials=_positive_int(env, "TUNEOPS_MAX_SWEEP_TRIALS", 32),
     )
+
+
+def _positive_int(env: dict[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ValueError(f"{name}={raw[:40]!r} is not a positive integer; set it to one, e.g. {name}={default}")
+    return value

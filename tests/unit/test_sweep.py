@@ -47,3 +47,99 @@ def test_set_flags_round_trip_through_the_trainer_command():
     assert recipe.lora.r == 8 and recipe.lora.target_modules == ["q_proj", "v_proj"] and recipe.train.learning_rate == 0.001
     with pytest.raises(ConfigError, match="expected KEY=VALUE"):
         parse_sets(["lora.r"])
+
+
+# --- Params may not pick code, images or credentials, nor exhaust the worker ------------------
+
+PROTECTED = [
+    ({"trust_remote_code": True}, "trust_remote_code"),
+    ({"base_model": "attacker/model"}, "base_model"),
+    ({"compute.kubernetes.image": "evil:latest"}, "compute.kubernetes.image"),
+    ({"compute": {"kubernetes": {"secret_env": "prod-db"}}}, "compute.kubernetes.secret_env"),
+    ({"compute.kubernetes.service_account": "admin"}, "compute.kubernetes.service_account"),
+    ({"compute.kubernetes.cache.claim_name": "other-team"}, "compute.kubernetes.cache.claim_name"),
+    ({"compute": {"backend": "kubernetes", "kubernetes": {}}}, "compute.kubernetes"),
+    ({"registry.auto_approve": True}, "registry.auto_approve"),
+]
+
+
+@pytest.mark.parametrize(("trial", "key"), PROTECTED, ids=[k for _, k in PROTECTED])
+def test_a_sweep_trial_may_not_set_a_key_that_picks_code_images_or_credentials(trial, key):
+    from tuneops.config import ALLOWED_OVERRIDES_ENV, OverrideRefused, check_sweep
+
+    with pytest.raises(OverrideRefused) as err:
+        check_sweep([{"lora.r": 8}, trial], max_trials=32, allowed=())
+    assert f"'{key}'" in str(err.value) and ALLOWED_OVERRIDES_ENV in str(err.value)
+    assert "sweep trial 1" in str(err.value)
+
+
+def test_the_deployment_can_allow_an_override_and_a_grid_is_checked_by_its_keys():
+    from tuneops.config import OverrideRefused, check_sweep
+
+    assert check_sweep([{"base_model": "my/other-base"}], 32, allowed=("base_model",)) == 1
+    assert check_sweep({"compute.kubernetes.image": ["a:1", "b:2"]}, 32, allowed=("compute.kubernetes",)) == 2
+    with pytest.raises(OverrideRefused, match="the sweep grid sets 'trust_remote_code'"):
+        check_sweep({"trust_remote_code": [True, False]}, 32, allowed=("base_model",))
+    # Harmless keys need no allowance.
+    assert check_sweep({"lora.r": [4, 8], "train.learning_rate": [0.1, 0.01]}, 32, allowed=()) == 4
+
+
+def test_a_huge_grid_is_counted_not_expanded_and_refused():
+    from tuneops.config import check_sweep, count_trials
+
+    grid = {f"train.k{i}": list(range(10)) for i in range(12)}  # 10**12 trials: expanding it would never end
+    assert count_trials(grid) == 10**12
+    with pytest.raises(ConfigError, match="1000000000000 trials, over this deployment's limit of 32.*TUNEOPS_MAX_SWEEP_TRIALS"):
+        check_sweep(grid, max_trials=32, allowed=())
+
+
+def test_an_oversized_or_forbidden_sweep_creates_no_mlflow_run(tmp_path, restored_environ, monkeypatch):
+    """The limit holds before plan_training creates the parent run and before plan_trials creates trials."""
+    import mlflow
+
+    from tuneops import pipeline
+    from tuneops.config import OverrideRefused
+    from tuneops.mlflow_utils import configure_mlflow
+    from tuneops.settings import load_settings
+
+    monkeypatch.setenv("TUNEOPS_MAX_SWEEP_TRIALS", "4")
+    settings = load_settings()
+    experiment = configure_mlflow(settings)
+
+    def runs() -> int:
+        return len(mlflow.search_runs([experiment], output_format="list"))
+
+    before = runs()
+    just_over = [{"lora.r": r} for r in range(1, 6)]
+    with pytest.raises(ConfigError, match="5 trials, over this deployment's limit of 4"):
+        pipeline.plan_training("/nowhere", "tiny-local", settings=settings, sweep=just_over)
+    plan = {"recipe": "tiny-local", "dataset_version": "v", "mlflow_run_id": "parent", "output_uri": "/o"}
+    with pytest.raises(ConfigError, match="5 trials"):
+        pipeline.plan_trials(plan, just_over, settings)
+    with pytest.raises(OverrideRefused):
+        pipeline.plan_trials(plan, [{"trust_remote_code": True}], settings)
+    assert runs() == before
+
+
+def test_a_bad_max_sweep_trials_setting_names_itself(monkeypatch):
+    from tuneops.settings import load_settings
+
+    monkeypatch.setenv("TUNEOPS_MAX_SWEEP_TRIALS", "lots")
+    with pytest.raises(ValueError, match="TUNEOPS_MAX_SWEEP_TRIALS='lots' is not a positive integer"):
+        load_settings()
+
+
+def test_the_deploy_params_may_not_pick_the_serving_image_or_namespace(monkeypatch):
+    from tuneops.config import OverrideRefused
+    from tuneops.deploy import DEFAULT_IMAGE, serving_target
+    from tuneops.settings import load_settings
+
+    assert serving_target(None, None, load_settings()) == (DEFAULT_IMAGE, "tuneops")
+    assert serving_target(DEFAULT_IMAGE, "tuneops", load_settings()) == (DEFAULT_IMAGE, "tuneops")
+    with pytest.raises(OverrideRefused, match="serving.image.*TUNEOPS_ALLOWED_OVERRIDES=serving.image"):
+        serving_target("attacker/miner:latest", None, load_settings())
+    with pytest.raises(OverrideRefused, match="serving.namespace"):
+        serving_target(None, "kube-system", load_settings())
+    monkeypatch.setenv("TUNEOPS_SERVING_IMAGE", "registry.internal/serving:2")
+    monkeypatch.setenv("TUNEOPS_ALLOWED_OVERRIDES", "serving.namespace")
+    assert serving_target(None, "ml-staging", load_settings()) == ("registry.internal/serving:2", "ml-staging")
