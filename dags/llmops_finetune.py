@@ -46,6 +46,7 @@ from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, Param, dag, t
 from tuneops.approval import REVIEW_KEY, PromotionApproval
 from tuneops.assets import CHAMPION_MODEL, PROMOTION_POOL, PROMPT_DATASET, RETRAIN_REQUESTED, resolve_input
 from tuneops.settings import default_recipe
+from tuneops.trainer_local import LocalTrainerOperator
 from tuneops.trainer_pod import TrainerPodOperator
 
 
@@ -113,12 +114,6 @@ def llmops_finetune():
     @task.branch
     def choose_compute(plan: dict, **context) -> str:
         return f"train_{context['params']['compute'] or plan['compute']}"
-
-    @task
-    def train_local(plan: dict) -> dict:
-        from tuneops.pipeline import train_locally
-
-        return train_locally(plan)
 
     @task(trigger_rule="none_failed_min_one_success")
     def select_trial(plan: dict, trials: list[dict], **context) -> dict:
@@ -202,7 +197,8 @@ def llmops_finetune():
     plan = plan_training(resolve_dataset())
     trials = plan_trials(plan)
     branch = choose_compute(plan)
-    local = train_local.expand(plan=trials)
+    # The trainer subprocess dies with its task (on_kill, parent-death signal); see tuneops.trainer_local.
+    local = LocalTrainerOperator.partial(task_id="train_local").expand(plan=trials)
     # Image, GPUs, resources, tolerations, cache volume, secrets and lifecycle come from each
     # trial's recipe at run time (see tuneops.trainer_pod).
     kubernetes = TrainerPodOperator.partial(task_id="train_kubernetes").expand(plan=trials)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import logging
-import tempfile
 from pathlib import Path
 
 from tuneops.hashing import hash_file
@@ -39,8 +38,7 @@ def save_checkpoint(
     from peft import get_peft_model_state_dict
     from safetensors.torch import save_file
 
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp)
+    with store.publishing(f"{checkpoint_prefix(out_key)}/step-{step:08d}") as out:
         adapter = {k: v.detach().contiguous() for k, v in get_peft_model_state_dict(model).items()}
         save_file(adapter, out / "adapter.safetensors")
         opt = optimizer.state_dict()
@@ -58,7 +56,7 @@ def save_checkpoint(
         (out / "state.json").write_text(json.dumps({**state, "step": step}))
         files = {p.name: {"bytes": p.stat().st_size, "sha256": hash_file(p)} for p in sorted(out.iterdir())}
         (out / INDEX).write_text(json.dumps({"step": step, "files": files}, indent=2))
-        uri = store.publish_dir(out, f"{checkpoint_prefix(out_key)}/step-{step:08d}")
+    uri = store.uri(f"{checkpoint_prefix(out_key)}/step-{step:08d}")
     for old in list_checkpoints(store, out_key)[:-keep]:
         store.remove_dir(old)
     return uri

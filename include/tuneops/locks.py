@@ -18,11 +18,12 @@ import fcntl
 import json
 import logging
 import os
+import threading
 import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 from tuneops.store import ArtifactStore, _s3_client
 
@@ -39,7 +40,11 @@ class LockTimeout(TimeoutError):
 
 @dataclass(frozen=True)
 class Lease:
-    """A held lock: who holds it, since and until when (epoch seconds)."""
+    """A held lock: who holds it, since and until when (epoch seconds).
+
+    With a heartbeat the lease is renewed while held; ``lost`` is set if a renewal found the
+    lock taken over (the holder was presumed dead), and the holder must then stop writing.
+    """
 
     name: str
     uri: str
@@ -47,6 +52,7 @@ class Lease:
     acquired_at: float
     expires_at: float
     token: str
+    lost: threading.Event = field(default_factory=threading.Event, compare=False, repr=False)
 
 
 def lock_key(name: str) -> str:
@@ -63,6 +69,7 @@ def store_lock(
     ttl_seconds: float = 600,
     wait_seconds: float = 300,
     poll_seconds: float = 0.2,
+    heartbeat_seconds: float | None = None,
 ) -> Iterator[Lease]:
     """Hold the lock ``locks/<name>`` in the artifact store for the duration of the ``with`` block.
 
@@ -70,16 +77,57 @@ def store_lock(
     The lease lasts ``ttl_seconds``; past that another caller may break it, so pick a TTL longer than
     the block can run. While someone else holds a live lease, polls every ``poll_seconds``.
 
+    With ``heartbeat_seconds`` (well below ``ttl_seconds``) a thread renews the lease that often, by
+    a compare-and-swap, so a long job can hold a short lease: if the holder dies, the lease lapses
+    within ``ttl_seconds`` instead of blocking the retry for the longest the job could take.
+
     Yields the ``Lease``. Raises ``LockTimeout`` when the lock is still held by someone else after
     ``wait_seconds``. On exit the lock is deleted if it is still ours; if it expired and was taken over
     meanwhile, a warning is logged and the other holder's lock is left alone.
     """
     lock = _S3LockObject(store, name) if store.is_s3 else _LocalLockFile(store, name)
     lease, version = _acquire(lock, name, owner, ttl_seconds, wait_seconds, poll_seconds)
+    heartbeat = _Heartbeat(lock, lease, version, ttl_seconds, heartbeat_seconds) if heartbeat_seconds else None
     try:
         yield lease
     finally:
+        if heartbeat is not None:
+            version = heartbeat.stop()
         _release(lock, lease, version)
+
+
+class _Heartbeat:
+    """Renews a held lease every ``every`` seconds until stopped; sets ``lease.lost`` if it was taken."""
+
+    def __init__(self, lock, lease: Lease, version: str, ttl_seconds: float, every: float):
+        self.lock, self.lease, self.version = lock, lease, version
+        self.ttl_seconds, self.every = ttl_seconds, every
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"lease-{lease.name}", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every):
+            renewed = replace(self.lease, expires_at=time.time() + self.ttl_seconds)
+            try:
+                version = self.lock.replace_if_unchanged(self.version, _encode(renewed))
+            except Exception:  # a store hiccup: the lease still runs until its expiry; try again
+                log.warning("renewing lock %s failed; retrying in %ss", self.lock.uri, self.every, exc_info=True)
+                continue
+            if version is None:
+                log.error(
+                    "lock %s was taken over while %r held it (its lease lapsed): stop writing",
+                    self.lock.uri,
+                    self.lease.owner,
+                )
+                self.lease.lost.set()
+                return
+            self.version = version
+
+    def stop(self) -> str:
+        self._stop.set()
+        self._thread.join()
+        return self.version
 
 
 def _acquire(lock, name, owner, ttl_seconds, wait_seconds, poll_seconds) -> tuple[Lease, str]:
@@ -178,6 +226,18 @@ class _LocalLockFile:
             return None
         return body, body.decode()
 
+    def replace_if_unchanged(self, version: str, body: bytes) -> str | None:
+        """Write ``body`` over the lock if it still holds ``version``; its new version, or None."""
+        with open(self.guard, "a") as guard:
+            fcntl.flock(guard, fcntl.LOCK_EX)
+            found = self.read()
+            if found is None or found[1] != version:
+                return None
+            staged = self.path.with_name(f".{self.path.name}.{uuid.uuid4().hex}")
+            staged.write_bytes(body)
+            os.replace(staged, self.path)
+            return body.decode()
+
     def delete_if_unchanged(self, version: str) -> bool:
         # Creators need no guard (they only create when absent); breakers and releasers share it, so
         # between this re-read and the unlink nobody else can delete and re-create the lock.
@@ -222,6 +282,20 @@ class _S3LockObject:
                 return None
             raise
         return response["Body"].read(), response["ETag"]
+
+    def replace_if_unchanged(self, version: str, body: bytes) -> str | None:
+        """Write ``body`` over the lock if its ETag is still ``version`` (``If-Match``); the new ETag, or None."""
+        from botocore.exceptions import ClientError
+
+        try:
+            response = self.client.put_object(
+                Bucket=self.bucket, Key=self.key, Body=body, IfMatch=version, ContentType="application/json"
+            )
+        except ClientError as err:
+            if _error_code(err) in _S3_CONDITION_FAILED + _S3_MISSING:
+                return None
+            raise
+        return response["ETag"]
 
     def delete_if_unchanged(self, version: str) -> bool:
         from botocore.exceptions import ClientError

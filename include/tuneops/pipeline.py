@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -320,18 +319,21 @@ def train_command(plan: dict) -> list[str]:
     ]  # fmt: skip
 
 
-def train_locally(plan: dict) -> dict:
-    """Run the trainer as a subprocess with this interpreter; returns its summary."""
+def train_locally(plan: dict, on_start=None) -> dict:
+    """Run the trainer as a subprocess with this interpreter, tied to this process; returns its summary.
+
+    See ``tuneops.trainer_process``: the trainer dies with this process, and ``on_start`` gets the
+    ``TrainerProcess`` before it starts (an operator keeps it to stop the trainer from ``on_kill``).
+    """
     from tuneops.connections import export_connections
+    from tuneops.trainer_process import TrainerProcess
 
     # The trainer has no Airflow task context: it gets the connections' credentials as variables.
     export_connections()
-    cmd = [sys.executable, *train_command(plan)[1:]]
-    log.info("running %s", " ".join(cmd))
-    proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True)
-    if proc.returncode != 0:
-        raise RuntimeError(f"trainer exited with code {proc.returncode}; its log is above")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    trainer = TrainerProcess([sys.executable, *train_command(plan)[1:]])
+    if on_start is not None:
+        on_start(trainer)
+    return json.loads(trainer.run().strip().splitlines()[-1])
 
 
 def _base_ref(recipe, settings: Settings):

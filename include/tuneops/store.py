@@ -13,6 +13,8 @@ import os
 import shutil
 import tempfile
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -124,7 +126,7 @@ class ArtifactStore:
             client.put_object(Bucket=self.bucket, Key=f"{base}/{MARKER}", Body=b"")
             return self.uri(key)
         target = self._local(key)
-        staging = self.local_root / ".staging" / f"{uuid.uuid4().hex}"
+        staging = self.local_root / ".staging" / f"{_flat(key)}.{uuid.uuid4().hex}"
         staging.parent.mkdir(parents=True, exist_ok=True)
         shutil.copytree(local_dir, staging)
         (staging / MARKER).write_text("")
@@ -133,6 +135,72 @@ class ArtifactStore:
             shutil.rmtree(target)
         os.replace(staging, target)
         return self.uri(key)
+
+    @contextmanager
+    def publishing(self, key: str) -> Iterator[Path]:
+        """A folder to write the artifact ``key`` into, published atomically when the block succeeds.
+
+        Locally the folder is a staging folder inside the store (renamed into place: no second copy),
+        for S3 one under ``cache_dir/staging``; both are named after ``key``, so ``clean_staging`` can
+        find what a killed writer left. A failed block removes its folder and publishes nothing.
+        """
+        flat = _flat(key)
+        base = self.local_root / ".staging" if not self.is_s3 else self.cache_dir / "staging" / self.bucket
+        folder = base / f"{flat}.{uuid.uuid4().hex}"
+        folder.mkdir(parents=True)
+        try:
+            yield folder
+            if self.is_s3:
+                self.publish_dir(folder, key)
+            elif not self.exists(key):
+                target = self._local(key)
+                (folder / MARKER).write_text("")
+                target.parent.mkdir(parents=True, exist_ok=True)
+                if target.exists():  # left by a crash before the marker was written
+                    shutil.rmtree(target)
+                os.replace(folder, target)
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+
+    def clean_staging(self, key: str) -> list[str]:
+        """Remove what writers of ``key`` (and of keys below ``key.``) left behind when they were killed.
+
+        That is their staging folders and, on S3, objects of unmarked folders under ``key`` and
+        ``key.checkpoints``. Only the caller may be writing ``key`` (it holds the key's lease), so
+        nothing in use is removed. Returns what was removed.
+        """
+        flat = _flat(key)
+        removed = []
+        base = self.local_root / ".staging" if not self.is_s3 else self.cache_dir / "staging" / self.bucket
+        if base.is_dir():
+            for entry in base.iterdir():
+                if entry.name.startswith(flat + "."):
+                    shutil.rmtree(entry, ignore_errors=True)
+                    removed.append(str(entry))
+        if self.is_s3:
+            for prefix in (check_key(key), f"{check_key(key)}.checkpoints"):
+                removed += self._remove_unmarked(prefix)
+        return removed
+
+    def _remove_unmarked(self, prefix: str) -> list[str]:
+        """Delete the objects of folders under ``prefix`` (S3) that have no marker: uploads cut short."""
+        client = _s3_client()
+        folders: dict[str, list[str]] = {}
+        base = self._s3_key(prefix)
+        for page in client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=base + "/"):
+            for obj in page.get("Contents", []):
+                rest = obj["Key"][len(base) + 1 :]
+                folder = rest.split("/", 1)[0] if prefix.endswith(".checkpoints") else ""
+                folders.setdefault(folder, []).append(obj["Key"])
+        removed = []
+        for folder, keys in folders.items():
+            marker = f"{base}/{folder}/{MARKER}" if folder else f"{base}/{MARKER}"
+            if marker in keys:
+                continue
+            for object_key in keys:
+                client.delete_object(Bucket=self.bucket, Key=object_key)
+            removed.append(f"s3://{self.bucket}/{base}/{folder}".rstrip("/"))
+        return removed
 
     def remove_dir(self, key: str) -> None:
         """Delete the artifact folder ``key``; its marker goes first, so it is never seen half-deleted."""
@@ -224,6 +292,11 @@ class ArtifactStore:
         if not folder.is_dir():
             return []
         return sorted(f"{prefix}/{p.name}" for p in folder.iterdir() if (p / MARKER).is_file())
+
+
+def _flat(key: str) -> str:
+    """``key`` as one file name (staging folders are named after the key they will publish)."""
+    return check_key(key).replace("/", "__")
 
 
 def _s3_object_exists(bucket: str, key: str) -> bool:

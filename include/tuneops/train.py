@@ -16,7 +16,6 @@ import logging
 import math
 import os
 import sys
-import tempfile
 import time
 from itertools import chain, count
 from pathlib import Path
@@ -159,9 +158,49 @@ def _load_base(recipe: Recipe, base_path: str):
     return model, contextlib.nullcontext
 
 
-def train(recipe: Recipe, dataset_uri: str, output_uri: str, run_id: str | None, settings: Settings) -> dict:
+def _is_main_rank() -> bool:
+    return os.environ.get("RANK", "0") == "0"
+
+
+@contextlib.contextmanager
+def output_lease(output_uri: str, settings: Settings):
+    """Hold the lease on ``output_uri`` (``<parent>/locks/train-<name>.lock``) while training for it.
+
+    Two trainers never write one output at once: a second one (a retry racing a trainer that
+    outlived its task, or a duplicate launch) waits for the lease and fails with LockTimeout
+    if the holder is alive. The lease is short (``TUNEOPS_TRAIN_LEASE_SECONDS``, default 120 s)
+    and renewed every quarter of it, so a killed trainer's lapses before its task's retry gives up.
+    Yields the Lease (None on non-zero ranks of a torchrun launch, which rank 0 covers).
+    """
+    from tuneops.locks import store_lock
+
+    if not _is_main_rank():
+        yield None
+        return
+    ttl = float(os.environ.get("TUNEOPS_TRAIN_LEASE_SECONDS") or 120)
+    out_store, out_key = store_for(output_uri, settings)
+    owner = f"trainer pid {os.getpid()} on {os.uname().nodename}"
+    with store_lock(
+        out_store, f"train-{out_key}", owner=owner, ttl_seconds=ttl, wait_seconds=2 * ttl, heartbeat_seconds=ttl / 4
+    ) as lease:
+        yield lease
+
+
+def _still_ours(lease) -> None:
+    if lease is not None and lease.lost.is_set():
+        raise TrainingError(
+            f"the lease on this output ({lease.uri}) lapsed and another trainer took it over; "
+            "stopping without publishing so the two never write the same output"
+        )
+
+
+def train(
+    recipe: Recipe, dataset_uri: str, output_uri: str, run_id: str | None, settings: Settings, lease=None
+) -> dict:
     """Train a LoRA adapter and publish it to ``output_uri``; returns the summary dict.
 
+    ``lease`` is the ``output_lease`` held for ``output_uri``: the run stops before writing
+    anything once it is lost. A resumed run removes the staging folders a killed run left.
     Raises TrainingError for an empty dataset, a missing base model or a NaN/inf loss
     (with the step number); nothing is published in those cases.
     """
@@ -172,6 +211,9 @@ def train(recipe: Recipe, dataset_uri: str, output_uri: str, run_id: str | None,
         summary = json.loads((out_store.fetch_dir(out_key) / "summary.json").read_text())
         log.info("output %s is already complete; returning its summary instead of training again", output_uri)
         return {**summary, "reused": True}
+    if lease is not None:  # only the lease holder may clear what earlier writers of this output left
+        for leftover in out_store.clean_staging(out_key):
+            log.warning("removed %s, left by a trainer that was killed mid-write", leftover)
 
     import mlflow
     import torch
@@ -322,6 +364,7 @@ def train(recipe: Recipe, dataset_uri: str, output_uri: str, run_id: str | None,
                         break
                 if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < cfg.max_steps:
                     if world.main:  # the other ranks hold the same weights and optimizer state
+                        _still_ours(lease)
                         state = {"tokens": tokens, "loss": loss_value, "best": best}
                         save_checkpoint(
                             out_store, out_key, step, model, optimizer, scheduler, state, cfg.keep_checkpoints
@@ -375,6 +418,7 @@ def train(recipe: Recipe, dataset_uri: str, output_uri: str, run_id: str | None,
             "peak_memory_gib": round(_peak_memory_gib(device), 3),
         }
         if world.main:
+            _still_ours(lease)
             _publish(model, tokenizer, recipe, summary, out_store, out_key)
     distributed.barrier(world)
     distributed.finish(world)
@@ -388,14 +432,12 @@ def train(recipe: Recipe, dataset_uri: str, output_uri: str, run_id: str | None,
 
 def _publish(model, tokenizer, recipe: Recipe, summary: dict, store: ArtifactStore, key: str) -> None:
     """Adapter (safetensors) + tokenizer + resolved recipe + summary.json, published atomically; fills in the adapter hash."""
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp)
+    with store.publishing(key) as out:
         model.save_pretrained(out / "adapter", safe_serialization=True)
         tokenizer.save_pretrained(out / "adapter")
         (out / "recipe.yaml").write_text(yaml.safe_dump(recipe.model_dump(), sort_keys=True))
         summary["adapter_sha256"] = hash_dir(out / "adapter")
         (out / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True))
-        store.publish_dir(out, key)
 
 
 def _peak_memory_gib(device) -> float:
@@ -459,6 +501,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from tuneops.trainer_process import die_with_parent
+
+    die_with_parent()  # started by a task's TrainerProcess: never outlive that task
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("botocore").setLevel(logging.WARNING)  # one line per S3 client otherwise
@@ -472,16 +517,14 @@ def main(argv: list[str] | None = None) -> int:
 
         torch.set_num_threads(int(torch_threads))
     from tuneops.config import ConfigError
+    from tuneops.locks import LockTimeout
 
     try:
-        summary = train(
-            load_recipe(args.recipe, parse_sets(args.set)),
-            args.dataset,
-            args.output,
-            args.run_id,
-            load_settings(),
-        )
-    except (ConfigError, TrainingError, ValueError) as exc:
+        recipe = load_recipe(args.recipe, parse_sets(args.set))
+        settings = load_settings()
+        with output_lease(args.output, settings) as lease:
+            summary = train(recipe, args.dataset, args.output, args.run_id, settings, lease)
+    except (ConfigError, TrainingError, ValueError, LockTimeout) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if "rank" in summary:  # a non-zero rank of a torchrun launch: rank 0 reports

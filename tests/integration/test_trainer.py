@@ -60,7 +60,8 @@ def trainer(recipe: str, dataset: str, output: str) -> list[str]:
 
 
 # One thread: CPU matmuls then sum in one fixed order, so two runs can be compared bit for bit.
-ENV = {**os.environ, "TUNEOPS_TORCH_THREADS": "1"}
+# A short output lease: a killed trainer's lapses within seconds, so its rerun need not wait long.
+ENV = {**os.environ, "TUNEOPS_TORCH_THREADS": "1", "TUNEOPS_TRAIN_LEASE_SECONDS": "6"}
 
 
 def run_to_end(cmd: list[str]) -> dict:
@@ -113,6 +114,88 @@ def test_killed_trainer_resumes_from_its_checkpoint_and_matches_an_uninterrupted
 
     again = subprocess.run(trainer(recipe, dataset_uri, killed), env=ENV, capture_output=True, text=True)
     assert again.returncode == 0 and json.loads(again.stdout.strip().splitlines()[-1])["reused"] is True
+
+
+# What a worker's task process does for `train_local`: the operator, which starts the trainer.
+TASK = """
+import json, sys
+from tuneops.trainer_local import LocalTrainerOperator
+print(json.dumps(LocalTrainerOperator(task_id="train_local", plan=json.loads(sys.argv[1])).execute({})))
+"""
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            found.append(int(stat.parent.name))
+    return found
+
+
+def _running(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_a_task_killed_with_sigkill_takes_its_trainer_along_and_the_retry_resumes(dataset_uri, recipe):
+    """The local backend's trainer dies with its task; the retry resumes from the last complete
+    checkpoint and clears the staging folders the killed run left, and no second trainer writes
+    the output while one holds its lease."""
+    import mlflow
+
+    from tuneops.checkpoints import list_checkpoints
+    from tuneops.mlflow_utils import configure_mlflow
+    from tuneops.train import output_lease
+
+    settings = load_settings()
+    store = ArtifactStore.from_settings(settings)
+    experiment = configure_mlflow(settings)
+    run_id = mlflow.MlflowClient().create_run(experiment, run_name="task-kill").info.run_id
+    output = store.uri("candidates/task-killed")
+    plan = {"recipe": recipe, "dataset_uri": dataset_uri, "output_uri": output, "mlflow_run_id": run_id}
+    task = subprocess.Popen([sys.executable, "-c", TASK, json.dumps(plan)], env=ENV, stdout=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while not any(int(k.rsplit("-", 1)[1]) >= 10 for k in list_checkpoints(store, "candidates/task-killed")):
+        assert task.poll() is None, "the task ended before it could be killed"
+        assert time.monotonic() < deadline, "no checkpoint at step 10 within 5 minutes"
+        time.sleep(0.05)
+    (trainer_pid,) = _children(task.pid)
+    os.kill(task.pid, signal.SIGKILL)
+    task.wait()
+    deadline = time.monotonic() + 15
+    while _running(trainer_pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _running(trainer_pid), "the trainer outlived its killed task"
+    assert not store.exists("candidates/task-killed")
+
+    # What a kill mid-checkpoint leaves: a staging folder named after the output (another output's stays).
+    staging = store.local_root / "candidates" / ".staging"
+    staging.mkdir(parents=True, exist_ok=True)
+    (staging / "task-killed.checkpoints__step-00000015.deadbeef").mkdir()
+    (staging / "task-killed.checkpoints__step-00000015.deadbeef" / "adapter.safetensors").write_bytes(b"\0" * 1024)
+    (staging / "task-killed-other.1234").mkdir()
+
+    # While a trainer holds the output's lease, a second one refuses to start.
+    with output_lease(output, settings):
+        second = subprocess.run(
+            trainer(recipe, dataset_uri, output), env={**ENV, "TUNEOPS_TRAIN_LEASE_SECONDS": "1"},
+            capture_output=True, text=True,
+        )  # fmt: skip
+    assert second.returncode == 2 and "is still held by 'trainer pid" in second.stderr
+
+    retry = subprocess.run([sys.executable, "-c", TASK, json.dumps(plan)], env=ENV, capture_output=True, text=True)
+    assert retry.returncode == 0, retry.stderr[-3000:]
+    summary = json.loads(retry.stdout.strip().splitlines()[-1])
+    assert 10 <= summary["resumed_from_step"] < 30 and store.exists("candidates/task-killed")
+    assert sorted(p.name for p in staging.iterdir()) == ["task-killed-other.1234"]
+    assert "left by a trainer that was killed mid-write" in retry.stderr
+    assert store.list_objects("candidates/locks") == [], "the lease is released"
 
 
 def quick(recipe_path: str, **train) -> "object":

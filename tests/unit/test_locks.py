@@ -97,3 +97,24 @@ def test_an_expired_holder_does_not_release_the_lock_of_whoever_took_it_over(sto
     assert "no longer ours" in caplog.text and "'next-task'" in caplog.text
     after.__exit__(None, None, None)
     assert store.list_objects("locks") == []
+
+
+def test_a_heartbeat_keeps_a_short_lease_held_for_as_long_as_the_block_runs(store):
+    """A long job holds a short lease: renewed, it outlives its TTL; a dead holder's lapses within it."""
+    with store_lock(store, "train-out", owner="trainer", ttl_seconds=1.0, heartbeat_seconds=0.2) as lease:
+        time.sleep(2.5)  # well past the first expiry: only renewals keep it
+        with pytest.raises(LockTimeout, match="still held by 'trainer'"):
+            with store_lock(store, "train-out", owner="retry", wait_seconds=0):
+                pass
+        assert not lease.lost.is_set()
+    assert store.list_objects("locks") == []
+
+
+def test_a_heartbeat_that_finds_its_lease_taken_over_says_so(store):
+    with store_lock(store, "train-out", owner="slow", ttl_seconds=0.5, heartbeat_seconds=5) as lease:
+        time.sleep(0.7)  # the heartbeat is too slow: the lease lapses and a second holder takes it
+        with store_lock(store, "train-out", owner="second", ttl_seconds=30, wait_seconds=5):
+            deadline = time.monotonic() + 10
+            while not lease.lost.is_set() and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert lease.lost.is_set(), "the first holder must learn it lost the lock and stop writing"
