@@ -76,6 +76,13 @@ def cmd_promote(args) -> None:
     _print(promote(args.model, args.version, args.by, load_settings(), reason=args.reason))
 
 
+def cmd_record_hashes(args) -> None:
+    from tuneops.registry import record_hashes
+    from tuneops.settings import load_settings
+
+    _print(record_hashes(args.model, args.version, args.by, load_settings()))
+
+
 def cmd_rollback(args) -> None:
     from tuneops.pipeline import rollback_champion
 
@@ -161,6 +168,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--by", required=True, help="who approves (recorded on the version)")
     p.add_argument("--reason", default="")
     p.set_defaults(func=cmd_promote)
+
+    p = sub.add_parser(
+        "record-hashes",
+        help="vouch for a version registered before tuneops recorded weight hashes (so its loaders accept it)",
+    )
+    p.add_argument("--model", required=True)
+    p.add_argument("--version", required=True)
+    p.add_argument("--by", required=True, help="who vouches for the stored files (recorded on the version)")
+    p.set_defaults(func=cmd_record_hashes)
 
     p = sub.add_parser("rollback", help="move champion back to a version (default: previous_champion)")
     p.add_argument("--model", required=True)

@@ -1,8 +1,12 @@
-"""The registered MLflow model, logged as "models from code" (no pickled objects).
+"""The registered MLflow model, logged as "models from code" (no pickled objects), for MLflow clients.
 
 ``mlflow.pyfunc.load_model("models:/<name>@champion").predict(...)`` takes a list of prompt
 strings, or records with the template's fields (e.g. ``{"subject": ..., "input": ...}``),
 which are rendered with the prompt template the model was trained with.
+
+Loading this flavour executes the version's stored copy of this file and, in a fresh process,
+the copy of ``tuneops`` bundled in its ``code/`` folder. tuneops' own loaders never do: they read
+the weights, tokenizer and config as data (``tuneops.registry.load_version_files``).
 """
 
 import json
@@ -28,22 +32,11 @@ class TextGenerator(PythonModel):
         )
 
     def predict(self, context, model_input, params=None):
-        from tuneops.generation import generate
-        from tuneops.prompts import adds_special_tokens, render_prompt
+        from tuneops.generation import generate, prompts_for_inputs
+        from tuneops.prompts import adds_special_tokens
 
         records = model_input.to_dict("records") if hasattr(model_input, "to_dict") else list(model_input)
-        prompts = []
-        for rec in records:
-            if isinstance(rec, str):
-                prompts.append(rec)
-            elif "prompt" in rec:
-                prompts.append(rec["prompt"])
-            elif self.template is not None:
-                prompts.append(render_prompt(self.template, rec, self.tokenizer))
-            else:
-                raise ValueError(
-                    "each input must be a prompt string, a {'prompt': ...} record, or template fields"
-                )
+        prompts = prompts_for_inputs(records, self.template, self.tokenizer)
         max_new = int((params or {}).get("max_new_tokens", self.max_new_tokens))
         special = adds_special_tokens(self.template) if self.template is not None else True
         return generate(
