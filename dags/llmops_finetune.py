@@ -65,7 +65,9 @@ from tuneops.trainer_pod import TrainerPodOperator
             None, type=["null", "string"], description="URI of a published prompt dataset version."
         ),
         "recipe": Param(
-            default_recipe(), type="string", description="Recipe name (shipped) or YAML path; default: TUNEOPS_RECIPE."
+            default_recipe(),
+            type="string",
+            description="Recipe name (shipped) or YAML path in a TUNEOPS_RECIPE_DIRS folder; default: TUNEOPS_RECIPE."
         ),
         "compute": Param(
             None,

@@ -29,6 +29,8 @@ os.environ.update(
         "HF_DATASETS_OFFLINE": "1",
         "GX_ANALYTICS_ENABLED": "False",
         "TOKENIZERS_PARALLELISM": "false",
+        # The test recipes (tests/data) may be named by DAG Params, as a deployment's recipe folder.
+        "TUNEOPS_RECIPE_DIRS": str(REPO / "tests" / "data"),
     }
 )
 os.environ.pop("MLFLOW_REGISTRY_URI", None)

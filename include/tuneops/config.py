@@ -631,6 +631,35 @@ def check_overrides(overrides: dict, allowed: tuple[str, ...] | list[str], sourc
             )
 
 
+RECIPE_DIRS_ENV = "TUNEOPS_RECIPE_DIRS"
+
+
+def check_recipe_ref(ref: str, recipe_dirs: tuple[str, ...] | list[str]) -> None:
+    """Refuse a recipe *path* named by a DAG Param outside the shipped recipes and ``recipe_dirs``.
+
+    A recipe decides the base model and ``trust_remote_code``, so a Param naming any YAML file the
+    worker can read (one landed with a data batch, say) would let whoever may trigger a run choose
+    the code it runs. Shipped names pass. Raises OverrideRefused naming the path and the setting.
+    """
+    import os
+
+    path = Path(ref)
+    try:
+        is_file = path.is_file()
+    except OSError:
+        is_file = False
+    if path.suffix not in (".yaml", ".yml") and not is_file:
+        return  # a shipped name; load_recipe refuses unknown ones
+    real = os.path.realpath(path)
+    allowed = [str(CONFIG_DIR / "recipes"), *recipe_dirs]
+    if not any(real.startswith(os.path.realpath(d).rstrip("/") + "/") for d in allowed):
+        raise OverrideRefused(
+            f"recipe {excerpt(ref)} is not a shipped recipe nor in one of this deployment's recipe folders "
+            f"({', '.join(recipe_dirs) or 'none configured'}); put it in one and list that folder in "
+            f"{RECIPE_DIRS_ENV} (comma-separated), or set TUNEOPS_RECIPE to it"
+        )
+
+
 def count_trials(sweep: list | dict | None) -> int:
     """How many trials ``sweep`` makes, without expanding it (a grid's product of value counts)."""
     if not sweep:

@@ -125,21 +125,26 @@ def plan_training(
     labels: dict[str, str] | None = None,
     settings: Settings | None = None,
     sweep: list | dict | None = None,
+    check_recipe: bool = True,
 ) -> dict:
     """Resolve recipe and dataset into a run plan: content-addressed output URI and an MLflow run.
 
     The output URI is a hash of the recipe and the dataset version, so rerunning with the same
     inputs finds the adapter already trained; the MLflow run for that output is reused too.
     The ``sweep`` the run will expand is checked first (``tuneops.config.check_sweep``), so an
-    oversized or forbidden sweep creates nothing.
+    oversized or forbidden sweep creates nothing, and so is a recipe path, which must be shipped
+    or in the deployment's recipe folders (``check_recipe_ref``; the CLI, whose user picks any
+    file anyway, passes ``check_recipe=False``).
     """
     import mlflow
 
-    from tuneops.config import check_sweep
+    from tuneops.config import check_recipe_ref, check_sweep
     from tuneops.mlflow_utils import configure_mlflow, log_dataset_inputs
     from tuneops.train import recipe_hash
 
     settings = settings or load_settings()
+    if check_recipe:
+        check_recipe_ref(recipe, settings.recipe_dirs)
     check_sweep(sweep, settings.max_sweep_trials, settings.allowed_overrides)
     store = _store(settings)
     resolved = load_recipe(recipe)

@@ -32,6 +32,8 @@ class Settings:
     allowed_overrides: tuple[str, ...] = ()
     #: The most trials one sweep may have (``TUNEOPS_MAX_SWEEP_TRIALS``).
     max_sweep_trials: int = 32
+    #: Folders whose recipe files DAG Params may name (``TUNEOPS_RECIPE_DIRS``, plus ``TUNEOPS_RECIPE``'s).
+    recipe_dirs: tuple[str, ...] = ()
 
     @property
     def cache_dir(self) -> Path:
@@ -72,7 +74,16 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         landing_roots=tuple(dict.fromkeys(default_roots(home, artifact_root) + extra_roots)),
         allowed_overrides=tuple(k.strip() for k in env.get("TUNEOPS_ALLOWED_OVERRIDES", "").split(",") if k.strip()),
         max_sweep_trials=_positive_int(env, "TUNEOPS_MAX_SWEEP_TRIALS", 32),
+        recipe_dirs=_recipe_dirs(env),
     )
+
+
+def _recipe_dirs(env: dict[str, str]) -> tuple[str, ...]:
+    dirs = [d.strip() for d in env.get("TUNEOPS_RECIPE_DIRS", "").split(",") if d.strip()]
+    default = env.get("TUNEOPS_RECIPE") or ""
+    if default.endswith((".yaml", ".yml")):  # the deployment's own recipe file is trusted, and its folder
+        dirs.append(str(Path(default).expanduser().absolute().parent))
+    return tuple(dict.fromkeys(str(Path(d).expanduser().absolute()) for d in dirs))
 
 
 def _positive_int(env: dict[str, str], name: str, default: int) -> int:

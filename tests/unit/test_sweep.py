@@ -143,3 +143,26 @@ def test_the_deploy_params_may_not_pick_the_serving_image_or_namespace(monkeypat
     monkeypatch.setenv("TUNEOPS_SERVING_IMAGE", "registry.internal/serving:2")
     monkeypatch.setenv("TUNEOPS_ALLOWED_OVERRIDES", "serving.namespace")
     assert serving_target(None, "ml-staging", load_settings()) == ("registry.internal/serving:2", "ml-staging")
+
+
+def test_a_recipe_param_may_name_only_shipped_recipes_or_the_deployments_recipe_folders(tmp_path, monkeypatch):
+    from tuneops import pipeline
+    from tuneops.config import OverrideRefused, check_recipe_ref
+    from tuneops.settings import load_settings
+
+    landed = tmp_path / "landing" / "evil.yaml"  # a YAML file landed beside a data batch
+    landed.parent.mkdir()
+    landed.write_text("base_model: attacker/model\ntrust_remote_code: true\n")
+    with pytest.raises(OverrideRefused, match="evil.yaml.*TUNEOPS_RECIPE_DIRS"):
+        pipeline.plan_training("/nowhere", str(landed), settings=load_settings())
+    check_recipe_ref("tiny-local", ())  # shipped names pass
+    monkeypatch.setenv("TUNEOPS_RECIPE_DIRS", str(tmp_path / "recipes"))
+    (tmp_path / "recipes").mkdir()
+    (tmp_path / "recipes" / "ours.yaml").write_text("base_model: builtin:tiny-llama\n")
+    check_recipe_ref(str(tmp_path / "recipes" / "ours.yaml"), load_settings().recipe_dirs)
+    link = tmp_path / "recipes" / "link.yaml"  # a link out of the folder does not count as inside it
+    link.symlink_to(landed)
+    with pytest.raises(OverrideRefused):
+        check_recipe_ref(str(link), load_settings().recipe_dirs)
+    monkeypatch.setenv("TUNEOPS_RECIPE", str(landed))  # the deployment's own recipe is trusted
+    check_recipe_ref(str(landed), load_settings().recipe_dirs)
