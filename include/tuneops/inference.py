@@ -33,20 +33,27 @@ def log_record(
     *,
     request_id: str,
     model: str,
-    version: str,
+    version: str | None,
     prompt: str,
     response: str,
     latency_s: float,
     inputs: dict | None = None,
-    mode: str = "prompt",
+    mode: str | None = "prompt",
     variant: str = "merged",
     alias: str = "champion",
     prompt_tokens: int | None = None,
     completion_tokens: int | None = None,
     error: str | None = None,
+    status_code: int | None = None,
+    prompt_chars: int | None = None,
     ts: datetime | None = None,
 ) -> dict:
-    """One inference-log record, PII redacted (the kinds found are kept in ``pii_in_*``)."""
+    """One inference-log record, PII redacted (the kinds found are kept in ``pii_in_*``).
+
+    A request that failed has ``error`` (and ``status: "error"``); ``status_code`` is the HTTP
+    status it got. ``version`` is None when no model was loaded; ``prompt_chars`` defaults to
+    ``len(prompt)`` (a refused prompt may be logged cut short).
+    """
     prompt_redacted, prompt_pii = redact(prompt)
     response_redacted, response_pii = redact(response)
     inputs_redacted = (
@@ -56,19 +63,20 @@ def log_record(
         "request_id": request_id,
         "ts": (ts or datetime.now(UTC)).isoformat(),
         "model": model,
-        "version": str(version),
+        "version": None if version is None else str(version),
         "variant": variant,
         "alias": alias,
         "mode": mode,
         "prompt": prompt_redacted,
         "inputs": inputs_redacted,
         "response": response_redacted,
-        "prompt_chars": len(prompt),
+        "prompt_chars": len(prompt) if prompt_chars is None else prompt_chars,
         "prompt_tokens": prompt_tokens,
         "completion_tokens": completion_tokens,
         "latency_s": round(latency_s, 5),
         "status": "error" if error else "ok",
         "error": error,
+        "status_code": status_code,
         "pii_in_prompt": sorted(prompt_pii),
         "pii_in_response": sorted(response_pii),
     }
@@ -201,30 +209,34 @@ def read_feedback(store: ArtifactStore, start: datetime, end: datetime) -> list[
 def generate_with_champion(
     inputs: list, model_name: str, alias: str = "champion", settings: Settings | None = None
 ) -> list[dict]:
-    """Generate for prompt strings or template-field records with ``models:/<name>@<alias>``; logs each request."""
-    import mlflow
+    """Generate for prompt strings or template-field records with ``models:/<name>@<alias>``; logs each request.
 
-    from tuneops.mlflow_utils import configure_mlflow
-    from tuneops.registry import alias_version
+    The version's weights, tokenizer and template are read as data and checked against the
+    registered weights hash (``tuneops.registry.load_version_files``); nothing from the artifact
+    store is executed. Raises ValueError when the alias does not exist, and
+    ``tuneops.registry.ModelIntegrityError`` when the weights are not the ones registered.
+    """
+    from tuneops.generation import generate, load_model, prompts_for_inputs
+    from tuneops.prompts import adds_special_tokens
+    from tuneops.registry import alias_version, load_version_files
 
     settings = settings or load_settings()
-    configure_mlflow(settings)
     version = alias_version(model_name, alias, settings)
     if version is None:
         raise ValueError(f"model {model_name!r} has no '{alias}' alias yet; run llmops_finetune first")
-    model = mlflow.pyfunc.load_model(f"models:/{model_name}/{version.version}")
+    files = load_version_files(model_name, str(version.version), settings)
+    model, tokenizer = load_model(str(files.path))
+    prompts = prompts_for_inputs(inputs, files.template, tokenizer)
     started = time.monotonic()
-    outputs = model.predict(inputs)
+    outputs = generate(
+        model,
+        tokenizer,
+        prompts,
+        max_new_tokens=files.max_new_tokens,
+        add_special_tokens=adds_special_tokens(files.template) if files.template is not None else True,
+        decoding=files.decoding,
+    )
     latency = (time.monotonic() - started) / max(len(inputs), 1)
-    generator = model.unwrap_python_model()
-
-    def prompt_of(inp) -> str:
-        from tuneops.prompts import render_prompt
-
-        if isinstance(inp, str):
-            return inp
-        return inp.get("prompt") or render_prompt(generator.template, inp, generator.tokenizer)
-
     records = [
         log_record(
             request_id=uuid.uuid4().hex,
@@ -232,12 +244,12 @@ def generate_with_champion(
             version=str(version.version),
             alias=alias,
             mode="prompt" if isinstance(inp, str) else "inputs",
-            prompt=prompt_of(inp),
+            prompt=prompt,
             inputs=None if isinstance(inp, str) else inp,
             response=out,
             latency_s=latency,
         )
-        for inp, out in zip(inputs, outputs, strict=True)
+        for inp, prompt, out in zip(inputs, prompts, outputs, strict=True)
     ]
     log_requests(records, ArtifactStore.from_settings(settings))
     return records

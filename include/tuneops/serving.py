@@ -4,9 +4,11 @@
 is polled every ``refresh_seconds``; a new version is loaded (and warmed up) beside the one
 serving, then swapped in, so a moved alias is picked up without a restart and no request
 ever sees a half-loaded model. Requests are batched on the fly: whatever arrives while the
-model is busy (up to ``max_batch_size``) is generated together. Every request is appended,
-with PII redacted, to the inference log that ``llmops_monitor`` reads; feedback goes to
-``feedback/`` in the artifact store, from where corrections become training data.
+model is busy (up to ``max_batch_size``) is generated together. Every ``/generate`` request is
+appended, with PII redacted, to the inference log that ``llmops_monitor`` reads, refused and
+failed ones too (``status: "error"`` and the error); feedback goes to ``feedback/`` in the
+artifact store, from where corrections become training data. ``/openapi.json`` describes every
+answer, and the limits and template fields of the model being served.
 
 Run it with ``tuneops serve --model-name <name>`` (uvicorn).
 """
@@ -14,6 +16,8 @@ Run it with ``tuneops serve --model-name <name>`` (uvicorn).
 from __future__ import annotations
 
 import asyncio
+import copy
+import functools
 import logging
 import threading
 import time
@@ -23,9 +27,17 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+    model_validator,
+)
 
 from tuneops.config import Decoding, PromptTemplate
 from tuneops.inference import InferenceLog, find_request, log_record, write_feedback
@@ -33,6 +45,18 @@ from tuneops.settings import Settings, load_settings
 from tuneops.store import ArtifactStore
 
 log = logging.getLogger(__name__)
+
+# Below this, logits divided by the temperature overflow float32 and sampling fails; it
+# would be greedy decoding anyway, which `temperature: 0` asks for.
+MIN_TEMPERATURE = 0.01
+MAX_TEMPERATURE = 5.0
+# torch.manual_seed takes 64-bit seeds, numpy 32-bit ones; the spec writes bounds as floats,
+# which hold 2**32 - 1 exactly (not 2**63 - 1).
+SEED_MAX = 2**32 - 1
+# A character that is not whitespace as ``str.strip`` sees it (``str.isspace``), spelled out
+# so the spec's ``pattern`` means the same in Python, ECMA and Rust regex engines.
+HAS_TEXT = r"[^\t-\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
+INPUT_FIELDS = ("prompt", "messages", "inputs")
 
 
 class ServingConfig(BaseModel):
@@ -52,49 +76,153 @@ class ServingConfig(BaseModel):
     recent_requests: int = Field(10_000, ge=1)
 
 
+def _valid_unicode(value: str) -> str:
+    """``value`` if it is valid Unicode; a lone UTF-16 surrogate (JSON ``"\\ud800"``) is not."""
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise ValueError(
+                f"holds a lone UTF-16 surrogate (\\u{ord(value[exc.start]):04x}) at character {exc.start}: "
+                "send valid Unicode text (surrogates only in pairs)"
+            ) from None
+    return value
+
+
+def _temperature_in_range(value: float) -> float:
+    if value != 0 and not MIN_TEMPERATURE <= value <= MAX_TEMPERATURE:
+        raise ValueError(
+            f"must be 0 (greedy) or from {MIN_TEMPERATURE} to {MAX_TEMPERATURE} (sampling), not {value}"
+        )
+    return value
+
+
+def _whole_float_as_int(value: Any) -> Any:
+    # JSON Schema's "integer" includes 76.0; strict validation otherwise refuses floats.
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+# Every string the server accepts: valid Unicode, so it can be tokenized, logged and stored.
+Text = Annotated[str, AfterValidator(_valid_unicode)]
+# The bounds sit inside the validator, or pydantic writes them to the spec as "ge"/"le", not "minimum".
+NewTokens = Annotated[Annotated[int, Field(ge=1)], BeforeValidator(_whole_float_as_int)]
+Seed = Annotated[Annotated[int, Field(ge=0, le=SEED_MAX)], BeforeValidator(_whole_float_as_int)]
+Temperature = Annotated[
+    float,
+    AfterValidator(_temperature_in_range),
+    WithJsonSchema(
+        {"anyOf": [{"const": 0}, {"type": "number", "minimum": MIN_TEMPERATURE, "maximum": MAX_TEMPERATURE}]}
+    ),
+]
+
+
+_SOME_MESSAGE_WITH_TEXT = {"minItems": 1, "contains": {"properties": {"content": {"pattern": HAS_TEXT}}}}
+_SOME_INPUT_WITH_TEXT = {"minProperties": 1, "not": {"additionalProperties": {"not": {"pattern": HAS_TEXT}}}}
+
+
 class Message(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     role: Literal["system", "user", "assistant"]
-    content: str
+    content: Text
 
 
 class GenerateRequest(BaseModel):
-    """Exactly one of ``prompt`` (raw text), ``messages`` (chat) or ``inputs`` (the template's fields)."""
+    """Exactly one of ``prompt`` (raw text), ``messages`` (chat) or ``inputs`` (the template's fields).
 
-    model_config = ConfigDict(extra="forbid")
+    ``temperature`` 0 decodes greedily; 0.01 to 5 samples. ``seed`` (0 to 2**32-1) makes
+    sampling repeatable. The spec at ``/openapi.json`` also states this server's limits and
+    the served model's template fields.
+    """
 
-    prompt: str | None = None
-    messages: list[Message] | None = None
-    inputs: dict[str, str] | None = None
-    max_new_tokens: int | None = Field(None, ge=1)
-    temperature: float | None = Field(None, ge=0, le=5)
+    model_config = ConfigDict(
+        extra="forbid",
+        strict=True,
+        json_schema_extra={
+            "oneOf": [
+                {"required": [name], "properties": {name: {"type": kind}}}
+                for name, kind in zip(INPUT_FIELDS, ("string", "array", "object"), strict=True)
+            ]
+        },
+    )
+
+    prompt: Annotated[Text, Field(json_schema_extra={"pattern": HAS_TEXT})] | None = None
+    # At least one message with text; at least one input with text (the checks in `Service._prompt`).
+    messages: Annotated[list[Message], Field(json_schema_extra=_SOME_MESSAGE_WITH_TEXT)] | None = None
+    inputs: Annotated[dict[Text, Text], Field(json_schema_extra=_SOME_INPUT_WITH_TEXT)] | None = None
+    max_new_tokens: NewTokens | None = None
+    temperature: Temperature | None = None
     top_p: float | None = Field(None, gt=0, le=1)
-    seed: int | None = None
+    seed: Seed | None = None
 
     @model_validator(mode="after")
     def _one_input(self):
-        given = [k for k in ("prompt", "messages", "inputs") if getattr(self, k) is not None]
+        given = [k for k in INPUT_FIELDS if getattr(self, k) is not None]
         if len(given) != 1:
             raise ValueError(f"send exactly one of prompt, messages or inputs (got {given or 'none'})")
         return self
 
+    @property
+    def mode(self) -> str:
+        return next(k for k in INPUT_FIELDS if getattr(self, k) is not None)
+
 
 class FeedbackRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
-    request_id: str = Field(min_length=1)
+    request_id: Text = Field(min_length=1)
     rating: Literal["up", "down"]
-    correction: str | None = Field(None, min_length=1, max_length=20_000)
-    comment: str | None = Field(None, max_length=2000)
+    correction: Text | None = Field(
+        None,
+        min_length=1,
+        max_length=20_000,
+        description="The right answer, in the served model's output format (refused with 422 otherwise).",
+    )
+    comment: Text | None = Field(None, max_length=2000)
 
 
-class BadRequest(ValueError):
-    """A request the server refuses, with the HTTP status to answer."""
+class GenerateResponse(BaseModel):
+    request_id: str
+    model: str
+    version: str
+    variant: str
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    batch_size: int
+    latency_ms: float
 
-    def __init__(self, status: int, message: str):
+
+class FeedbackResponse(BaseModel):
+    feedback_id: str
+    uri: str
+
+
+class HealthResponse(BaseModel):
+    status: Literal["ok", "loading"]
+    model: str
+    alias: str
+    version: str | None
+    variant: str
+    loaded_at: str | None
+    requests_served: int
+    last_error: str | None
+
+
+class ErrorResponse(BaseModel):
+    """What every refused or failed request gets: what was wrong, and the logged request's id."""
+
+    error: str
+    request_id: str | None = None
+
+
+class RequestFailed(Exception):
+    """A request the server answers with an error: the HTTP status, the message, the logged request."""
+
+    def __init__(self, status: int, message: str, request_id: str | None = None):
         super().__init__(message)
         self.status = status
+        self.request_id = request_id
 
 
 @dataclass(frozen=True)
@@ -114,25 +242,28 @@ class LoadedModel:
 
 
 def load_version(name: str, version: str, variant: str, settings: Settings) -> LoadedModel:
-    """Load ``models:/<name>/<version>`` as served, quantized for ``variant="int8"``, and warm it up."""
-    import mlflow
+    """Load ``models:/<name>/<version>`` as served, quantized for ``variant="int8"``, and warm it up.
 
-    from tuneops.generation import generate, quantize_model
-    from tuneops.mlflow_utils import configure_mlflow
+    The weights, tokenizer and template are read as data and loaded with this installed tuneops;
+    nothing from the artifact store is executed. Raises ``tuneops.registry.ModelIntegrityError``
+    when the weights are not the ones registered.
+    """
+    from tuneops.generation import generate, load_model, quantize_model
+    from tuneops.registry import load_version_files
 
-    configure_mlflow(settings)
-    generator = mlflow.pyfunc.load_model(f"models:/{name}/{version}").unwrap_python_model()
-    model = quantize_model(generator.model, variant) if variant != "merged" else generator.model
-    generate(model, generator.tokenizer, ["warm-up"], max_new_tokens=1)
+    files = load_version_files(name, version, settings)
+    merged, tokenizer = load_model(str(files.path))
+    model = quantize_model(merged, variant) if variant != "merged" else merged
+    generate(model, tokenizer, ["warm-up"], max_new_tokens=1)
     return LoadedModel(
         name=name,
         version=str(version),
         variant=variant,
         model=model,
-        tokenizer=generator.tokenizer,
-        template=generator.template,
-        decoding=generator.decoding,
-        max_new_tokens=generator.max_new_tokens,
+        tokenizer=tokenizer,
+        template=files.template,
+        decoding=files.decoding,
+        max_new_tokens=files.max_new_tokens,
         max_positions=int(getattr(model.config, "max_position_embeddings", 0) or 0),
     )
 
@@ -223,6 +354,8 @@ class Service:
         self.recent: OrderedDict[str, dict] = OrderedDict()
         self._recent_lock = threading.Lock()
         self.batcher = Batcher(self._run_batch, config.max_batch_size, config.batch_wait_ms / 1000)
+        # Rendering, token counts, PII redaction and feedback: CPU work kept off the event loop.
+        self.executor = ThreadPoolExecutor(thread_name_prefix="requests")
         self._watcher: asyncio.Task | None = None
 
     # --- model lifecycle ----------------------------------------------------------------
@@ -280,6 +413,7 @@ class Service:
             self._watcher.cancel()
         await self.batcher.stop()
         self.log.stop()
+        self.executor.shutdown(wait=True)
 
     # --- requests -------------------------------------------------------------------------
 
@@ -288,37 +422,40 @@ class Service:
 
         if req.prompt is not None:
             if not req.prompt.strip():
-                raise BadRequest(422, "prompt is empty; send the text to complete")
+                raise RequestFailed(422, "prompt is empty; send the text to complete")
             return req.prompt, True
         if req.messages is not None:
             if not req.messages or not any(m.content.strip() for m in req.messages):
-                raise BadRequest(422, "messages are empty; send at least one message with content")
+                raise RequestFailed(422, "messages are empty; send at least one message with content")
             if not getattr(model.tokenizer, "chat_template", None):
-                raise BadRequest(
+                raise RequestFailed(
                     422, f"{model.name} v{model.version} has no chat template; send prompt or inputs"
                 )
-            text = model.tokenizer.apply_chat_template(
-                [m.model_dump() for m in req.messages], tokenize=False, add_generation_prompt=True
-            )
+            try:
+                text = model.tokenizer.apply_chat_template(
+                    [m.model_dump() for m in req.messages], tokenize=False, add_generation_prompt=True
+                )
+            except Exception as exc:  # chat templates refuse some conversations (e.g. roles out of turn)
+                raise RequestFailed(422, f"messages do not fit {model.name}'s chat template: {exc}") from exc
             return text, False
         if model.template is None:
-            raise BadRequest(
+            raise RequestFailed(
                 422, f"{model.name} v{model.version} has no prompt template; send prompt or messages"
             )
         if not any(v.strip() for v in req.inputs.values()):
-            raise BadRequest(422, "inputs are empty; send the template's fields with text")
+            raise RequestFailed(422, "inputs are empty; send the template's fields with text")
         try:
             return render_prompt(model.template, req.inputs, model.tokenizer), adds_special_tokens(
                 model.template
             )
         except Exception as exc:
-            raise BadRequest(422, f"inputs do not fit template {model.template.id!r}: {exc}") from exc
+            raise RequestFailed(422, f"inputs do not fit template {model.template.id!r}: {exc}") from exc
 
     def _decoding(self, req: GenerateRequest, model: LoadedModel) -> tuple[int, Decoding]:
         limit = self.config.max_new_tokens_limit
         max_new = req.max_new_tokens or min(model.max_new_tokens, limit)
         if max_new > limit:
-            raise BadRequest(
+            raise RequestFailed(
                 422, f"max_new_tokens {max_new} is over this server's limit of {limit}; ask for fewer"
             )
         decoding = model.decoding
@@ -363,43 +500,67 @@ class Service:
             for i in range(len(jobs))
         ]
 
-    async def generate(self, req: GenerateRequest) -> dict:
-        model = self.current
-        if model is None:
-            raise BadRequest(503, self.last_error or "no model loaded yet; retry shortly")
-        prompt, special = self._prompt(req, model)
+    async def offload(self, fn, *args, **kwargs):
+        """``fn(*args, **kwargs)`` in a worker thread, so the event loop keeps answering meanwhile."""
+        call = functools.partial(fn, *args, **kwargs)
+        return await asyncio.get_running_loop().run_in_executor(self.executor, call)
+
+    def _fit(self, req: GenerateRequest, model: LoadedModel, prompt: str, special: bool) -> tuple:
+        """``(max_new_tokens, decoding, prompt_tokens)``; raises RequestFailed (413) when it does not fit."""
         if len(prompt) > self.config.max_prompt_chars:
-            raise BadRequest(
+            raise RequestFailed(
                 413,
                 f"prompt is {len(prompt)} characters; the limit is {self.config.max_prompt_chars}: shorten it",
             )
         max_new, decoding = self._decoding(req, model)
         prompt_tokens = len(model.tokenizer(prompt, add_special_tokens=special)["input_ids"])
         if model.max_positions and prompt_tokens + max_new > model.max_positions:
-            raise BadRequest(
+            raise RequestFailed(
                 413,
                 f"prompt is {prompt_tokens} tokens and max_new_tokens {max_new}; together they exceed the model's "
                 f"context of {model.max_positions} tokens: shorten the prompt or ask for fewer tokens",
             )
+        return max_new, decoding, prompt_tokens
+
+    async def generate(self, req: GenerateRequest) -> dict:
+        """Generate for one request. Raises RequestFailed (4xx refusals, 503, 500) with the request's id.
+
+        Every request is logged, failed ones with ``status: "error"`` and the error text.
+        Rendering, token counting and logging (PII redaction) run in worker threads.
+        """
         request_id = uuid.uuid4().hex
         started = time.monotonic()
-        mode = "prompt" if req.prompt is not None else "messages" if req.messages is not None else "inputs"
-        common = {"request_id": request_id, "model": model.name, "version": model.version,
-                  "variant": model.variant, "alias": self.config.alias, "mode": mode,
-                  "prompt": prompt, "inputs": req.inputs, "prompt_tokens": prompt_tokens}  # fmt: skip
+        model = self.current
+        prompt, prompt_tokens = req.prompt or "", None
         try:
+            if model is None:
+                raise RequestFailed(503, self.last_error or "no model loaded yet; retry shortly")
+            prompt, special = await self.offload(self._prompt, req, model)
+            max_new, decoding, prompt_tokens = await self.offload(self._fit, req, model, prompt, special)
             result = await self.batcher.submit(model, (max_new, decoding.model_dump_json()), prompt, special)
         except Exception as exc:
-            record = log_record(**common, response="", latency_s=time.monotonic() - started, error=str(exc))
-            self._remember(record)
+            failure = (
+                exc
+                if isinstance(exc, RequestFailed)
+                else RequestFailed(500, f"generation failed: {type(exc).__name__}: {exc}")
+            )
+            failure.request_id = request_id
+            record = await self.offload(
+                self._failure_record, model, request_id=request_id, status=failure.status, error=str(failure),
+                started=started, mode=req.mode, prompt=prompt, inputs=req.inputs, prompt_tokens=prompt_tokens,
+            )  # fmt: skip
+            self.log.append(record)
+            if failure is not exc:
+                log.error("request %s: %s", request_id, failure, exc_info=exc)
+                raise failure from exc
             raise
         latency = time.monotonic() - started
-        record = log_record(
-            **common,
-            response=result["text"],
-            latency_s=latency,
-            completion_tokens=result["completion_tokens"],
-        )
+        record = await self.offload(
+            log_record, request_id=request_id, model=model.name, version=model.version, variant=model.variant,
+            alias=self.config.alias, mode=req.mode, prompt=prompt, inputs=req.inputs, prompt_tokens=prompt_tokens,
+            response=result["text"], latency_s=latency, completion_tokens=result["completion_tokens"],
+            status_code=200,
+        )  # fmt: skip
         self._remember(record)
         self.served += 1
         return {
@@ -413,6 +574,47 @@ class Service:
             "batch_size": result["batch_size"],
             "latency_ms": round(latency * 1000, 2),
         }
+
+    def _failure_record(
+        self, model: LoadedModel | None, *, request_id: str, status: int, error: str, started: float,
+        mode: str | None, prompt: str = "", inputs: dict | None = None, prompt_tokens: int | None = None,
+    ) -> dict:  # fmt: skip
+        """The log record of a refused or failed request: what it sent as far as it got parsed, and why.
+
+        The prompt is kept up to ``max_prompt_chars`` (a refused one may be longer), its length in full.
+        """
+        return log_record(
+            request_id=request_id, model=self.config.model_name, version=model.version if model else None,
+            variant=self.config.variant, alias=self.config.alias, mode=mode,
+            prompt=prompt[: self.config.max_prompt_chars], prompt_chars=len(prompt), inputs=inputs,
+            prompt_tokens=prompt_tokens, response="", latency_s=time.monotonic() - started, error=error,
+            status_code=status,
+        )  # fmt: skip
+
+    async def refuse(self, body: Any, status: int, error: str) -> str:
+        """Log a ``/generate`` body that failed validation (``status``, ``error``); returns its request id.
+
+        Of the body, what parsed is kept: the mode, a text ``prompt`` and text ``inputs``
+        (lone surrogates replaced, so the record can be written).
+        """
+        request_id = uuid.uuid4().hex
+        fields = body if isinstance(body, dict) else {}
+        given = [k for k in INPUT_FIELDS if fields.get(k) is not None]
+        prompt, inputs = fields.get("prompt"), fields.get("inputs")
+        if isinstance(inputs, dict) and all(
+            isinstance(k, str) and isinstance(v, str) for k, v in inputs.items()
+        ):
+            inputs = {_printable(k): _printable(v) for k, v in inputs.items()}
+        else:
+            inputs = None
+        record = await self.offload(
+            self._failure_record, self.current, request_id=request_id, status=status, error=error,
+            started=time.monotonic(),
+            mode=given[0] if len(given) == 1 else None,
+            prompt=_printable(prompt) if isinstance(prompt, str) else "", inputs=inputs,
+        )  # fmt: skip
+        self.log.append(record)
+        return request_id
 
     def _remember(self, record: dict) -> None:
         self.log.append(record)
@@ -428,13 +630,13 @@ class Service:
             self.log.flush()
             record = find_request(self.store, req.request_id)
         if record is None:
-            raise BadRequest(
+            raise RequestFailed(
                 404, f"unknown request_id {req.request_id!r}: send the request_id that /generate returned"
             )
         if req.correction is not None:
             problem = correction_problem(req.correction, self.current.template if self.current else None)
             if problem:
-                raise BadRequest(422, f"correction does not match the model's output format: {problem}")
+                raise RequestFailed(422, f"correction does not match the model's output format: {problem}")
         return write_feedback(self.store, record, req.model_dump())
 
     def health(self) -> dict:
@@ -460,7 +662,15 @@ def correction_problem(correction: str, template: PromptTemplate | None) -> str:
         return ""
     from tuneops.metrics.json_format.json_format import check
 
-    return check(correction, template.output.required_keys)
+    try:
+        return check(correction, template.output.required_keys)
+    except RecursionError:  # json.loads gives up on arrays/objects nested thousands deep
+        return "not JSON: nested too deeply"
+
+
+def _printable(text: str) -> str:
+    """``text`` with any lone UTF-16 surrogate replaced by "?", so it can be encoded and stored."""
+    return text.encode("utf-8", "replace").decode("utf-8")
 
 
 def _validation_message(errors: list[dict]) -> tuple[int, str]:
@@ -473,11 +683,80 @@ def _validation_message(errors: list[dict]) -> tuple[int, str]:
     return 422, "; ".join(parts)
 
 
+def _template_fields(template: PromptTemplate) -> list[str]:
+    """The fields a template's prompt needs from ``inputs`` (``system`` and ``instruction`` it has)."""
+    from jinja2 import Environment, meta
+
+    return sorted(
+        meta.find_undeclared_variables(Environment().parse(template.prompt)) - {"system", "instruction"}
+    )
+
+
+def _describe_served(spec: dict, config: ServingConfig, model: LoadedModel | None) -> dict:
+    """``spec`` stating this server's limits and, once loaded, what the served model accepts.
+
+    ``max_new_tokens`` gets the server's limit; ``inputs`` the template's fields (required);
+    a feedback ``correction`` the template's output format; a mode the model cannot serve (no
+    template, no chat template) is left out of the spec.
+    """
+    spec = copy.deepcopy(spec)
+    request = spec["components"]["schemas"]["GenerateRequest"]
+    props = request["properties"]
+
+    def present(prop: dict) -> dict:
+        return next(s for s in prop["anyOf"] if s.get("type") != "null")
+
+    present(props["max_new_tokens"])["maximum"] = config.max_new_tokens_limit
+    props["prompt"]["description"] = (
+        f"Raw prompt text. A rendered prompt over {config.max_prompt_chars} characters, or over the model's "
+        "context in tokens with max_new_tokens, is refused with 413."
+    )
+    if model is None:
+        return spec
+    dropped = set()
+    if model.template is None:
+        dropped.add("inputs")
+    else:
+        fields = _template_fields(model.template)
+        inputs = present(props["inputs"])
+        inputs["properties"] = {name: {"type": "string"} for name in fields}
+        inputs["required"] = fields
+        props["inputs"]["description"] = (
+            f"The fields of template {model.template.id!r}; at least one with text."
+        )
+    if model.template is not None and model.template.output is not None:
+        keys = model.template.output.required_keys
+        correction = spec["components"]["schemas"]["FeedbackRequest"]["properties"]["correction"]
+        correction["description"] = (
+            f"The right answer, as template {model.template.id!r} wants it: a JSON object with "
+            f"non-empty {', '.join(keys)} (refused with 422 otherwise)."
+        )
+        present(correction).update(
+            contentMediaType="application/json", contentSchema={"type": "object", "required": keys}
+        )
+    if not getattr(model.tokenizer, "chat_template", None):
+        dropped.add("messages")
+    for name in dropped:
+        del props[name]
+    request["oneOf"] = [branch for branch in request["oneOf"] if branch["required"][0] not in dropped]
+    return spec
+
+
+def _error(description: str) -> dict:
+    return {"model": ErrorResponse, "description": description}
+
+
 def create_app(config: ServingConfig, settings: Settings | None = None):
-    """The FastAPI app serving ``config.model_name@config.alias``."""
+    """The FastAPI app serving ``config.model_name@config.alias``.
+
+    Its spec (``/openapi.json``) lists every status each operation answers; every error
+    body is ``{"error": ..., "request_id": ...}`` (``ErrorResponse``).
+    """
     from fastapi import FastAPI, Request
     from fastapi.exceptions import RequestValidationError
+    from fastapi.openapi.utils import get_openapi
     from fastapi.responses import JSONResponse
+    from starlette.exceptions import HTTPException
 
     service = Service(config, settings)
 
@@ -490,28 +769,85 @@ def create_app(config: ServingConfig, settings: Settings | None = None):
     app = FastAPI(title=f"tuneops serving: {config.model_name}@{config.alias}", lifespan=lifespan)
     app.state.service = service
 
+    def error_response(
+        status: int, message: str, request_id: str | None = None, headers: dict | None = None
+    ) -> JSONResponse:
+        body = ErrorResponse(error=_printable(message), request_id=request_id)
+        return JSONResponse(body.model_dump(exclude_none=True), status_code=status, headers=headers)
+
+    async def refused(
+        request: Request, body: Any, status: int, message: str, headers: dict | None = None
+    ) -> JSONResponse:
+        """The error answer to a request refused before it reached ``Service``; a ``/generate`` one is logged."""
+        request_id = None
+        if request.method == "POST" and request.url.path == "/generate":
+            request_id = await service.refuse(body, status, _printable(message))
+        return error_response(status, message, request_id, headers)
+
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError):
-        status, message = _validation_message(exc.errors())
-        return JSONResponse({"error": message}, status_code=status)
+        return await refused(request, exc.body, *_validation_message(exc.errors()))
 
-    @app.exception_handler(BadRequest)
-    async def _bad(request: Request, exc: BadRequest):
-        return JSONResponse({"error": str(exc)}, status_code=exc.status)
+    @app.exception_handler(HTTPException)
+    async def _http(request: Request, exc: HTTPException):  # e.g. a body that is not UTF-8, a wrong method
+        return await refused(request, None, exc.status_code, str(exc.detail), exc.headers)
 
-    @app.post("/generate")
-    async def generate(req: GenerateRequest) -> dict:
+    @app.exception_handler(RequestFailed)
+    async def _failed(request: Request, exc: RequestFailed):
+        return error_response(exc.status, str(exc), exc.request_id)
+
+    @app.exception_handler(Exception)
+    async def _crashed(request: Request, exc: Exception):  # a bug: answer JSON, as the spec says
+        return error_response(500, f"internal error: {type(exc).__name__}: {exc}")
+
+    common = {
+        400: _error("The body is not valid JSON."),
+        422: _error("The body breaks the schema or the model's rules."),
+    }
+
+    @app.post(
+        "/generate",
+        responses={
+            **common,
+            413: _error("The prompt is too long (characters, or tokens with max_new_tokens)."),
+            500: _error("Generation failed; the request is logged with the error."),
+            503: _error("No model is loaded yet."),
+        },
+    )
+    async def generate(req: GenerateRequest) -> GenerateResponse:
         return await service.generate(req)
 
-    @app.post("/feedback")
-    async def feedback(req: FeedbackRequest) -> dict:
-        return await asyncio.get_running_loop().run_in_executor(None, service.feedback, req)
+    @app.post(
+        "/feedback",
+        responses={
+            **common,
+            404: _error("No served request has this request_id."),
+            500: _error("Storing the feedback failed."),
+        },
+    )
+    async def feedback(req: FeedbackRequest) -> FeedbackResponse:
+        return await service.offload(service.feedback, req)
 
-    @app.get("/health")
-    async def health():
+    @app.get("/health", responses={503: {"model": HealthResponse, "description": "No model is loaded yet."}})
+    async def health() -> HealthResponse:
         body = service.health()
         return JSONResponse(body, status_code=200 if body["status"] == "ok" else 503)
 
+    base_spec: dict = {}
+
+    def openapi() -> dict:
+        if not base_spec:
+            base_spec.update(
+                get_openapi(
+                    title=app.title,
+                    version=app.version,
+                    openapi_version=app.openapi_version,
+                    routes=app.routes,
+                )
+            )
+        return _describe_served(base_spec, config, service.current)
+
+    app.openapi = openapi
     return app
 
 

@@ -1,6 +1,8 @@
 """The serving endpoint: real uvicorn on loopback, real registry versions of tiny random models."""
 
 import json
+import re
+import sys
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -11,13 +13,14 @@ import pytest
 from tests.support.tiny_models import register_tiny_version
 from tuneops.inference import read_feedback, read_log
 from tuneops.registry import _client
-from tuneops.serving import ServerThread, ServingConfig, create_app
+from tuneops.serving import HAS_TEXT, SEED_MAX, ServerThread, ServingConfig, create_app
 from tuneops.settings import load_settings
 from tuneops.store import ArtifactStore
 
 NAME = "serving-test"
 TICKET = {"subject": "Charged twice", "input": "my card was charged twice for order 42, please refund"}
 CORRECTION = json.dumps({"category": "billing", "priority": "high", "team": "payments"})
+JSON = {"content-type": "application/json"}
 
 
 @pytest.fixture(scope="module")
@@ -84,14 +87,161 @@ def test_bad_requests_get_a_4xx_that_says_what_to_fix(server, body, status, mess
 
 def test_invalid_json_is_a_400_and_the_server_keeps_serving(server):
     url, _ = server
-    resp = httpx.post(
-        f"{url}/generate", content=b'{"prompt": "hi"', headers={"content-type": "application/json"}
-    )
+    resp = httpx.post(f"{url}/generate", content=b'{"prompt": "hi"', headers=JSON)
     assert resp.status_code == 400 and "not valid JSON" in resp.json()["error"]
+    not_utf8 = httpx.post(f"{url}/generate", content=b'{"prompt": "\xff\xfe"}', headers=JSON)
+    assert not_utf8.status_code == 400 and not_utf8.json()["error"] == "There was an error parsing the body"
     assert (
         httpx.post(f"{url}/generate", json={"prompt": "hi", "max_new_tokens": 2}, timeout=30).status_code
         == 200
     )
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "reason"),
+    [
+        ({"prompt": "hi", "temperature": 1e-300}, "temperature", "must be 0 (greedy) or from 0.01 to 5.0"),
+        ({"prompt": "hi", "seed": 2**70}, "seed", f"less than or equal to {SEED_MAX}"),
+        ({"prompt": "hi", "seed": -1}, "seed", "greater than or equal to 0"),
+        ({"prompt": "hi \ud800"}, "prompt", "lone UTF-16 surrogate (\\ud800) at character 3"),
+        ({"inputs": {**TICKET, "subject": "\udfff"}}, "inputs.subject", "lone UTF-16 surrogate"),
+        (
+            {"messages": [{"role": "user", "content": "\ud800!"}]},
+            "messages.0.content",
+            "lone UTF-16 surrogate",
+        ),
+    ],
+)
+def test_values_that_crashed_generation_get_a_422_naming_the_field(server, body, field, reason):
+    url, _ = server
+    resp = httpx.post(f"{url}/generate", content=json.dumps(body).encode(), headers=JSON, timeout=30)
+    assert resp.status_code == 422, resp.text
+    assert resp.json()["error"].startswith(f"{field}: ") and reason in resp.json()["error"]
+
+
+def test_a_conversation_the_chat_template_refuses_is_a_422(server):
+    url, service = server
+    tokenizer = service.current.tokenizer
+    chat_template = tokenizer.chat_template
+    tokenizer.chat_template = "{{ raise_exception('Conversation roles must alternate user/assistant') }}"
+    try:
+        resp = httpx.post(
+            f"{url}/generate", json={"messages": [{"role": "user", "content": "hi"}]}, timeout=30
+        )
+    finally:
+        tokenizer.chat_template = chat_template
+    assert resp.status_code == 422 and "roles must alternate" in resp.json()["error"], resp.text
+
+
+def test_every_refused_or_failed_request_is_logged_with_its_error(server, settings):
+    url, service = server
+    answers = [
+        httpx.post(f"{url}/generate", content=body, headers=JSON, timeout=30)
+        for body in (
+            b'{"prompt": "hi", "max_tokens": 3}',  # breaks the schema: 422
+            b'{"prompt": "hi"',  # not JSON: 400
+            b'{"prompt": "\xff"}',  # not UTF-8: 400
+            b'{"prompt": "   "}',  # refused by the server's own check: 422
+            json.dumps({"prompt": "x" * 2001}).encode(),  # too long: 413
+        )
+    ]
+    run_batch = service.batcher.run_batch
+    service.batcher.run_batch = lambda key, jobs: 1 / 0
+    try:
+        answers.append(httpx.post(f"{url}/generate", json={"prompt": "hi", "max_new_tokens": 2}, timeout=30))
+    finally:
+        service.batcher.run_batch = run_batch
+    assert [a.status_code for a in answers] == [422, 400, 400, 422, 413, 500]
+    assert "generation failed: ZeroDivisionError" in answers[-1].json()["error"]
+    service.log.flush()
+    logged = {r["request_id"]: r for r in _log(settings)}
+    for answer in answers:
+        record = logged[answer.json()["request_id"]]
+        assert record["status"] == "error" and record["error"] == answer.json()["error"], record
+        assert record["status_code"] == answer.status_code and record["model"] == NAME
+    too_long = logged[answers[4].json()["request_id"]]
+    assert (
+        too_long["mode"] == "prompt" and too_long["prompt_chars"] == 2001 and len(too_long["prompt"]) == 2000
+    )
+
+
+def test_a_correction_nested_too_deep_is_refused_not_a_crash(server):
+    url, _ = server
+    rid = httpx.post(f"{url}/generate", json={"inputs": TICKET, "max_new_tokens": 2}, timeout=30).json()[
+        "request_id"
+    ]
+    resp = httpx.post(f"{url}/feedback", json={"request_id": rid, "rating": "down", "correction": "[" * 5000})
+    assert resp.status_code == 422 and "nested too deeply" in resp.json()["error"]
+
+
+def test_long_feedback_does_not_hold_up_other_requests(server):
+    url, _ = server
+    rid = httpx.post(f"{url}/generate", json={"inputs": TICKET, "max_new_tokens": 2}, timeout=30).json()[
+        "request_id"
+    ]
+    # 20k characters (the limit) of what made PII redaction quadratic: about a second each before.
+    correction = json.dumps(
+        {"category": "1." * 4_980 + "@" + "a." * 4_980, "priority": "high", "team": "payments"}
+    )
+    statuses: list[int] = []
+
+    def send_feedback():
+        answer = {"request_id": rid, "rating": "down", "correction": correction, "comment": "1." * 1000}
+        statuses.append(httpx.post(f"{url}/feedback", json=answer, timeout=120).status_code)
+
+    senders = [threading.Thread(target=send_feedback) for _ in range(8)]
+    health_s: list[float] = []
+    for sender in senders:
+        sender.start()
+    while any(sender.is_alive() for sender in senders):
+        started = time.monotonic()
+        assert httpx.get(f"{url}/health", timeout=60).status_code == 200
+        health_s.append(time.monotonic() - started)
+    for sender in senders:
+        sender.join()
+    assert statuses == [200] * 8
+    assert max(health_s) < 1.0, f"/health took {max(health_s):.2f}s while feedback was being redacted"
+
+
+def test_the_spec_lists_every_status_every_error_body_and_the_one_input_rule(server):
+    url, _ = server
+    spec = httpx.get(f"{url}/openapi.json").json()
+    responses = {path: next(iter(ops.values()))["responses"] for path, ops in spec["paths"].items()}
+    assert {path: set(codes) for path, codes in responses.items()} == {
+        "/generate": {"200", "400", "413", "422", "500", "503"},
+        "/feedback": {"200", "400", "404", "422", "500"},
+        "/health": {"200", "503"},
+    }
+    for path in ("/generate", "/feedback"):
+        for code, response in responses[path].items():
+            body = response["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[-1]
+            assert body == (
+                "ErrorResponse"
+                if code != "200"
+                else "GenerateResponse"
+                if path == "/generate"
+                else "FeedbackResponse"
+            )
+    schemas = spec["components"]["schemas"]
+    assert "HTTPValidationError" not in schemas
+    request = schemas["GenerateRequest"]
+    assert [branch["required"] for branch in request["oneOf"]] == [["prompt"], ["messages"], ["inputs"]]
+    inputs = next(s for s in request["properties"]["inputs"]["anyOf"] if s.get("type") == "object")
+    assert inputs["required"] == ["input", "subject"]  # the served template's fields
+    new_tokens = next(
+        s for s in request["properties"]["max_new_tokens"]["anyOf"] if s.get("type") == "integer"
+    )
+    seed = next(s for s in request["properties"]["seed"]["anyOf"] if s.get("type") == "integer")
+    assert new_tokens == {"type": "integer", "minimum": 1, "maximum": 32}
+    assert (seed["minimum"], seed["maximum"]) == (0, SEED_MAX)
+    assert {"const": 0} in request["properties"]["temperature"]["anyOf"]
+
+
+def test_the_spec_calls_blank_exactly_what_the_server_strips():
+    # Every code point: the spec's "has text" pattern must agree with str.strip, or valid-looking
+    # prompts get refused (or blank ones accepted).
+    every = "".join(map(chr, range(sys.maxunicode + 1)))
+    assert "".join(re.findall(HAS_TEXT, every)) == "".join(c for c in every if not c.isspace())
 
 
 def test_concurrent_requests_are_batched_and_answer_as_if_alone(server):
