@@ -29,13 +29,17 @@ os.environ.update(
         "HF_DATASETS_OFFLINE": "1",
         "GX_ANALYTICS_ENABLED": "False",
         "TOKENIZERS_PARALLELISM": "false",
-        # The test recipes (tests/data) may be named by DAG Params, as a deployment's recipe folder.
-        "TUNEOPS_RECIPE_DIRS": str(REPO / "tests" / "data"),
+        # The test recipes (tests/data, and those tests write to RECIPE_DIR) may be named by DAG
+        # Params, as a deployment's recipe folders may.
+        "TUNEOPS_RECIPE_DIRS": f"{REPO / 'tests' / 'data'},{_SESSION / 'recipes'}",
     }
 )
 os.environ.pop("MLFLOW_REGISTRY_URI", None)
 os.environ.pop("TUNEOPS_ARTIFACT_ROOT", None)
 (_SESSION / "tuneops").mkdir(parents=True, exist_ok=True)
+#: Where a test writes a recipe that it names in a DAG Param (a folder in TUNEOPS_RECIPE_DIRS).
+RECIPE_DIR = _SESSION / "recipes"
+RECIPE_DIR.mkdir(exist_ok=True)
 sys.path.insert(0, str(REPO))
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from scripts.demo import load_dags, run_dag, task_result
+from tests.conftest import RECIPE_DIR
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
@@ -142,7 +143,7 @@ def test_worse_candidate_is_rejected_with_the_deciding_rule_named(dags, chain, t
 
     recipe = yaml.safe_load(Path(FAST_RECIPE).read_text())
     recipe["train"]["max_steps"] = 3  # barely trained: far below the champion
-    worse = tmp_path / "recipe-worse.yaml"
+    worse = RECIPE_DIR / "recipe-worse.yaml"  # a Param may name recipes in TUNEOPS_RECIPE_DIRS only
     worse.write_text(yaml.safe_dump(recipe))
     before = str(MlflowClient().get_model_version_by_alias(MODEL, "champion").version)
 
@@ -174,7 +175,7 @@ def test_a_reviewer_rejects_then_approves_the_challenger_through_the_rest_api(ch
         "model_name": name,
         "auto_approve": False,
     }  # same weights as the chain's: no retraining
-    path = tmp_path / "recipe-approval.yaml"
+    path = RECIPE_DIR / "recipe-approval.yaml"
     path.write_text(yaml.safe_dump(recipe))
     dataset_uri = task_result("llmops_finetune", chain["finetune"].run_id, "plan_training")["dataset_uri"]
     stack = AirflowStack(tmp_path, share_artifacts=True)
