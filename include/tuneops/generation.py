@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tuneops.config import Decoding, PromptTemplate
+from tuneops.config import Decoding
 
 
 def load_model(
@@ -121,26 +121,3 @@ def generate(
             token_counts += first_end.tolist()
         outputs += [t.strip() for t in tokenizer.batch_decode(new_tokens, skip_special_tokens=True)]
     return outputs
-
-
-def prompts_for_inputs(inputs: list, template: PromptTemplate | None, tokenizer) -> list[str]:
-    """The prompt text for each input: a prompt string, a ``{"prompt": ...}`` record, or template fields.
-
-    Template fields (e.g. ``{"subject": ..., "input": ...}``) are rendered with ``template``, the
-    one the model was trained with. Raises ValueError for fields when there is no template.
-    """
-    from tuneops.prompts import render_prompt
-
-    prompts = []
-    for record in inputs:
-        if isinstance(record, str):
-            prompts.append(record)
-        elif "prompt" in record:
-            prompts.append(record["prompt"])
-        elif template is not None:
-            prompts.append(render_prompt(template, record, tokenizer))
-        else:
-            raise ValueError(
-                "each input must be a prompt string, a {'prompt': ...} record, or template fields"
-            )
-    return prompts

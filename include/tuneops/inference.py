@@ -216,8 +216,8 @@ def generate_with_champion(
     store is executed. Raises ValueError when the alias does not exist, and
     ``tuneops.registry.ModelIntegrityError`` when the weights are not the ones registered.
     """
-    from tuneops.generation import generate, load_model, prompts_for_inputs
-    from tuneops.prompts import adds_special_tokens
+    from tuneops.generation import generate, load_model
+    from tuneops.prompts import adds_special_tokens, prompts_for_inputs
     from tuneops.registry import alias_version, load_version_files
 
     settings = settings or load_settings()

@@ -568,3 +568,24 @@ def load_prompt_dataset(dataset_dir: Path):
     from datasets import load_from_disk
 
     return load_from_disk(str(Path(dataset_dir) / "data"))
+
+
+def prompts_for_inputs(inputs: list, template: PromptTemplate | None, tokenizer) -> list[str]:
+    """The prompt text for each input: a prompt string, a ``{"prompt": ...}`` record, or template fields.
+
+    Template fields (e.g. ``{"subject": ..., "input": ...}``) are rendered with ``template``, the
+    one the model was trained with. Raises ValueError for fields when there is no template.
+    """
+    prompts = []
+    for record in inputs:
+        if isinstance(record, str):
+            prompts.append(record)
+        elif "prompt" in record:
+            prompts.append(record["prompt"])
+        elif template is not None:
+            prompts.append(render_prompt(template, record, tokenizer))
+        else:
+            raise ValueError(
+                "each input must be a prompt string, a {'prompt': ...} record, or template fields"
+            )
+    return prompts

@@ -32,8 +32,8 @@ class TextGenerator(PythonModel):
         )
 
     def predict(self, context, model_input, params=None):
-        from tuneops.generation import generate, prompts_for_inputs
-        from tuneops.prompts import adds_special_tokens
+        from tuneops.generation import generate
+        from tuneops.prompts import adds_special_tokens, prompts_for_inputs
 
         records = model_input.to_dict("records") if hasattr(model_input, "to_dict") else list(model_input)
         prompts = prompts_for_inputs(records, self.template, self.tokenizer)
