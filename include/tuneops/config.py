@@ -471,23 +471,23 @@ def _allowed_keys(model: type[BaseModel], loc: tuple) -> list[str]:
     return sorted(current.model_fields)
 
 
+def _is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except OSError:  # a name too long for the file system, say: no such file either way
+        return False
+
+
 def resolve_config_path(ref: str | Path, kind: str) -> Path:
     """A path as given, or the shipped ``configs/<kind>/<ref>.yaml`` for a bare name."""
     path = Path(ref)
-    try:
-        is_file = path.is_file()
-    except OSError:  # a name too long for the file system, say: no such file either way
-        is_file = False
+    is_file = _is_file(path)
     if path.suffix in (".yaml", ".yml") or is_file:
         if not is_file:
             raise ConfigError(f"{kind[:-1]} file {excerpt(ref)} does not exist")
         return path
     shipped = CONFIG_DIR / kind / f"{ref}.yaml"
-    try:
-        shipped_exists = shipped.is_file()
-    except OSError:
-        shipped_exists = False
-    if not shipped_exists:
+    if not _is_file(shipped):
         names = sorted(p.stem for p in (CONFIG_DIR / kind).glob("*.yaml"))
         raise ConfigError(
             f"no {kind[:-1]} named {excerpt(ref)}; shipped ones: {', '.join(names)}; or pass a .yaml path"
@@ -614,6 +614,11 @@ def _covers(outer: str, inner: str) -> bool:
     return inner == outer or inner.startswith(outer + ".")
 
 
+def override_allowed(key: str, allowed: tuple[str, ...] | list[str]) -> bool:
+    """Whether ``allowed`` (``TUNEOPS_ALLOWED_OVERRIDES``) names ``key`` or a section above it."""
+    return any(_covers(a, key) for a in allowed)
+
+
 def check_overrides(overrides: dict, allowed: tuple[str, ...] | list[str], source: str) -> None:
     """Refuse ``overrides`` (nested recipe keys) that set a protected key the deployment does not allow.
 
@@ -622,7 +627,7 @@ def check_overrides(overrides: dict, allowed: tuple[str, ...] | list[str], sourc
     """
     for key in _leaf_keys(dotted_to_nested(overrides)):
         touched = [p for p in PROTECTED_KEYS if _covers(p, key) or _covers(key, p)]
-        refused = [p for p in touched if not any(_covers(a, p) or _covers(a, key) for a in allowed)]
+        refused = [p for p in touched if not (override_allowed(p, allowed) or override_allowed(key, allowed))]
         if refused:
             raise OverrideRefused(
                 f"{source} sets '{key}', which only the recipe file may set (it decides {refused[0]!r}); "
@@ -644,11 +649,7 @@ def check_recipe_ref(ref: str, recipe_dirs: tuple[str, ...] | list[str]) -> None
     import os
 
     path = Path(ref)
-    try:
-        is_file = path.is_file()
-    except OSError:
-        is_file = False
-    if path.suffix not in (".yaml", ".yml") and not is_file:
+    if path.suffix not in (".yaml", ".yml") and not _is_file(path):
         return  # a shipped name; load_recipe refuses unknown ones
     real = os.path.realpath(path)
     allowed = [str(CONFIG_DIR / "recipes"), *recipe_dirs]

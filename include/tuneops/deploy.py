@@ -15,6 +15,8 @@ from pathlib import Path
 
 import yaml
 
+from tuneops.settings import DEFAULT_SERVING_IMAGE, DEFAULT_SERVING_NAMESPACE
+
 log = logging.getLogger(__name__)
 MANIFEST = Path(__file__).parent / "configs" / "kubernetes" / "serving.yaml"
 KUBERNETES_VERSION = "1.32.0"
@@ -24,31 +26,25 @@ def _template() -> list[dict]:
     return [d for d in yaml.safe_load_all(MANIFEST.read_text()) if d]
 
 
-DEFAULT_IMAGE = "ghcr.io/tuneops/serving:latest"
-DEFAULT_NAMESPACE = "tuneops"
 
 
 def serving_target(image: str | None, namespace: str | None, settings) -> tuple[str, str]:
     """The serving image and namespace for a deploy run: the deployment's, unless Params override them.
 
-    The deployment's are ``TUNEOPS_SERVING_IMAGE`` and ``TUNEOPS_SERVING_NAMESPACE``. A Param that
-    differs from them is an override of ``serving.image`` / ``serving.namespace``, refused
-    (``tuneops.config.OverrideRefused``) unless ``TUNEOPS_ALLOWED_OVERRIDES`` names that key: whoever
-    may trigger ``llmops_deploy`` must not pick the code the endpoint runs or where it runs.
+    The deployment's are ``settings.serving_image`` / ``serving_namespace`` (``TUNEOPS_SERVING_IMAGE``,
+    ``TUNEOPS_SERVING_NAMESPACE``). A Param that differs from them overrides ``serving.image`` /
+    ``serving.namespace``, refused (``tuneops.config.OverrideRefused``) unless
+    ``TUNEOPS_ALLOWED_OVERRIDES`` names that key: whoever may trigger ``llmops_deploy`` must not pick
+    the code the endpoint runs or where it runs.
     """
-    import os
-
-    from tuneops.config import ALLOWED_OVERRIDES_ENV, OverrideRefused
+    from tuneops.config import ALLOWED_OVERRIDES_ENV, OverrideRefused, override_allowed
 
     chosen = []
-    for key, given, env, default in (
-        ("serving.image", image, "TUNEOPS_SERVING_IMAGE", DEFAULT_IMAGE),
-        ("serving.namespace", namespace, "TUNEOPS_SERVING_NAMESPACE", DEFAULT_NAMESPACE),
+    for key, given, configured, env in (
+        ("serving.image", image, settings.serving_image, "TUNEOPS_SERVING_IMAGE"),
+        ("serving.namespace", namespace, settings.serving_namespace, "TUNEOPS_SERVING_NAMESPACE"),
     ):
-        configured = os.environ.get(env) or default
-        if given and given != configured and not any(
-            key == allowed or key.startswith(allowed + ".") for allowed in settings.allowed_overrides
-        ):
+        if given and given != configured and not override_allowed(key, settings.allowed_overrides):
             raise OverrideRefused(
                 f"the Param sets {key} to {given[:80]!r}, but this deployment serves {configured!r} ({env}); "
                 f"leave the Param empty, change {env}, or allow the override in {ALLOWED_OVERRIDES_ENV}={key}"
@@ -58,8 +54,8 @@ def serving_target(image: str | None, namespace: str | None, settings) -> tuple[
 
 
 def render_serving(
-    model_name: str, version: str, variant: str = "merged", *, image: str = DEFAULT_IMAGE,
-    namespace: str = DEFAULT_NAMESPACE, replicas: int = 1, gpu: bool = True,
+    model_name: str, version: str, variant: str = "merged", *, image: str = DEFAULT_SERVING_IMAGE,
+    namespace: str = DEFAULT_SERVING_NAMESPACE, replicas: int = 1, gpu: bool = True,
 ) -> list[dict]:  # fmt: skip
     """The Deployment and Service serving ``model_name@champion`` (now ``version``) as ``variant``."""
     if replicas < 1:

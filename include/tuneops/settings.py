@@ -12,6 +12,9 @@ from pathlib import Path
 
 from tuneops.landing import LANDING_ROOTS_ENV, default_roots, parse_roots
 
+DEFAULT_SERVING_IMAGE = "ghcr.io/tuneops/serving:latest"
+DEFAULT_SERVING_NAMESPACE = "tuneops"
+
 
 def default_recipe() -> str:
     """The recipe for runs that name none (asset-triggered, scheduled, the trigger form's default):
@@ -34,6 +37,9 @@ class Settings:
     max_sweep_trials: int = 32
     #: Folders whose recipe files DAG Params may name (``TUNEOPS_RECIPE_DIRS``, plus ``TUNEOPS_RECIPE``'s).
     recipe_dirs: tuple[str, ...] = ()
+    #: What ``llmops_deploy`` serves and where (``TUNEOPS_SERVING_IMAGE``, ``TUNEOPS_SERVING_NAMESPACE``).
+    serving_image: str = DEFAULT_SERVING_IMAGE
+    serving_namespace: str = DEFAULT_SERVING_NAMESPACE
 
     @property
     def cache_dir(self) -> Path:
@@ -72,14 +78,20 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         registry_uri=env.get("MLFLOW_REGISTRY_URI") or tracking_uri,
         experiment=env.get("TUNEOPS_EXPERIMENT") or "tuneops",
         landing_roots=tuple(dict.fromkeys(default_roots(home, artifact_root) + extra_roots)),
-        allowed_overrides=tuple(k.strip() for k in env.get("TUNEOPS_ALLOWED_OVERRIDES", "").split(",") if k.strip()),
+        allowed_overrides=_comma_list(env, "TUNEOPS_ALLOWED_OVERRIDES"),
         max_sweep_trials=_positive_int(env, "TUNEOPS_MAX_SWEEP_TRIALS", 32),
         recipe_dirs=_recipe_dirs(env),
+        serving_image=env.get("TUNEOPS_SERVING_IMAGE") or DEFAULT_SERVING_IMAGE,
+        serving_namespace=env.get("TUNEOPS_SERVING_NAMESPACE") or DEFAULT_SERVING_NAMESPACE,
     )
 
 
+def _comma_list(env: dict[str, str], name: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in env.get(name, "").split(",") if item.strip())
+
+
 def _recipe_dirs(env: dict[str, str]) -> tuple[str, ...]:
-    dirs = [d.strip() for d in env.get("TUNEOPS_RECIPE_DIRS", "").split(",") if d.strip()]
+    dirs = list(_comma_list(env, "TUNEOPS_RECIPE_DIRS"))
     default = env.get("TUNEOPS_RECIPE") or ""
     if default.endswith((".yaml", ".yml")):  # the deployment's own recipe file is trusted, and its folder
         dirs.append(str(Path(default).expanduser().absolute().parent))

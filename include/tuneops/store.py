@@ -18,6 +18,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from tuneops.excerpt import excerpt
+
 MARKER = "_SUCCESS"
 
 
@@ -34,9 +36,8 @@ def check_key(key: str) -> str:
     stripped = key.strip("/")
     parts = stripped.split("/")
     if stripped and ("\\" in stripped or any(part in ("", ".", "..") for part in parts)):
-        shown = key if len(key) <= 120 else key[:100] + "..."
         raise ValueError(
-            f"artifact key {shown!r} has a '..', '.' or empty segment or a backslash; keys name folders "
+            f"artifact key {excerpt(key)} has a '..', '.' or empty segment or a backslash; keys name folders "
             "inside the artifact store: pass the URI an earlier step published"
         )
     return stripped
@@ -88,9 +89,8 @@ class ArtifactStore:
         """The key of ``uri`` in this store; raises ValueError for a URI outside it."""
         root = self.uri("").rstrip("/")
         if not uri.startswith(root + "/"):
-            shown = uri if len(uri) <= 200 else uri[:180] + "..."
             raise ValueError(
-                f"{shown} is not inside the artifact store {root}; pass a URI that an earlier step published"
+                f"{excerpt(uri, 200)} is not inside the artifact store {root}; pass a URI that an earlier step published"
             )
         return check_key(uri[len(root) + 1 :])
 
@@ -125,15 +125,8 @@ class ArtifactStore:
                 client.upload_file(str(file), self.bucket, f"{base}/{file.relative_to(local_dir).as_posix()}")
             client.put_object(Bucket=self.bucket, Key=f"{base}/{MARKER}", Body=b"")
             return self.uri(key)
-        target = self._local(key)
-        staging = self.local_root / ".staging" / f"{_flat(key)}.{uuid.uuid4().hex}"
-        staging.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copytree(local_dir, staging)
-        (staging / MARKER).write_text("")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if target.exists():  # left by a crash before the marker was written
-            shutil.rmtree(target)
-        os.replace(staging, target)
+        with self.publishing(key) as staging:
+            shutil.copytree(local_dir, staging, dirs_exist_ok=True)
         return self.uri(key)
 
     @contextmanager

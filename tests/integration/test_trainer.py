@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.support.processes import children, wait_gone
 from tuneops.settings import load_settings
 from tuneops.store import ArtifactStore
 
@@ -124,25 +125,6 @@ print(json.dumps(LocalTrainerOperator(task_id="train_local", plan=json.loads(sys
 """
 
 
-def _children(pid: int) -> list[int]:
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except (FileNotFoundError, ProcessLookupError):
-            continue
-        if int(fields[1]) == pid and fields[0] != "Z":
-            found.append(int(stat.parent.name))
-    return found
-
-
-def _running(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
-
-
 def test_a_task_killed_with_sigkill_takes_its_trainer_along_and_the_retry_resumes(dataset_uri, recipe):
     """The local backend's trainer dies with its task; the retry resumes from the last complete
     checkpoint and clears the staging folders the killed run left, and no second trainer writes
@@ -165,13 +147,10 @@ def test_a_task_killed_with_sigkill_takes_its_trainer_along_and_the_retry_resume
         assert task.poll() is None, "the task ended before it could be killed"
         assert time.monotonic() < deadline, "no checkpoint at step 10 within 5 minutes"
         time.sleep(0.05)
-    (trainer_pid,) = _children(task.pid)
+    (trainer_pid,) = children(task.pid)
     os.kill(task.pid, signal.SIGKILL)
     task.wait()
-    deadline = time.monotonic() + 15
-    while _running(trainer_pid) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert not _running(trainer_pid), "the trainer outlived its killed task"
+    assert wait_gone([trainer_pid]) == [], "the trainer outlived its killed task"
     assert not store.exists("candidates/task-killed")
 
     # What a kill mid-checkpoint leaves: a staging folder named after the output (another output's stays).

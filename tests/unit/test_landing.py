@@ -184,17 +184,22 @@ def test_a_crash_after_the_copy_loses_nothing_and_the_rerun_finishes_the_move(la
     assert hash_file(store.fetch_dir(key) / listing[0]["file"]) == before["part-0.jsonl"]
 
 
+def _after_publish(monkeypatch, action) -> None:
+    """Run ``action(store, key)`` right after each publish: what happens between copy and removal."""
+    publish = ArtifactStore.publish_dir
+
+    def publish_then_act(self, local_dir, key):
+        uri = publish(self, local_dir, key)
+        action(self, key)
+        return uri
+
+    monkeypatch.setattr(ArtifactStore, "publish_dir", publish_then_act)
+
+
 def test_a_source_rewritten_while_it_was_validated_is_new_data_and_stays(layout, config, monkeypatch):
     landing, _, store, roots = layout
     batch = _bad_batch(landing)
-    publish = ArtifactStore.publish_dir
-
-    def publish_then_producer_rewrites(self, local_dir, key):
-        uri = publish(self, local_dir, key)
-        _good(batch / "part-0.jsonl", seed=9)
-        return uri
-
-    monkeypatch.setattr(ArtifactStore, "publish_dir", publish_then_producer_rewrites)
+    _after_publish(monkeypatch, lambda store, key: _good(batch / "part-0.jsonl", seed=9))  # the producer
     with pytest.raises(BatchRejected, match="changed while being validated and were left in place"):
         validate_batch(str(batch), config, store, landing / ".cache", roots)
     assert hash_file(batch / "part-0.jsonl") == hash_file(_good(landing / "expected.jsonl", seed=9))
@@ -203,14 +208,10 @@ def test_a_source_rewritten_while_it_was_validated_is_new_data_and_stays(layout,
 def test_a_tampered_quarantine_copy_keeps_the_source(layout, config, monkeypatch):
     landing, _, store, roots = layout
     batch = _bad_batch(landing)
-    publish = ArtifactStore.publish_dir
-
-    def publish_and_corrupt(self, local_dir, key):
-        uri = publish(self, local_dir, key)
-        (self.local_root / key / "files" / "000-part-0.jsonl").write_text("truncated")
-        return uri
-
-    monkeypatch.setattr(ArtifactStore, "publish_dir", publish_and_corrupt)
+    _after_publish(
+        monkeypatch,
+        lambda store, key: (store.local_root / key / "files" / "000-part-0.jsonl").write_text("truncated"),
+    )
     with pytest.raises(RuntimeError, match="does not match"):
         validate_batch(str(batch), config, store, landing / ".cache", roots)
     assert (batch / "part-0.jsonl").is_file()

@@ -131,7 +131,8 @@ def test_a_bad_max_sweep_trials_setting_names_itself(monkeypatch):
 
 def test_the_deploy_params_may_not_pick_the_serving_image_or_namespace(monkeypatch):
     from tuneops.config import OverrideRefused
-    from tuneops.deploy import DEFAULT_IMAGE, serving_target
+    from tuneops.deploy import serving_target
+    from tuneops.settings import DEFAULT_SERVING_IMAGE as DEFAULT_IMAGE
     from tuneops.settings import load_settings
 
     assert serving_target(None, None, load_settings()) == (DEFAULT_IMAGE, "tuneops")

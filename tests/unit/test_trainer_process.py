@@ -10,28 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.processes import alive, wait_gone
 from tuneops.trainer_process import TrainerProcess
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def _alive(pid: int) -> bool:
-    """True while ``pid`` runs (a zombie waiting for a reaper counts as gone)."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except FileNotFoundError:
-        return False
-    return state != "Z"
-
-
-def _wait_gone(pids, seconds: float = 15) -> list[int]:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        alive = [pid for pid in pids if _alive(pid)]
-        if not alive:
-            return []
-        time.sleep(0.1)
-    return alive
 
 
 # A stand-in trainer: asks for the parent-death signal as tuneops.train does, starts a grandchild
@@ -69,7 +51,7 @@ def test_on_kill_stops_the_trainer_and_everything_it_started(tmp_path):
     trainer_pid, child_pid = _pids(pids)
     operator.on_kill()  # what Airflow calls when the task is killed from the UI or times out
     runner.join(30)
-    assert _wait_gone([trainer_pid, child_pid]) == []
+    assert wait_gone([trainer_pid, child_pid]) == []
     assert failure and "trainer exited with code" in str(failure[0]), "the task fails, it does not succeed"
 
 
@@ -92,10 +74,10 @@ def test_a_task_process_killed_with_sigkill_takes_its_trainer_with_it(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(REPO / "include")}
     task = subprocess.Popen([sys.executable, "-c", TASK, FAKE_TRAINER.format(), str(pids)], env=env)
     trainer_pid, child_pid = _pids(pids)
-    assert _alive(trainer_pid)
+    assert alive(trainer_pid)
     os.kill(task.pid, signal.SIGKILL)  # a lost worker, the OOM killer: no on_kill, no clean-up code runs
     task.wait()
-    assert _wait_gone([trainer_pid]) == [], "the trainer outlived its task"
+    assert wait_gone([trainer_pid]) == [], "the trainer outlived its task"
     os.kill(child_pid, signal.SIGKILL)  # the stand-in's own child is not ours to track; tidy up
 
 
@@ -103,7 +85,11 @@ def test_a_trainer_whose_task_died_before_it_started_exits_at_once(monkeypatch):
     from tuneops.trainer_process import PARENT_ENV
 
     proc = subprocess.run(
-        [sys.executable, "-c", "from tuneops.trainer_process import die_with_parent; die_with_parent(); print('ran')"],
+        [
+            sys.executable,
+            "-c",
+            "from tuneops.trainer_process import die_with_parent; die_with_parent(); print('ran')",
+        ],
         env={**os.environ, PARENT_ENV: "1", "PYTHONPATH": str(REPO / "include")},  # pid 1 is not our parent
         capture_output=True,
         text=True,
