@@ -5,15 +5,15 @@ Side by side in one run, in one process, on the same tiny-llama base and the sam
 renders them): greedy generation of ``--max-new-tokens`` tokens per prompt with
 ``--batch-size`` prompts per ``model.generate`` call (left padding, KV cache) against one
 prompt per call. Each timed pass covers all prompts: tokenising, generating and decoding, as
-``tuneops.generation.generate`` does. Each mode runs ``--repeats`` times, alternating which
+``tuneops.models.generation.generate`` does. Each mode runs ``--repeats`` times, alternating which
 goes first; the medians are compared. torch keeps its default thread count.
 
-Why not time ``tuneops.generation.generate`` itself: it stops a sequence at EOS, and a batch
+Why not time ``tuneops.models.generation.generate`` itself: it stops a sequence at EOS, and a batch
 runs until its last member stops, so one-at-a-time would generate fewer tokens than batched
 and the ratio would depend on where the model happens to emit EOS. The timed passes call
 ``model.generate`` with exactly its default (greedy) settings plus
 ``min_new_tokens = max_new_tokens``, so both modes generate the same number of tokens for
-every prompt (checked). Before the clock starts, each mode runs ``tuneops.generation.generate``
+every prompt (checked). Before the clock starts, each mode runs ``tuneops.models.generation.generate``
 once (the warm-up); every library output must be a prefix of the forced output for the same
 prompt, which shows the settings are the library's, and the count that stopped early at EOS
 is printed.
@@ -43,8 +43,8 @@ from pathlib import Path
 def rendered_prompts(n: int, seed: int) -> list[str]:
     """The prompts of ``n`` sample tickets rendered with the triage_v1 template."""
     from tuneops.config import load_template
-    from tuneops.prompts import render_prompt
-    from tuneops.sample_data import generate_tickets
+    from tuneops.core.templates import render_prompt
+    from tuneops.data.sample_data import generate_tickets
 
     template = load_template("triage_v1")
     return [
@@ -56,7 +56,7 @@ def rendered_prompts(n: int, seed: int) -> list[str]:
 def generate_exactly(
     model, tokenizer, prompts: list[str], max_new_tokens: int, batch_size: int, add_special_tokens: bool
 ) -> tuple[list[list[int]], list[str]]:
-    """``tuneops.generation.generate`` with its default greedy ``Decoding()``, EOS held back until
+    """``tuneops.models.generation.generate`` with its default greedy ``Decoding()``, EOS held back until
     ``max_new_tokens`` tokens exist.
 
     Returns the new token ids and the decoded completions, one per prompt.
@@ -119,12 +119,12 @@ def main() -> int:
         os.environ.pop("TUNEOPS_ARTIFACT_ROOT", None)
         import torch
 
-        from tuneops.base_model import resolve_base_model
         from tuneops.config import load_template
-        from tuneops.generation import generate, load_model
-        from tuneops.prompts import adds_special_tokens
-        from tuneops.settings import load_settings
-        from tuneops.store import ArtifactStore
+        from tuneops.core.settings import load_settings
+        from tuneops.core.store import ArtifactStore
+        from tuneops.core.templates import adds_special_tokens
+        from tuneops.models.base_model import resolve_base_model
+        from tuneops.models.generation import generate, load_model
 
         print("building the tiny-llama base model (not timed) ...", file=sys.stderr)
         base_path = resolve_base_model("builtin:tiny-llama", ArtifactStore.from_settings(load_settings()))
@@ -165,7 +165,7 @@ def main() -> int:
                 )
             if not all(forced.startswith(lib) for forced, lib in zip(texts, library[name], strict=True)):
                 raise SystemExit(
-                    f"{name}: tuneops.generation.generate gave an output that is not a prefix of the forced "
+                    f"{name}: tuneops.models.generation.generate gave an output that is not a prefix of the forced "
                     "output; the bench no longer generates with the library's settings"
                 )
 

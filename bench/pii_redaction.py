@@ -58,9 +58,9 @@ INPUTS = {
 
 def load_pii(path: str | None):
     if path is None:
-        import tuneops.pii
+        import tuneops.core.pii
 
-        return tuneops.pii
+        return tuneops.core.pii
     spec = importlib.util.spec_from_file_location("pii_under_test", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -89,7 +89,7 @@ def main() -> int:
     )
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--min-seconds", type=float, default=0.2)
-    parser.add_argument("--module", help="time this file's redact/find_pii instead of tuneops.pii")
+    parser.add_argument("--module", help="time this file's redact/find_pii instead of tuneops.core.pii")
     parser.add_argument("--max-bytes", type=int, default=max(SIZES))
     args = parser.parse_args()
     pii = load_pii(args.module)
@@ -101,7 +101,7 @@ def main() -> int:
         ratio = figures[-1] / figures[0]
         report[kind] = {"seconds_per_mb": dict(zip(sizes, figures, strict=True)), "ratio": ratio}
         print(f"{kind:<14}" + "".join(f"{f:>12.3f} s" for f in figures) + f"{ratio:>20.2f}")
-    print(json.dumps({"module": args.module or "tuneops.pii", "inputs": report}, indent=1))
+    print(json.dumps({"module": args.module or "tuneops.core.pii", "inputs": report}, indent=1))
     return 0
 
 

@@ -7,7 +7,7 @@ Renders N sample tickets through the ``triage_v1`` template and, side by side in
       the same token ids);
   (b) from those token lengths, the padding efficiency (real tokens / tokens processed) of one
       epoch at batch size 16: shuffled batches padded to their longest member, length-grouped
-      batches (``tuneops.batching``), and packing into fixed ``max_seq_len`` blocks.
+      batches (``tuneops.training.batching``), and packing into fixed ``max_seq_len`` blocks.
   (c) runs the whole ``build_prompt_dataset`` (clean, redact, render, count tokens, MinHash,
       dedup and contamination check, split, save) on N validated records, in one process and
       with its default workers (one per 25k rows, up to the cores).
@@ -31,8 +31,8 @@ from pathlib import Path
 def rendered_rows(n: int, seed: int) -> list[dict]:
     """``n`` sample tickets rendered to ``{"id", "prompt", "response"}`` with the triage_v1 template."""
     from tuneops.config import load_template
-    from tuneops.prompts import render_rows
-    from tuneops.sample_data import iter_tickets
+    from tuneops.core.templates import render_rows
+    from tuneops.data.sample_data import iter_tickets
 
     records = [
         {"id": t["ticket_id"], "input": t["body"], "response": t["triage"], "subject": t["subject"]}
@@ -115,7 +115,7 @@ def packing_efficiency(lengths: list[int], block: int, split: bool) -> float:
 
 def measure_batching(lengths: list[int], batch_size: int, max_seq_len: int, seed: int) -> list[dict]:
     """Padding efficiency and tokens processed for one epoch under each batching strategy."""
-    from tuneops.batching import length_grouped_batches, padding_efficiency, random_batches
+    from tuneops.training.batching import length_grouped_batches, padding_efficiency, random_batches
 
     real = sum(lengths)
     rows = [
@@ -148,11 +148,11 @@ def measure_builder(n: int, seed: int, tmp: Path) -> list[dict]:
 
     import pandas as pd
 
-    from tuneops import prompts
-    from tuneops.base_model import resolve_tokenizer
     from tuneops.config import load_dataset_config, load_template
-    from tuneops.sample_data import generate_tickets
-    from tuneops.store import ArtifactStore
+    from tuneops.core.store import ArtifactStore
+    from tuneops.data import prompts
+    from tuneops.data.sample_data import generate_tickets
+    from tuneops.models.base_model import resolve_tokenizer
 
     config = load_dataset_config("support_tickets").model_copy(update={"golden": None})
     records = [
@@ -233,9 +233,9 @@ def main() -> int:
         import datasets
         from transformers import AutoTokenizer
 
-        from tuneops.base_model import resolve_tokenizer
-        from tuneops.settings import load_settings
-        from tuneops.store import ArtifactStore
+        from tuneops.core.settings import load_settings
+        from tuneops.core.store import ArtifactStore
+        from tuneops.models.base_model import resolve_tokenizer
 
         datasets.disable_progress_bars()
         tokenizer = AutoTokenizer.from_pretrained(

@@ -2,7 +2,7 @@
 
 Side by side in one run: the same registered model (the project's tiny-llama base, built
 and registered in a temporary ``TUNEOPS_HOME``, not timed), the same requests, served by
-``tuneops.serving`` under uvicorn on loopback, once with ``max_batch_size=1`` (every request
+``tuneops.serving.app`` under uvicorn on loopback, once with ``max_batch_size=1`` (every request
 generated alone) and once with ``--batch-size`` (requests that arrive while the model is
 busy share one ``generate`` call). ``--clients`` threads each send ``--requests`` POST
 /generate calls back to back (sample tickets as template ``inputs``, ``max_new_tokens``
@@ -30,12 +30,12 @@ from pathlib import Path
 def register_tiny_llama(name: str) -> None:
     import mlflow
 
-    from tuneops.base_model import resolve_base_model
     from tuneops.config import Decoding, load_template
-    from tuneops.mlflow_utils import configure_mlflow
-    from tuneops.registry import _client, log_text_generator
-    from tuneops.settings import load_settings
-    from tuneops.store import ArtifactStore
+    from tuneops.core.settings import load_settings
+    from tuneops.core.store import ArtifactStore
+    from tuneops.core.tracking import configure_mlflow
+    from tuneops.models.base_model import resolve_base_model
+    from tuneops.registry.registry import log_text_generator, registry_client
 
     settings = load_settings()
     path = resolve_base_model("builtin:tiny-llama", ArtifactStore.from_settings(settings))
@@ -45,7 +45,7 @@ def register_tiny_llama(name: str) -> None:
             name, Path(path), template=load_template("triage_v1"), max_new_tokens=32, decoding=Decoding(),
             model_card="tiny-llama base, for the serving benchmark",
         )  # fmt: skip
-    _client(settings).set_registered_model_alias(name, "champion", version)
+    registry_client(settings).set_registered_model_alias(name, "champion", version)
 
 
 def run_load(url: str, inputs: list[dict], clients: int, per_client: int, max_new_tokens: int) -> dict:
@@ -106,8 +106,8 @@ def main() -> int:
     os.environ.pop("MLFLOW_REGISTRY_URI", None)
     os.environ.pop("TUNEOPS_ARTIFACT_ROOT", None)
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "include"))
-    from tuneops.sample_data import generate_tickets
-    from tuneops.serving import ServerThread, ServingConfig, create_app
+    from tuneops.data.sample_data import generate_tickets
+    from tuneops.serving.app import ServerThread, ServingConfig, create_app
 
     name = "bench-serving"
     print("building and registering tiny-llama (not timed)...", flush=True)

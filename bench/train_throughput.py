@@ -1,7 +1,7 @@
 """Training speed: our trainer against a plain Hugging Face ``Trainer`` + PEFT LoRA, on CPU.
 
 Side by side in one run, each in a fresh child process so peak RSS (VmHWM) is its own, on
-the same tiny-llama base, the same tokenised training examples (``tuneops.train.tokenize_split``
+the same tiny-llama base, the same tokenised training examples (``tuneops.training.train.tokenize_split``
 on the published prompt dataset, prompt masked with -100), the same LoRA config
 (r, alpha, dropout, target_modules from the recipe), batch size, optimizer steps, learning
 rate and schedule (AdamW, cosine with the recipe's warmup, grad clip 1.0), fp32, the same
@@ -12,10 +12,10 @@ rate and schedule (AdamW, cosine with the recipe's warmup, grad clip 1.0), fp32,
       ``report_to=[]``, no eval, no saving, ``dataloader_num_workers=0``. Only
       ``trainer.train()`` is timed (a callback also reports the loop alone, without Trainer's
       setup); a forward pre-hook counts the tokens of the batches it ran.
-  (b) ours: ``python -m tuneops.train --recipe R --dataset URI --output URI`` (length-grouped
+  (b) ours: ``python -m tuneops.training.train --recipe R --dataset URI --output URI`` (length-grouped
       batches), with ``train.checkpoint_every: null`` and a large ``log_every``, so neither
       checkpoint I/O nor per-step logging is in the time. The child calls the same
-      ``tuneops.train.main`` with the same arguments, wrapped only to count the tokens of the
+      ``tuneops.training.train.main`` with the same arguments, wrapped only to count the tokens of the
       training batches it collated and to print its peak RSS; its tokens/s and seconds are
       the ones in its own JSON summary (the training loop only).
 Prints for each: tokens/s (non-pad tokens per second of the training loop), training-loop
@@ -85,7 +85,7 @@ HWM = "[int(line.split()[1]) * 1024 for line in open('/proc/self/status') if lin
 OURS = f"""
 import json, sys
 import torch
-import tuneops.train as t
+import tuneops.training.train as t
 seen = {{"real": 0, "processed": 0}}
 plain = t.collate
 def counted(batch, pad_id):
@@ -149,9 +149,9 @@ def baseline_child(spec_path: str) -> None:
     )
 
     from tuneops.config import load_recipe
-    from tuneops.prompts import load_prompt_dataset
-    from tuneops.settings import load_settings
-    from tuneops.train import store_for, tokenize_split
+    from tuneops.core.settings import load_settings
+    from tuneops.data.prompts import load_prompt_dataset
+    from tuneops.training.train import store_for, tokenize_split
 
     spec = json.loads(Path(spec_path).read_text())
     recipe = load_recipe(spec["recipe"])
@@ -285,7 +285,7 @@ def run_baseline(spec_path: Path, env: dict) -> dict:
 def run_ours(args: list[str], env: dict) -> dict:
     (summary, counts), process = run_child([sys.executable, "-c", OURS, *args], env, 2)
     if not counts["processed"]:
-        raise SystemExit("tuneops.train no longer collates through tuneops.train.collate; update OURS here")
+        raise SystemExit("tuneops.training.train no longer collates through tuneops.training.train.collate; update OURS here")
     return {
         "tokens_per_s": summary["tokens_per_s"],
         "train_seconds": summary["train_seconds"],
@@ -304,13 +304,13 @@ def run_ours(args: list[str], env: dict) -> dict:
 
 def prepare(tmp: Path, tickets: int, share: float) -> tuple[str, str, dict]:
     """Build the base model and the prompt dataset in the temporary home; returns (base path, dataset URI, length stats)."""
-    from tuneops.base_model import resolve_base_model, resolve_tokenizer
     from tuneops.config import load_dataset_config, load_template
-    from tuneops.prompts import build_prompt_dataset
-    from tuneops.sample_data import write_sample_batch
-    from tuneops.settings import load_settings
-    from tuneops.store import ArtifactStore
-    from tuneops.validation import validate_batch
+    from tuneops.core.settings import load_settings
+    from tuneops.core.store import ArtifactStore
+    from tuneops.data.prompts import build_prompt_dataset
+    from tuneops.data.sample_data import write_sample_batch
+    from tuneops.data.validation import validate_batch
+    from tuneops.models.base_model import resolve_base_model, resolve_tokenizer
 
     settings = load_settings()
     store = ArtifactStore.from_settings(settings)

@@ -30,9 +30,9 @@ CHILD = {
     "tuneops": (
         "import sys; from pathlib import Path\n"
         "from tuneops.config import load_dataset_config\n"
-        "from tuneops.settings import load_settings\n"
-        "from tuneops.store import ArtifactStore\n"
-        "from tuneops.validation import validate_batch\n"
+        "from tuneops.core.settings import load_settings\n"
+        "from tuneops.core.store import ArtifactStore\n"
+        "from tuneops.data.validation import validate_batch\n"
         "s = load_settings()\n"
         "r = validate_batch(sys.argv[1], load_dataset_config('support_tickets'), ArtifactStore.from_settings(s), s.cache_dir)\n"
         "print(r['rows'])\n" + HWM
@@ -55,10 +55,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=1_000_000)
     args = parser.parse_args()
-    from tuneops.base_model import resolve_base_model
-    from tuneops.sample_data import write_sample_batch
-    from tuneops.settings import load_settings
-    from tuneops.store import ArtifactStore
+    from tuneops.core.settings import load_settings
+    from tuneops.core.store import ArtifactStore
+    from tuneops.data.sample_data import write_sample_batch
+    from tuneops.models.base_model import resolve_base_model
 
     with tempfile.TemporaryDirectory() as tmp:
         env = {**os.environ, "TUNEOPS_HOME": str(Path(tmp) / "home"), "GX_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1"}

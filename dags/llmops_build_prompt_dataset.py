@@ -19,7 +19,7 @@ input (`mlflow.data`, digest = version).
 import pendulum
 from airflow.sdk import Param, dag, task
 
-from tuneops.assets import PROMPT_DATASET, VALIDATED_BATCH, resolve_input
+from tuneops.airflow.assets import PROMPT_DATASET, VALIDATED_BATCH, resolve_input
 
 
 @dag(

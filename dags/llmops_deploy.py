@@ -20,8 +20,8 @@ A local `tuneops serve` needs none of this: it follows the alias by itself.
 import pendulum
 from airflow.sdk import Param, dag, task
 
-from tuneops.assets import CHAMPION_MODEL
-from tuneops.settings import default_recipe
+from tuneops.airflow.assets import CHAMPION_MODEL
+from tuneops.core.settings import default_recipe
 
 KUBE_CONNECTION = "tuneops_kubernetes"
 
@@ -66,7 +66,7 @@ KUBE_CONNECTION = "tuneops_kubernetes"
 def llmops_deploy():
     @task(inlets=[CHAMPION_MODEL])
     def resolve_champion(**context) -> dict:
-        from tuneops.assets import resolve_input
+        from tuneops.airflow.assets import resolve_input
 
         return {
             "model_name": resolve_input(context, "model_name", CHAMPION_MODEL, "model_name"),
@@ -75,7 +75,7 @@ def llmops_deploy():
 
     @task
     def compress(champion: dict, **context) -> dict:
-        from tuneops.compression import compare_variants
+        from tuneops.evaluation.compression import compare_variants
 
         params = context["params"]
         if params["variant"] != "auto":
@@ -89,9 +89,9 @@ def llmops_deploy():
         from airflow.sdk.exceptions import AirflowFailException
 
         from tuneops.config import OverrideRefused
-        from tuneops.deploy import render_serving, serving_target, validate_manifests
-        from tuneops.settings import load_settings
-        from tuneops.store import ArtifactStore
+        from tuneops.core.settings import load_settings
+        from tuneops.core.store import ArtifactStore
+        from tuneops.serving.deploy import render_serving, serving_target, validate_manifests
 
         p = context["params"]
         try:
@@ -115,9 +115,9 @@ def llmops_deploy():
         from airflow.sdk import BaseHook
         from airflow.sdk.exceptions import AirflowSkipException
 
-        from tuneops.deploy import apply_manifests
-        from tuneops.settings import load_settings
-        from tuneops.store import ArtifactStore
+        from tuneops.core.settings import load_settings
+        from tuneops.core.store import ArtifactStore
+        from tuneops.serving.deploy import apply_manifests
 
         try:
             BaseHook.get_connection(KUBE_CONNECTION)

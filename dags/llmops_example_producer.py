@@ -14,7 +14,7 @@ Params: `rows` (default 200) and `seed` (default 0); the same seed gives the sam
 import pendulum
 from airflow.sdk import Param, dag, task
 
-from tuneops.assets import LANDING_SUPPORT_TICKETS
+from tuneops.airflow.assets import LANDING_SUPPORT_TICKETS
 
 
 @dag(
@@ -32,8 +32,8 @@ from tuneops.assets import LANDING_SUPPORT_TICKETS
 def llmops_example_producer():
     @task(outlets=[LANDING_SUPPORT_TICKETS])
     def land_batch(**context) -> str:
-        from tuneops.sample_data import write_sample_batch
-        from tuneops.settings import load_settings
+        from tuneops.core.settings import load_settings
+        from tuneops.data.sample_data import write_sample_batch
 
         # A run triggered without a logical date (the API's and CLI's default) has no ts_nodash.
         stamp = context.get("ts_nodash") or context["dag_run"].run_after.strftime("%Y%m%dT%H%M%S")

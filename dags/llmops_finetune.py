@@ -10,7 +10,7 @@ monitoring (`tuneops_retrain_requested`: drift or a feedback drop), the weekly c
 04:00 UTC), or by hand with the `dataset_uri` Param. Without the Param it trains on the
 latest prompt dataset, which by then holds the landed human corrections.
 
-**Compute**: `local` runs `python -m tuneops.train ...` as a subprocess on the worker;
+**Compute**: `local` runs `python -m tuneops.training.train ...` as a subprocess on the worker;
 `kubernetes` runs the identical command in the trainer image on a GPU pod shaped by the
 recipe's `compute.kubernetes` (GPUs, resources, node selector, tolerations, cache volume,
 credentials Secret, startup timeout, `on_finish_action`, deferrable). A retried pod
@@ -43,11 +43,17 @@ import pendulum
 from airflow.providers.standard.operators.empty import EmptyOperator
 from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, Param, dag, task
 
-from tuneops.approval import REVIEW_KEY, PromotionApproval
-from tuneops.assets import CHAMPION_MODEL, PROMOTION_POOL, PROMPT_DATASET, RETRAIN_REQUESTED, resolve_input
-from tuneops.settings import default_recipe
-from tuneops.trainer_local import LocalTrainerOperator
-from tuneops.trainer_pod import TrainerPodOperator
+from tuneops.airflow.approval import REVIEW_KEY, PromotionApproval
+from tuneops.airflow.assets import (
+    CHAMPION_MODEL,
+    PROMOTION_POOL,
+    PROMPT_DATASET,
+    RETRAIN_REQUESTED,
+    resolve_input,
+)
+from tuneops.airflow.trainer_local import LocalTrainerOperator
+from tuneops.airflow.trainer_pod import TrainerPodOperator
+from tuneops.core.settings import default_recipe
 
 
 @dag(
@@ -199,10 +205,10 @@ def llmops_finetune():
     plan = plan_training(resolve_dataset())
     trials = plan_trials(plan)
     branch = choose_compute(plan)
-    # The trainer subprocess dies with its task (on_kill, parent-death signal); see tuneops.trainer_local.
+    # The trainer subprocess dies with its task (on_kill, parent-death signal); see tuneops.airflow.trainer_local.
     local = LocalTrainerOperator.partial(task_id="train_local").expand(plan=trials)
     # Image, GPUs, resources, tolerations, cache volume, secrets and lifecycle come from each
-    # trial's recipe at run time (see tuneops.trainer_pod).
+    # trial's recipe at run time (see tuneops.airflow.trainer_pod).
     kubernetes = TrainerPodOperator.partial(task_id="train_kubernetes").expand(plan=trials)
     branch >> [local, kubernetes]
     best = select_trial(plan, trials)

@@ -27,7 +27,7 @@ Params: `config` (monitoring config name or YAML path), `window_hours` (override
 import pendulum
 from airflow.sdk import Param, dag, task
 
-from tuneops.assets import LANDING_SUPPORT_TICKETS, RETRAIN_REQUESTED
+from tuneops.airflow.assets import LANDING_SUPPORT_TICKETS, RETRAIN_REQUESTED
 
 
 @dag(
@@ -56,7 +56,7 @@ def llmops_monitor():
     def export_feedback(**context) -> dict:
         from airflow.sdk.exceptions import AirflowSkipException
 
-        from tuneops.feedback import export_corrections
+        from tuneops.data.feedback import export_corrections
 
         result = export_corrections(_config(context["params"]).dataset)
         if not result["batch_uri"]:
@@ -69,7 +69,7 @@ def llmops_monitor():
 
     @task
     def assess(**context) -> dict:
-        from tuneops.monitor import run_monitor
+        from tuneops.monitoring.monitor import run_monitor
 
         # A manual run without a logical date (UI, REST API) has no data interval: the window ends now.
         window_end = context.get("data_interval_end") or pendulum.now("UTC")
@@ -77,7 +77,7 @@ def llmops_monitor():
 
     @task
     def alert(result: dict, **context) -> list[str]:
-        from tuneops.notifier import MonitoringAlert
+        from tuneops.airflow.notifier import MonitoringAlert
 
         if not result["breaches"]:
             return []

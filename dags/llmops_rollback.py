@@ -14,7 +14,7 @@ up the restored version.
 import pendulum
 from airflow.sdk import Param, dag, task
 
-from tuneops.assets import CHAMPION_MODEL, PROMOTION_POOL
+from tuneops.airflow.assets import CHAMPION_MODEL, PROMOTION_POOL
 
 
 @dag(

@@ -14,7 +14,7 @@ contract fails the run with every failed expectation named; nothing is published
 import pendulum
 from airflow.sdk import Param, dag, task
 
-from tuneops.assets import LANDING_SUPPORT_TICKETS, VALIDATED_BATCH, resolve_input
+from tuneops.airflow.assets import LANDING_SUPPORT_TICKETS, VALIDATED_BATCH, resolve_input
 
 
 @dag(
@@ -39,9 +39,9 @@ def llmops_validate_data():
     def validate(batch_uri: str, **context) -> dict:
         from airflow.sdk.exceptions import AirflowFailException
 
-        from tuneops.landing import OutsideLandingRoots
+        from tuneops.core.landing import OutsideLandingRoots
+        from tuneops.data.validation import BatchRejected
         from tuneops.pipeline import validate as validate_batch
-        from tuneops.validation import BatchRejected
 
         try:
             result = validate_batch(batch_uri, context["params"]["dataset"])

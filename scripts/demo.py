@@ -50,8 +50,8 @@ def task_result(dag_id: str, run_id: str, task_id: str):
 
 
 def main() -> int:
-    from tuneops.sample_data import write_sample_batch
-    from tuneops.settings import load_settings
+    from tuneops.core.settings import load_settings
+    from tuneops.data.sample_data import write_sample_batch
 
     started = time.monotonic()
     settings = load_settings()

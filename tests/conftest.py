@@ -46,7 +46,7 @@ sys.path.insert(0, str(REPO))
 @pytest.fixture
 def restored_environ():
     """os.environ, put back as it was after the test, whatever the code under test added to it
-    (``tuneops.connections`` writes the credentials it resolves there)."""
+    (``tuneops.core.connections`` writes the credentials it resolves there)."""
     saved = dict(os.environ)
     yield os.environ
     os.environ.clear()

@@ -8,7 +8,7 @@ import logging
 import sys
 from pathlib import Path
 
-from tuneops.settings import default_recipe
+from tuneops.core.settings import default_recipe
 
 
 def _print(obj) -> None:
@@ -16,15 +16,15 @@ def _print(obj) -> None:
 
 
 def cmd_sample_data(args) -> None:
-    from tuneops.sample_data import write_sample_batch
+    from tuneops.data.sample_data import write_sample_batch
 
     print(write_sample_batch(Path(args.out), args.rows, args.seed))
 
 
 def cmd_base_model(args) -> None:
-    from tuneops.base_model import resolve_base_model
-    from tuneops.settings import load_settings
-    from tuneops.store import ArtifactStore
+    from tuneops.core.settings import load_settings
+    from tuneops.core.store import ArtifactStore
+    from tuneops.models.base_model import resolve_base_model
 
     print(resolve_base_model(args.name, ArtifactStore.from_settings(load_settings())))
 
@@ -42,7 +42,7 @@ def cmd_build_prompts(args) -> None:
 
 
 def cmd_train(args) -> int:
-    from tuneops.train import main
+    from tuneops.training.train import main
 
     return main(args.train_args)
 
@@ -71,15 +71,15 @@ def cmd_finetune(args) -> None:
 
 
 def cmd_promote(args) -> None:
-    from tuneops.registry import promote
-    from tuneops.settings import load_settings
+    from tuneops.core.settings import load_settings
+    from tuneops.registry.registry import promote
 
     _print(promote(args.model, args.version, args.by, load_settings(), reason=args.reason))
 
 
 def cmd_record_hashes(args) -> None:
-    from tuneops.registry import record_hashes
-    from tuneops.settings import load_settings
+    from tuneops.core.settings import load_settings
+    from tuneops.registry.registry import record_hashes
 
     _print(record_hashes(args.model, args.version, args.by, load_settings()))
 
@@ -91,7 +91,7 @@ def cmd_rollback(args) -> None:
 
 
 def cmd_generate(args) -> None:
-    from tuneops.inference import generate_with_champion
+    from tuneops.serving.inference import generate_with_champion
 
     inputs = [args.prompt] if args.prompt else [{"subject": args.subject, "input": args.body}]
     for rec in generate_with_champion(inputs, args.model, args.alias):
@@ -100,14 +100,14 @@ def cmd_generate(args) -> None:
 
 def cmd_monitor(args) -> None:
     from tuneops.config import load_monitor_config
-    from tuneops.monitor import run_monitor
+    from tuneops.monitoring.monitor import run_monitor
 
     overrides = {"window_hours": args.window_hours} if args.window_hours else None
     _print(run_monitor(load_monitor_config(args.config, overrides)))
 
 
 def cmd_serve(args) -> None:
-    from tuneops.serving import ServingConfig, serve
+    from tuneops.serving.app import ServingConfig, serve
 
     config = ServingConfig(
         model_name=args.model_name, alias=args.alias, variant=args.variant, max_batch_size=args.max_batch_size,
@@ -117,7 +117,7 @@ def cmd_serve(args) -> None:
 
 
 def cmd_compress(args) -> None:
-    from tuneops.compression import compare_variants
+    from tuneops.evaluation.compression import compare_variants
 
     _print(compare_variants(args.model, args.version, args.recipe))
 
@@ -151,7 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_build_prompts)
 
     p = sub.add_parser(
-        "train", help="the trainer entry point (same as python -m tuneops.train)", add_help=False
+        "train", help="the trainer entry point (same as python -m tuneops.training.train)", add_help=False
     )
     p.add_argument("train_args", nargs=argparse.REMAINDER)
     p.set_defaults(func=cmd_train)

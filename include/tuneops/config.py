@@ -13,7 +13,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from tuneops.excerpt import excerpt
+from tuneops.core.excerpt import excerpt
+from tuneops.core.templates import PromptTemplate
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 
@@ -133,31 +134,6 @@ class DatasetConfig(_Strict):
 
 
 # --- prompt templates -----------------------------------------------------------------
-
-
-class OutputSpec(_Strict):
-    """The structure a template promises for its responses; evaluation checks every output against it."""
-
-    format: Literal["json"] = "json"
-    required_keys: list[str] = []
-
-
-class PromptTemplate(_Strict):
-    """A versioned prompt template.
-
-    ``format: instruction`` renders ``prompt`` as the whole prompt text. ``format: chat``
-    renders ``prompt`` as the user message and lays out system, user and assistant turns
-    with the tokenizer's own chat template (``apply_chat_template``).
-    """
-
-    id: str
-    format: Literal["instruction", "chat"] = "instruction"
-    description: str = ""
-    system: str = ""
-    instruction: str = ""
-    prompt: str
-    response: str = "{{ response }}"
-    output: OutputSpec | None = None
 
 
 # --- recipes --------------------------------------------------------------------------

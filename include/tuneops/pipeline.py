@@ -12,9 +12,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-from tuneops.config import PromptTemplate, load_dataset_config, load_recipe, load_template
-from tuneops.settings import Settings, load_settings
-from tuneops.store import ArtifactStore
+from tuneops.config import load_dataset_config, load_recipe, load_template
+from tuneops.core.settings import Settings, load_settings
+from tuneops.core.store import ArtifactStore
+from tuneops.core.templates import PromptTemplate
 
 log = logging.getLogger(__name__)
 
@@ -24,12 +25,12 @@ def _store(settings: Settings) -> ArtifactStore:
 
 
 def validate(batch_uri: str, dataset: str, settings: Settings | None = None) -> dict:
-    """Validate a landed batch (see ``tuneops.validation.validate_batch``) and log its reports to MLflow.
+    """Validate a landed batch (see ``tuneops.data.validation.validate_batch``) and log its reports to MLflow.
 
     Accepted and rejected batches alike leave an MLflow run (tag ``tuneops.kind=validation``)
     holding the GE result, the summary and, for accepted ones, the EDA report.
     """
-    from tuneops.validation import BatchRejected, validate_batch
+    from tuneops.data.validation import BatchRejected, validate_batch
 
     if not batch_uri or not str(batch_uri).strip():
         raise ValueError(
@@ -52,7 +53,7 @@ def validate(batch_uri: str, dataset: str, settings: Settings | None = None) -> 
 def _log_validation(settings: Settings, store: ArtifactStore, key: str, dataset: str, outcome: str) -> str:
     import mlflow
 
-    from tuneops.mlflow_utils import configure_mlflow
+    from tuneops.core.tracking import configure_mlflow
 
     configure_mlflow(settings)
     folder = store.fetch_dir(key)
@@ -74,10 +75,10 @@ def _log_validation(settings: Settings, store: ArtifactStore, key: str, dataset:
 def build_prompts(validated_uris: list[str], dataset: str, settings: Settings | None = None) -> dict:
     """Build the prompt dataset from these validated batches and the ones the config accumulates.
 
-    See ``tuneops.prompts``. A new version is logged to MLflow (tag ``tuneops.kind=prompt_dataset``)
+    See ``tuneops.data.prompts``. A new version is logged to MLflow (tag ``tuneops.kind=prompt_dataset``)
     with its manifest and each split as an ``mlflow.data`` input whose digest is the version.
     """
-    from tuneops.prompts import build_prompt_dataset, select_batches
+    from tuneops.data.prompts import build_prompt_dataset, select_batches
 
     settings = settings or load_settings()
     store = _store(settings)
@@ -92,7 +93,8 @@ def build_prompts(validated_uris: list[str], dataset: str, settings: Settings | 
 def _log_prompt_dataset(settings: Settings, store: ArtifactStore, result: dict) -> str:
     import mlflow
 
-    from tuneops.mlflow_utils import configure_mlflow, log_dataset_inputs
+    from tuneops.core.tracking import configure_mlflow
+    from tuneops.data.prompts import log_dataset_inputs
 
     configure_mlflow(settings)
     folder = store.fetch_dir(result["key"])
@@ -139,8 +141,9 @@ def plan_training(
     import mlflow
 
     from tuneops.config import check_recipe_ref, check_sweep
-    from tuneops.mlflow_utils import configure_mlflow, log_dataset_inputs
-    from tuneops.train import recipe_hash
+    from tuneops.core.tracking import configure_mlflow
+    from tuneops.data.prompts import log_dataset_inputs
+    from tuneops.training.train import recipe_hash
 
     settings = settings or load_settings()
     if check_recipe:
@@ -202,8 +205,8 @@ def plan_trials(plan: dict, sweep: list | dict | None, settings: Settings | None
     import mlflow
 
     from tuneops.config import check_sweep, expand_sweep
-    from tuneops.mlflow_utils import configure_mlflow, flatten
-    from tuneops.train import recipe_hash
+    from tuneops.core.tracking import configure_mlflow, flatten
+    from tuneops.training.train import recipe_hash
 
     settings = settings or load_settings()
     check_sweep(sweep, settings.max_sweep_trials, settings.allowed_overrides)
@@ -259,7 +262,7 @@ def select_trial(
 
     import mlflow
 
-    from tuneops.mlflow_utils import configure_mlflow
+    from tuneops.core.tracking import configure_mlflow
 
     by_output = {s["output_uri"]: s for s in summaries}
     missing = [t["trial"] for t in trials if t["output_uri"] not in by_output]
@@ -311,11 +314,11 @@ def format_sweep(table: list[dict]) -> str:
 
 def train_command(plan: dict) -> list[str]:
     """The trainer command line; the local subprocess and the Kubernetes pod run exactly this."""
-    from tuneops.mlflow_utils import flatten
+    from tuneops.core.tracking import flatten
 
     sets = [f"{key}={json.dumps(value)}" for key, value in flatten(plan.get("overrides") or {}).items()]
     return [
-        "python", "-m", "tuneops.train",
+        "python", "-m", "tuneops.training.train",
         "--recipe", plan["recipe"],
         "--dataset", plan["dataset_uri"],
         "--output", plan["output_uri"],
@@ -327,11 +330,11 @@ def train_command(plan: dict) -> list[str]:
 def train_locally(plan: dict, on_start=None) -> dict:
     """Run the trainer as a subprocess with this interpreter, tied to this process; returns its summary.
 
-    See ``tuneops.trainer_process``: the trainer dies with this process, and ``on_start`` gets the
+    See ``tuneops.training.process``: the trainer dies with this process, and ``on_start`` gets the
     ``TrainerProcess`` before it starts (an operator keeps it to stop the trainer from ``on_kill``).
     """
-    from tuneops.connections import export_connections
-    from tuneops.trainer_process import TrainerProcess
+    from tuneops.core.connections import export_connections
+    from tuneops.training.process import TrainerProcess
 
     # The trainer has no Airflow task context: it gets the connections' credentials as variables.
     export_connections()
@@ -342,9 +345,9 @@ def train_locally(plan: dict, on_start=None) -> dict:
 
 
 def _base_ref(recipe, settings: Settings):
-    from tuneops.base_model import resolve_base_model
-    from tuneops.evaluation import ModelRef
-    from tuneops.hashing import hash_dir
+    from tuneops.core.hashing import hash_dir
+    from tuneops.evaluation.evaluate import ModelRef
+    from tuneops.models.base_model import resolve_base_model
 
     path = resolve_base_model(recipe.base_model, _store(settings))
     fingerprint = hash_dir(Path(path)) if Path(path).is_dir() else recipe.base_model
@@ -352,7 +355,7 @@ def _base_ref(recipe, settings: Settings):
 
 
 def candidate_fingerprint(summary: dict, base_fingerprint: str) -> str:
-    from tuneops.hashing import hash_json
+    from tuneops.core.hashing import hash_json
 
     return hash_json({"base": base_fingerprint, "adapter": summary["adapter_sha256"]})
 
@@ -366,8 +369,8 @@ def evaluate_models(plan: dict, summary: dict, settings: Settings | None = None)
     import mlflow
 
     from tuneops.config import load_safety_suite
-    from tuneops.evaluation import EvaluationError, ModelRef, evaluate_model
-    from tuneops.registry import CHAMPION, FINGERPRINT_TAG, alias_version, download_version
+    from tuneops.evaluation.evaluate import EvaluationError, ModelRef, evaluate_model
+    from tuneops.registry.registry import CHAMPION, FINGERPRINT_TAG, alias_version, download_version
 
     settings = settings or load_settings()
     store = _store(settings)
@@ -409,14 +412,14 @@ def evaluate_models(plan: dict, summary: dict, settings: Settings | None = None)
 def run_gate(plan: dict, evaluations: dict, settings: Settings | None = None) -> dict:
     """Apply the recipe's gate rules; publish decision + HTML report and log both to MLflow.
 
-    Returns the decision (see ``tuneops.gate.decide``) plus ``text`` (the table for logs),
+    Returns the decision (see ``tuneops.evaluation.gate.decide``) plus ``text`` (the table for logs),
     ``report_uri`` and ``champion_version``.
     """
     import mlflow
 
-    from tuneops.evaluation import read_outputs
-    from tuneops.gate import decide, format_table
-    from tuneops.report import render_report
+    from tuneops.evaluation.evaluate import read_outputs
+    from tuneops.evaluation.gate import decide, format_table
+    from tuneops.evaluation.report import render_report
 
     settings = settings or load_settings()
     store = _store(settings)
@@ -445,7 +448,7 @@ def run_gate(plan: dict, evaluations: dict, settings: Settings | None = None) ->
 
 
 def _evals_key(evaluations: dict) -> str:
-    from tuneops.hashing import hash_json
+    from tuneops.core.hashing import hash_json
 
     return hash_json({role: e.get("fingerprint") for role, e in evaluations.items()})[:12]
 
@@ -462,9 +465,9 @@ def register_challenger(
 
     Returns ``{"name", "version", "reused"}``. Raises ValueError for a candidate that failed the gate.
     """
-    from tuneops.hashing import hash_dir
-    from tuneops.model_card import render_model_card
-    from tuneops.registry import git_commit, register_candidate, set_challenger
+    from tuneops.core.hashing import hash_dir
+    from tuneops.registry.model_card import render_model_card
+    from tuneops.registry.registry import git_commit, register_candidate, set_challenger
 
     if not decision["passed"]:
         raise ValueError(
@@ -532,7 +535,7 @@ def promote_challenger(
 ) -> dict:
     """Move ``champion`` to the registered version: approved by a reviewer (``approval`` is the
     ApprovalOperator's result) or by the recipe's ``auto_approve``. Returns the promotion dict."""
-    from tuneops.registry import promote
+    from tuneops.registry.registry import promote
 
     settings = settings or load_settings()
     if approval is not None:
@@ -551,7 +554,7 @@ def promote_challenger(
 
 def record_rejection(registered: dict, approval: dict, settings: Settings | None = None) -> dict:
     """Record a reviewer's rejection (who, when, why) on the version and take ``challenger`` off it."""
-    from tuneops.registry import reject
+    from tuneops.registry.registry import reject
 
     settings = settings or load_settings()
     by = (approval.get("responded_by_user") or {}).get("name") or "timeout (default: Reject)"
@@ -562,7 +565,7 @@ def record_rejection(registered: dict, approval: dict, settings: Settings | None
 def rollback_champion(
     model_name: str, version: str | None, requested_by: str, reason: str, settings: Settings | None = None
 ) -> dict:
-    """Move ``champion`` of ``model_name`` back (see ``tuneops.registry.rollback``)."""
-    from tuneops.registry import rollback
+    """Move ``champion`` of ``model_name`` back (see ``tuneops.registry.registry.rollback``)."""
+    from tuneops.registry.registry import rollback
 
     return rollback(model_name, version, requested_by, reason, settings or load_settings())

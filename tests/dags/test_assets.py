@@ -5,7 +5,7 @@ from types import SimpleNamespace
 import pytest
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
-from tuneops.assets import PROMPT_DATASET, RETRAIN_REQUESTED, resolve_input
+from tuneops.airflow.assets import PROMPT_DATASET, RETRAIN_REQUESTED, resolve_input
 
 
 def _ctx(param=None, triggering=(), inlet=()):

@@ -50,7 +50,7 @@ def test_dag_has_tags_retries_docs_and_no_catchup(dagbag, dag_id):
 
 
 def test_assets_chain_the_pipeline(dagbag):
-    from tuneops.assets import (
+    from tuneops.airflow.assets import (
         CHAMPION_MODEL,
         LANDING_SUPPORT_TICKETS,
         PROMPT_DATASET,
@@ -129,7 +129,7 @@ def test_finetune_task_graph_is_as_documented(dagbag):
 def test_promotion_waits_for_a_human_unless_auto_approved_and_is_serialized(dagbag):
     from airflow.providers.standard.operators.hitl import ApprovalOperator
 
-    from tuneops.assets import CHAMPION_MODEL, PROMOTION_POOL
+    from tuneops.airflow.assets import CHAMPION_MODEL, PROMOTION_POOL
 
     dag = dagbag.dags["llmops_finetune"]
     approve = dag.get_task("approve")
@@ -143,7 +143,7 @@ def test_promotion_waits_for_a_human_unless_auto_approved_and_is_serialized(dagb
 
 
 def test_rollback_is_manual_with_a_version_and_reason_and_serialized(dagbag):
-    from tuneops.assets import CHAMPION_MODEL, PROMOTION_POOL
+    from tuneops.airflow.assets import CHAMPION_MODEL, PROMOTION_POOL
 
     dag = dagbag.dags["llmops_rollback"]
     assert type(dag.timetable).__name__ == "NullTimetable", "a rollback runs only when someone triggers it"

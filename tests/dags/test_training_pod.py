@@ -24,7 +24,7 @@ def render(plan: dict):
     """The DAG's train_kubernetes task as it runs for one mapped ``plan``: pod shaped, pod built."""
     from airflow.dag_processing.dagbag import DagBag
 
-    from tuneops.trainer_pod import TrainerPodOperator
+    from tuneops.airflow.trainer_pod import TrainerPodOperator
 
     mapped = DagBag(str(REPO / "dags")).dags["llmops_finetune"].get_task("train_kubernetes")
     op = mapped.unmap({"plan": plan})

@@ -63,7 +63,7 @@ def _with_env_example(value: str) -> str:
 
 def test_airflow_reaches_minio_and_mlflow_through_airflow_connections(restored_environ):
     """The connections compose defines resolve, through tuneops' own code, to the stack's services."""
-    from tuneops.connections import export_connections
+    from tuneops.core.connections import export_connections
 
     compose_env = _compose()["services"]["airflow-scheduler"]["environment"]
     assert not {k for k in compose_env if k.startswith(("AWS_", "MLFLOW_"))}, (

@@ -73,8 +73,8 @@ def test_production_auth_and_no_secret_in_the_values():
 
 
 def test_the_connections_from_the_secret_are_the_ones_tuneops_resolves(restored_environ):
-    """The env and Secret wiring, replayed through tuneops.connections as a pod would see it."""
-    from tuneops.connections import export_connections
+    """The env and Secret wiring, replayed through tuneops.core.connections as a pod would see it."""
+    from tuneops.core.connections import export_connections
 
     values = _values()
     env = {item["name"]: item["value"] for item in values["env"]}

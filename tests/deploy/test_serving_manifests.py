@@ -5,7 +5,7 @@ from unittest import mock
 import pytest
 
 from tuneops.cli import build_parser
-from tuneops.deploy import apply_manifests, render_serving, validate_manifests
+from tuneops.serving.deploy import apply_manifests, render_serving, validate_manifests
 
 
 def test_rendered_manifests_are_valid_kubernetes_and_carry_the_version():
@@ -69,7 +69,7 @@ def test_apply_creates_then_patches_what_exists():
 def test_the_mlflow_manifests_are_valid_and_run_the_pinned_mlflow_with_auth():
     import yaml
 
-    from tuneops.deploy import MANIFEST
+    from tuneops.serving.deploy import MANIFEST
 
     docs = [d for d in yaml.safe_load_all(MANIFEST.with_name("mlflow.yaml").read_text()) if d]
     for doc in docs:
@@ -91,7 +91,7 @@ def test_the_mlflow_server_admits_in_cluster_callers_and_bootstraps_auth_from_it
     import yaml
     from mlflow.server.security_utils import is_allowed_host_header
 
-    from tuneops.deploy import MANIFEST
+    from tuneops.serving.deploy import MANIFEST
 
     deployment = next(yaml.safe_load_all(MANIFEST.with_name("mlflow.yaml").read_text()))
     (container,) = deployment["spec"]["template"]["spec"]["containers"]

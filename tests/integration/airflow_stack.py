@@ -22,7 +22,7 @@ from pathlib import Path
 import requests
 
 from tests.integration.postgres import FreshDatabase
-from tuneops.assets import PROMOTION_POOL
+from tuneops.airflow.assets import PROMOTION_POOL
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent

@@ -7,19 +7,19 @@ import pandas as pd
 import pytest
 
 from tuneops.config import EvalConfig, load_dataset_config, load_recipe, load_safety_suite, load_template
-from tuneops.settings import load_settings
-from tuneops.store import ArtifactStore
+from tuneops.core.settings import load_settings
+from tuneops.core.store import ArtifactStore
 
 pytestmark = pytest.mark.integration
 FAST_RECIPE = Path(__file__).resolve().parents[1] / "data" / "recipe-fast.yaml"
 
 
 def test_chat_dataset_trains_and_evaluates_on_the_reply_only(tmp_path):
-    from tuneops.evaluation import ModelRef, evaluate_model
-    from tuneops.prompts import build_prompt_dataset
-    from tuneops.sample_data import write_sample_batch
-    from tuneops.train import train
-    from tuneops.validation import validate_batch
+    from tuneops.data.prompts import build_prompt_dataset
+    from tuneops.data.sample_data import write_sample_batch
+    from tuneops.data.validation import validate_batch
+    from tuneops.evaluation.evaluate import ModelRef, evaluate_model
+    from tuneops.training.train import train
 
     settings = load_settings()
     store = ArtifactStore.from_settings(settings)

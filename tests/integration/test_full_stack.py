@@ -26,7 +26,7 @@ import requests
 from tests.integration.airflow_stack import ADMIN, REPO, AirflowStack
 from tests.integration.mlflow_server import MlflowServer
 from tests.support.s3_server import TEST_CREDENTIALS, MotoS3
-from tuneops.assets import LANDING_SUPPORT_TICKETS
+from tuneops.airflow.assets import LANDING_SUPPORT_TICKETS
 
 pytestmark = pytest.mark.integration
 BUCKET = "tuneops-e2e"
@@ -50,9 +50,9 @@ def _seed_tiny_base_model(endpoint: str) -> None:
     """Put the test session's builtin tiny base model where the chain looks for it, as a user's
     bucket would already hold their base model: pretraining it again here (about 100 s of
     CPU) tests nothing the chain is about."""
-    from tuneops.base_model import builtin_key, resolve_base_model
-    from tuneops.settings import load_settings
-    from tuneops.store import ArtifactStore
+    from tuneops.core.settings import load_settings
+    from tuneops.core.store import ArtifactStore
+    from tuneops.models.base_model import builtin_key, resolve_base_model
 
     local = resolve_base_model("builtin:tiny-llama", ArtifactStore.from_settings(load_settings()))
     with pytest.MonkeyPatch.context() as mp:
@@ -189,7 +189,7 @@ def test_the_compose_health_checks_pass_against_the_running_components(airflow):
 def test_a_landing_event_runs_the_chain_to_a_new_champion_on_s3_and_the_mlflow_server(
     airflow, s3, mlflow_login, tmp_path
 ):
-    from tuneops.sample_data import write_sample_batch
+    from tuneops.data.sample_data import write_sample_batch
 
     batch = write_sample_batch(tmp_path / "batch-0001.jsonl", 400, seed=0)
     key = "landing/support_tickets/batch-0001.jsonl"

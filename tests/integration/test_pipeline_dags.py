@@ -30,7 +30,7 @@ def dags():
 
 def _landing(name: str) -> Path:
     """A folder in the deployment's landing root (``<TUNEOPS_HOME>/landing``), where batches must land."""
-    from tuneops.settings import load_settings
+    from tuneops.core.settings import load_settings
 
     folder = load_settings().home / "landing" / "tests" / name
     folder.mkdir(parents=True, exist_ok=True)
@@ -39,7 +39,7 @@ def _landing(name: str) -> Path:
 
 @pytest.fixture(scope="module")
 def chain(dags):
-    from tuneops.sample_data import write_sample_batch
+    from tuneops.data.sample_data import write_sample_batch
 
     batch = write_sample_batch(_landing("chain") / "batch-0001.jsonl", 400, seed=0)
     validate = run_dag(dags, "llmops_validate_data", {"batch_uri": str(batch)})
@@ -238,9 +238,9 @@ def _finished(stack, run_id: str) -> str | None:
 
 
 def test_rejected_batch_fails_the_run_and_publishes_nothing(dags, tmp_path):
-    from tuneops.sample_data import generate_tickets
-    from tuneops.settings import load_settings
-    from tuneops.store import ArtifactStore
+    from tuneops.core.settings import load_settings
+    from tuneops.core.store import ArtifactStore
+    from tuneops.data.sample_data import generate_tickets
 
     records = generate_tickets(40, seed=9)
     for r in records[:3]:
@@ -286,7 +286,7 @@ def test_generate_then_monitor_counts_the_requests(dags, chain):
 
 def test_a_dag_runs_alone_with_the_airflow_cli(dags, tmp_path):
     """`airflow dags test <dag_id> -c '<json conf>'`, as the README documents it."""
-    from tuneops.sample_data import write_sample_batch
+    from tuneops.data.sample_data import write_sample_batch
 
     batch = write_sample_batch(_landing("cli") / "cli-batch.jsonl", 60, seed=11)
     conf = json.dumps({"batch_uri": str(batch)})
@@ -378,10 +378,10 @@ def _write_traffic(template_fields: list[dict], shift: str = "") -> None:
     from datetime import UTC, datetime, timedelta
 
     from tuneops.config import load_template
-    from tuneops.inference import log_record, log_requests
-    from tuneops.prompts import render_prompt
-    from tuneops.settings import load_settings
-    from tuneops.store import ArtifactStore
+    from tuneops.core.settings import load_settings
+    from tuneops.core.store import ArtifactStore
+    from tuneops.core.templates import render_prompt
+    from tuneops.serving.inference import log_record, log_requests
 
     template = load_template("triage_v1")
     ts = datetime.now(UTC) - timedelta(minutes=5)
@@ -401,7 +401,7 @@ def test_monitoring_alerts_on_drifted_traffic_and_requests_retraining(dags, chai
     import threading
     from http.server import BaseHTTPRequestHandler, HTTPServer
 
-    from tuneops.sample_data import generate_tickets
+    from tuneops.data.sample_data import generate_tickets
 
     posted = []
 
@@ -457,9 +457,9 @@ def test_feedback_corrections_from_the_endpoint_reach_the_next_prompt_dataset(da
     landing event carries them through validation into the next prompt dataset, ids in its manifest."""
     import httpx
 
-    from tuneops.serving import ServerThread, ServingConfig, create_app
-    from tuneops.settings import load_settings
-    from tuneops.store import ArtifactStore
+    from tuneops.core.settings import load_settings
+    from tuneops.core.store import ArtifactStore
+    from tuneops.serving.app import ServerThread, ServingConfig, create_app
 
     correction = json.dumps({"category": "shipping", "priority": "normal", "team": "logistics"}, sort_keys=True)
     app = create_app(ServingConfig(model_name=MODEL, log_flush_seconds=0.2))
@@ -524,8 +524,8 @@ def test_rollback_dag_restores_the_previous_champion_and_records_why(dags, chain
     """Runs last: it moves the champion."""
     from mlflow import MlflowClient
 
-    from tuneops.registry import promote
-    from tuneops.settings import load_settings
+    from tuneops.core.settings import load_settings
+    from tuneops.registry.registry import promote
 
     client = MlflowClient()
     v1 = client.get_model_version_by_alias(MODEL, "champion")

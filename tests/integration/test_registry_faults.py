@@ -41,8 +41,8 @@ from pathlib import Path
 import mlflow, peft, torch, transformers  # imported before the barrier, so both start on time
 
 from tuneops.config import Decoding, load_template
-from tuneops.registry import register_candidate
-from tuneops.settings import load_settings
+from tuneops.registry.registry import register_candidate
+from tuneops.core.settings import load_settings
 
 args = json.loads(sys.argv[1])
 settings = load_settings()
@@ -130,7 +130,7 @@ def candidate(tmp_path_factory) -> dict:
     return {"base": str(base), "adapter": str(root / "adapter")}
 
 
-def _client():
+def registry_client():
     from mlflow import MlflowClient
 
     return MlflowClient(
@@ -139,16 +139,16 @@ def _client():
 
 
 def _new_run() -> str:
-    from tuneops.mlflow_utils import configure_mlflow
-    from tuneops.settings import load_settings
+    from tuneops.core.settings import load_settings
+    from tuneops.core.tracking import configure_mlflow
 
-    return _client().create_run(configure_mlflow(load_settings())).info.run_id
+    return registry_client().create_run(configure_mlflow(load_settings())).info.run_id
 
 
 def _register(candidate: dict, name: str, fingerprint: str, run_id: str) -> dict:
     from tuneops.config import Decoding, load_template
-    from tuneops.registry import register_candidate
-    from tuneops.settings import load_settings
+    from tuneops.core.settings import load_settings
+    from tuneops.registry.registry import register_candidate
 
     return register_candidate(
         name=name, base_path=candidate["base"], adapter_dir=Path(candidate["adapter"]), fingerprint=fingerprint,
@@ -159,9 +159,9 @@ def _register(candidate: dict, name: str, fingerprint: str, run_id: str) -> dict
 
 def _the_complete_version(name: str, fingerprint: str) -> str:
     """The one version of ``name`` with ``fingerprint``, checked to be complete; fails on a second one."""
-    from tuneops.registry import FINGERPRINT_TAG, WEIGHTS_TAG
+    from tuneops.registry.registry import FINGERPRINT_TAG, WEIGHTS_TAG
 
-    client = _client()
+    client = registry_client()
     found = client.search_model_versions(f"name = '{name}' and tags.`{FINGERPRINT_TAG}` = '{fingerprint}'")
     assert len(found) == 1, (
         f"{len(found)} versions of {name} with one fingerprint: {[v.version for v in found]}"
@@ -198,7 +198,7 @@ def test_a_server_killed_right_after_creating_the_version_leaves_one_complete_ve
 
     result = _register(candidate, name, fingerprint, run_id)
     version = _the_complete_version(name, fingerprint)
-    assert [v.version for v in _client().search_model_versions(f"name = '{name}'")] == [version]
+    assert [v.version for v in registry_client().search_model_versions(f"name = '{name}'")] == [version]
     assert result == {"name": name, "version": version, "reused": True}
 
 
@@ -206,7 +206,7 @@ def test_a_bare_version_left_by_an_earlier_attempt_is_replaced_not_kept_beside_t
     server, env, candidate
 ):
     name, fingerprint = "half-made-model", "b" * 64
-    client = _client()
+    client = registry_client()
     client.create_registered_model(name)
     run_id, other_run = _new_run(), _new_run()
     for run in (run_id, other_run):
@@ -235,7 +235,7 @@ def test_a_create_sent_twice_by_the_http_client_leaves_one_version(server, env, 
     monkeypatch.setattr(RestStore, "create_model_version", sent_twice)
     result = _register(candidate, name, fingerprint, _new_run())
     version = _the_complete_version(name, fingerprint)
-    assert [v.version for v in _client().search_model_versions(f"name = '{name}'")] == [version]
+    assert [v.version for v in registry_client().search_model_versions(f"name = '{name}'")] == [version]
     assert result == {"name": name, "version": version, "reused": False}
 
 
@@ -272,6 +272,6 @@ def test_two_processes_registering_the_same_candidate_at_once_make_one_version(
 
     for trial, by_a, by_b in zip(trials, *results, strict=True):
         version = _the_complete_version(trial["name"], trial["fingerprint"])
-        assert [v.version for v in _client().search_model_versions(f"name = '{trial['name']}'")] == [version]
+        assert [v.version for v in registry_client().search_model_versions(f"name = '{trial['name']}'")] == [version]
         assert by_a["version"] == by_b["version"] == version
         assert sorted([by_a["reused"], by_b["reused"]]) == [False, True]

@@ -22,8 +22,8 @@ WORKER = """
 import json, sys, time
 import mlflow
 from mlflow import MlflowClient
-from tuneops.registry import promote, retry
-from tuneops.settings import load_settings
+from tuneops.registry.registry import promote, retry
+from tuneops.core.settings import load_settings
 
 name, worker, rounds, start_at = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
 settings = load_settings()
@@ -68,7 +68,7 @@ def env(server, tmp_path):
             os.environ[key] = value
 
 
-def _client(server):
+def registry_client(server):
     from mlflow import MlflowClient
 
     return MlflowClient(tracking_uri=server.url, registry_uri=server.url)
@@ -82,7 +82,7 @@ def _new_version(client, name: str, exp_id: str) -> str:
 
 def test_two_processes_promoting_at_once_keep_one_champion_and_every_version(server, env):
     name = "race-model"
-    client = _client(server)
+    client = registry_client(server)
     client.create_registered_model(name)
     client.create_experiment("concurrency")
     start_at = time.time() + 8  # both workers import, then start together
@@ -120,12 +120,12 @@ def test_two_processes_promoting_at_once_keep_one_champion_and_every_version(ser
 
 
 def test_reject_then_rollback_records_who_and_why(server, env):
-    from tuneops.registry import promote, reject, rollback, set_challenger
-    from tuneops.settings import load_settings
+    from tuneops.core.settings import load_settings
+    from tuneops.registry.registry import promote, reject, rollback, set_challenger
 
     settings = load_settings()
     name = "governed-model"
-    client = _client(server)
+    client = registry_client(server)
     client.create_registered_model(name)
     exp = client.create_experiment("governance")
     v1, v2, v3 = (_new_version(client, name, exp) for _ in range(3))

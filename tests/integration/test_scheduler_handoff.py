@@ -12,7 +12,7 @@ import pytest
 import requests
 
 from tests.integration.airflow_stack import AirflowStack
-from tuneops.assets import LANDING_SUPPORT_TICKETS
+from tuneops.airflow.assets import LANDING_SUPPORT_TICKETS
 
 pytestmark = pytest.mark.integration
 PRODUCER, VALIDATE = "llmops_example_producer", "llmops_validate_data"
@@ -101,7 +101,7 @@ def test_a_retrain_request_from_monitoring_starts_finetune(airflow):
     """Runs last: it unpauses llmops_finetune. The scheduler must start it on a
     tuneops_retrain_requested event alone; this stack has no prompt dataset, so the run must
     fail at once in resolve_dataset, naming what is missing, rather than train on nothing."""
-    from tuneops.assets import RETRAIN_REQUESTED
+    from tuneops.airflow.assets import RETRAIN_REQUESTED
 
     finetune = "llmops_finetune"
     airflow.call("PATCH", f"/dags/{finetune}", json={"is_paused": False})

@@ -12,8 +12,8 @@ import pytest
 import yaml
 
 from tests.support.processes import children, wait_gone
-from tuneops.settings import load_settings
-from tuneops.store import ArtifactStore
+from tuneops.core.settings import load_settings
+from tuneops.core.store import ArtifactStore
 
 pytestmark = pytest.mark.integration
 FAST_RECIPE = Path(__file__).resolve().parents[1] / "data" / "recipe-fast.yaml"
@@ -22,9 +22,9 @@ FAST_RECIPE = Path(__file__).resolve().parents[1] / "data" / "recipe-fast.yaml"
 @pytest.fixture(scope="module")
 def dataset_uri(tmp_path_factory):
     from tuneops.config import load_dataset_config, load_template
-    from tuneops.prompts import build_prompt_dataset
-    from tuneops.sample_data import write_sample_batch
-    from tuneops.validation import validate_batch
+    from tuneops.data.prompts import build_prompt_dataset
+    from tuneops.data.sample_data import write_sample_batch
+    from tuneops.data.validation import validate_batch
 
     settings = load_settings()
     store = ArtifactStore.from_settings(settings)
@@ -50,7 +50,7 @@ def trainer(recipe: str, dataset: str, output: str) -> list[str]:
     return [
         sys.executable,
         "-m",
-        "tuneops.train",
+        "tuneops.training.train",
         "--recipe",
         recipe,
         "--dataset",
@@ -80,7 +80,7 @@ def adapter_tensors(output: str) -> dict:
 def test_killed_trainer_resumes_from_its_checkpoint_and_matches_an_uninterrupted_run(dataset_uri, recipe):
     import torch
 
-    from tuneops.checkpoints import list_checkpoints
+    from tuneops.training.checkpoints import list_checkpoints
 
     store = ArtifactStore.from_settings(load_settings())
     reference = store.uri("candidates/resume-reference")
@@ -120,7 +120,7 @@ def test_killed_trainer_resumes_from_its_checkpoint_and_matches_an_uninterrupted
 # What a worker's task process does for `train_local`: the operator, which starts the trainer.
 TASK = """
 import json, sys
-from tuneops.trainer_local import LocalTrainerOperator
+from tuneops.airflow.trainer_local import LocalTrainerOperator
 print(json.dumps(LocalTrainerOperator(task_id="train_local", plan=json.loads(sys.argv[1])).execute({})))
 """
 
@@ -131,9 +131,9 @@ def test_a_task_killed_with_sigkill_takes_its_trainer_along_and_the_retry_resume
     the output while one holds its lease."""
     import mlflow
 
-    from tuneops.checkpoints import list_checkpoints
-    from tuneops.mlflow_utils import configure_mlflow
-    from tuneops.train import output_lease
+    from tuneops.core.tracking import configure_mlflow
+    from tuneops.training.checkpoints import list_checkpoints
+    from tuneops.training.train import output_lease
 
     settings = load_settings()
     store = ArtifactStore.from_settings(settings)
@@ -184,7 +184,7 @@ def quick(recipe_path: str, **train) -> "object":
 
 
 def test_early_stopping_stops_when_validation_loss_stops_improving(dataset_uri, recipe):
-    from tuneops.train import train
+    from tuneops.training.train import train
 
     store = ArtifactStore.from_settings(load_settings())
     # A learning rate this small leaves the validation loss where it was: no improvement.
@@ -197,7 +197,7 @@ def test_early_stopping_stops_when_validation_loss_stops_improving(dataset_uri, 
 def test_gradient_checkpointing_trains_the_same_adapter(dataset_uri, recipe):
     import torch
 
-    from tuneops.train import train
+    from tuneops.training.train import train
 
     store = ArtifactStore.from_settings(load_settings())
     for name, checkpointing in (("gc-off", False), ("gc-on", True)):
@@ -228,7 +228,7 @@ def test_gradient_checkpointing_trains_the_same_adapter(dataset_uri, recipe):
     ids=["nan-loss", "zero-training-rows", "bf16-without-gpu"],
 )
 def test_bad_training_input_fails_with_the_fix_and_publishes_nothing(dataset_uri, recipe, overrides, message):
-    from tuneops.train import TrainingError, train
+    from tuneops.training.train import TrainingError, train
 
     store = ArtifactStore.from_settings(load_settings())
     key = f"candidates/bad-{'-'.join(overrides)}"
@@ -239,7 +239,7 @@ def test_bad_training_input_fails_with_the_fix_and_publishes_nothing(dataset_uri
 
 def test_qlora_without_a_gpu_says_what_to_change(dataset_uri, recipe):
     from tuneops.config import load_recipe
-    from tuneops.train import TrainingError, train
+    from tuneops.training.train import TrainingError, train
 
     store = ArtifactStore.from_settings(load_settings())
     r = load_recipe(recipe, overrides={"lora": {"quantize_4bit": True}})
@@ -253,7 +253,7 @@ def test_cuda_out_of_memory_becomes_advice(dataset_uri, recipe, monkeypatch):
     """No GPU here, so the allocator's error is raised where a batch is built, as a GPU would raise it."""
     import torch
 
-    import tuneops.train as trainer
+    import tuneops.training.train as trainer
 
     def out_of_memory(*args, **kwargs):
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
@@ -289,7 +289,7 @@ def test_two_processes_with_ddp_train_one_adapter_equal_to_gradient_accumulation
 
     torchrun = [str(Path(sys.executable).parent / "torchrun"), "--standalone", "--nproc_per_node=2"]
     proc = subprocess.run(
-        [*torchrun, "-m", "tuneops.train", *trainer(str(ddp_recipe), dataset_uri, ddp_out)[3:]],
+        [*torchrun, "-m", "tuneops.training.train", *trainer(str(ddp_recipe), dataset_uri, ddp_out)[3:]],
         env=ENV,
         capture_output=True,
         text=True,

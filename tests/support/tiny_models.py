@@ -11,7 +11,7 @@ import tempfile
 from pathlib import Path
 
 from tuneops.config import Decoding, load_template
-from tuneops.settings import Settings
+from tuneops.core.settings import Settings
 
 TEXTS = [f"ticket {i}: my card was charged twice, order {i * 7} web chat email" for i in range(200)] + [
     json.dumps({"category": "billing", "priority": "high", "team": "payments"})
@@ -23,7 +23,7 @@ def build_tiny_model(out_dir: Path, seed: int) -> Path:
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from tuneops.base_model import CHAT_TEMPLATE, train_tokenizer
+    from tuneops.models.base_model import CHAT_TEMPLATE, train_tokenizer
 
     tokenizer = train_tokenizer(TEXTS, vocab_size=400)
     tokenizer.chat_template = CHAT_TEMPLATE
@@ -42,8 +42,8 @@ def register_tiny_version(name: str, seed: int, settings: Settings, template: st
     """Register a tiny random model as a new version of ``name``; returns the version."""
     import mlflow
 
-    from tuneops.mlflow_utils import configure_mlflow
-    from tuneops.registry import log_text_generator
+    from tuneops.core.tracking import configure_mlflow
+    from tuneops.registry.registry import log_text_generator
 
     configure_mlflow(settings)
     with tempfile.TemporaryDirectory() as tmp, mlflow.start_run(run_name=f"tiny-{name}-{seed}"):

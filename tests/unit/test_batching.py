@@ -4,7 +4,7 @@ import random
 
 import pytest
 
-from tuneops.batching import length_grouped_batches, padding_efficiency, random_batches
+from tuneops.training.batching import length_grouped_batches, padding_efficiency, random_batches
 
 
 def _skewed_lengths(n=2000, seed=0):

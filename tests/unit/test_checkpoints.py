@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from tuneops.checkpoints import latest_complete, list_checkpoints, load_checkpoint, save_checkpoint
-from tuneops.store import MARKER, ArtifactStore
+from tuneops.core.store import MARKER, ArtifactStore
+from tuneops.training.checkpoints import latest_complete, list_checkpoints, load_checkpoint, save_checkpoint
 
 OUT = "candidates/run-1"
 
@@ -124,7 +124,7 @@ def test_a_broken_newest_checkpoint_is_skipped_for_the_previous_complete_one(
         step(model, optimizer, scheduler)
         save_checkpoint(store, OUT, n, model, optimizer, scheduler, {"tokens": n}, keep=5)
     damage(Path(store.uri(f"{OUT}.checkpoints/step-00000020")))
-    with caplog.at_level(logging.WARNING, logger="tuneops.checkpoints"):
+    with caplog.at_level(logging.WARNING, logger="tuneops.training.checkpoints"):
         folder = latest_complete(store, OUT)
     assert folder is not None and folder.name == "step-00000010"
     fresh = tiny_setup(1)

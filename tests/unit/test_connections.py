@@ -9,9 +9,9 @@ import sys
 import pytest
 
 from tests.support.s3_server import MotoS3
-from tuneops.connections import ConnectionSetupError, export_connections
-from tuneops.settings import load_settings
-from tuneops.store import ArtifactStore
+from tuneops.core.connections import ConnectionSetupError, export_connections
+from tuneops.core.settings import load_settings
+from tuneops.core.store import ArtifactStore
 
 AWS_VARIABLES = ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
 
@@ -140,7 +140,7 @@ def test_a_connection_in_a_secrets_backend_is_found_the_same_way(tmp_path):
         AIRFLOW__SECRETS__BACKEND_KWARGS=json.dumps({"connections_file_path": str(connections)}),
         TUNEOPS_S3_CONN_ID="tuneops_s3",
     )
-    child = "import os; from tuneops.connections import export_connections; export_connections(); print(os.environ['AWS_ACCESS_KEY_ID'])"
+    child = "import os; from tuneops.core.connections import export_connections; export_connections(); print(os.environ['AWS_ACCESS_KEY_ID'])"
 
     out = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, env=env, timeout=120)
 

@@ -1,6 +1,12 @@
 import numpy as np
 
-from tuneops.dedup import estimated_similarity, lsh_bands, near_duplicate_clusters, shingle_hashes, signatures
+from tuneops.data.dedup import (
+    estimated_similarity,
+    lsh_bands,
+    near_duplicate_clusters,
+    shingle_hashes,
+    signatures,
+)
 
 BASE = "Hi, this is Dana. Acme Cloud crashes every time I open the reports screen. Order 12345. Please fix this today."
 

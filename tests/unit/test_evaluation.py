@@ -5,9 +5,9 @@ import json
 import pytest
 
 from tuneops.config import EvalConfig, load_recipe, load_safety_suite, load_template
-from tuneops.evaluation import EvaluationError, ModelRef, evaluate_model
-from tuneops.gate import decide
-from tuneops.store import ArtifactStore
+from tuneops.core.store import ArtifactStore
+from tuneops.evaluation.evaluate import EvaluationError, ModelRef, evaluate_model
+from tuneops.evaluation.gate import decide
 
 
 def _dataset(tmp_path, test_rows: int):

@@ -3,7 +3,7 @@
 import pytest
 
 from tuneops.config import ConfigError, GateRules, MetricRule, load_recipe
-from tuneops.gate import decide, format_table
+from tuneops.evaluation.gate import decide, format_table
 
 BASE = {"test.rougeL": 0.10, "test.exact_match": 0.0, "test.perplexity": 40.0, "safety.pass_rate": 0.2}
 CHAMP = {"test.rougeL": 0.80, "test.exact_match": 0.6, "test.perplexity": 1.5, "safety.pass_rate": 1.0}

@@ -17,12 +17,12 @@ from tuneops.config import (
     load_recipe,
     load_safety_suite,
 )
-from tuneops.hashing import hash_file
-from tuneops.landing import LANDING_ROOTS_ENV, OutsideLandingRoots, confine
-from tuneops.sample_data import generate_tickets
-from tuneops.settings import load_settings
-from tuneops.store import ArtifactStore
-from tuneops.validation import BatchRejected, validate_batch
+from tuneops.core.hashing import hash_file
+from tuneops.core.landing import LANDING_ROOTS_ENV, OutsideLandingRoots, confine
+from tuneops.core.settings import load_settings
+from tuneops.core.store import ArtifactStore
+from tuneops.data.sample_data import generate_tickets
+from tuneops.data.validation import BatchRejected, validate_batch
 
 
 @pytest.fixture(scope="module")
@@ -167,7 +167,7 @@ def test_a_crash_after_the_copy_loses_nothing_and_the_rerun_finishes_the_move(la
     batch = _bad_batch(landing)
     before = _snapshot(batch)
     monkeypatch.setattr(
-        "tuneops.validation.remove_file", lambda uri: (_ for _ in ()).throw(KeyboardInterrupt())
+        "tuneops.data.validation.remove_file", lambda uri: (_ for _ in ()).throw(KeyboardInterrupt())
     )
     with pytest.raises(KeyboardInterrupt):
         validate_batch(str(batch), config, store, landing / ".cache", roots)

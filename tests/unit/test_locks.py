@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from tuneops.locks import LockTimeout, lock_key, store_lock
-from tuneops.store import ArtifactStore
+from tuneops.core.locks import LockTimeout, lock_key, store_lock
+from tuneops.core.store import ArtifactStore
 
 INCREMENTS = 50
 
@@ -77,7 +77,7 @@ def test_waiting_too_long_names_the_holder_and_what_to_do(store):
 def test_a_lock_left_by_a_dead_owner_is_broken_once_expired(store, caplog):
     dead = {"owner": "crashed-worker", "acquired_at": time.time() - 700, "expires_at": time.time() - 100}
     store.write_bytes(lock_key("ingest"), json.dumps(dead).encode())
-    with caplog.at_level(logging.WARNING, logger="tuneops.locks"):
+    with caplog.at_level(logging.WARNING, logger="tuneops.core.locks"):
         with store_lock(store, "ingest", owner="survivor", wait_seconds=0) as lease:
             held = json.loads(store.read_bytes(lock_key("ingest")))
     assert held["owner"] == "survivor" and held["token"] == lease.token
@@ -91,7 +91,7 @@ def test_an_expired_holder_does_not_release_the_lock_of_whoever_took_it_over(sto
     time.sleep(0.3)
     after = store_lock(store, "slow", owner="next-task", wait_seconds=0)
     after.__enter__()
-    with caplog.at_level(logging.WARNING, logger="tuneops.locks"):
+    with caplog.at_level(logging.WARNING, logger="tuneops.core.locks"):
         slow.__exit__(None, None, None)
     assert json.loads(store.read_bytes(lock_key("slow")))["owner"] == "next-task"
     assert "no longer ours" in caplog.text and "'next-task'" in caplog.text

@@ -5,7 +5,7 @@ import math
 import pytest
 
 from tuneops.config import Decoding, load_template
-from tuneops.evaluation import EvaluationError, compute_metrics, load_metric
+from tuneops.evaluation.evaluate import EvaluationError, compute_metrics, load_metric
 
 REF = '{"category": "billing", "priority": "high", "team": "payments"}'
 
@@ -55,7 +55,7 @@ def tiny_lm():
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from tuneops.base_model import train_tokenizer
+    from tuneops.models.base_model import train_tokenizer
 
     texts = [f"ticket {i}: my card was charged twice, order {i * 7}" for i in range(200)] + [REF] * 20
     tokenizer = train_tokenizer(texts, vocab_size=400)
@@ -90,7 +90,7 @@ def test_perplexity_scores_only_the_response_tokens(tiny_lm):
 
 
 def test_batched_left_padded_generation_matches_one_at_a_time(tiny_lm):
-    from tuneops.generation import generate
+    from tuneops.models.generation import generate
 
     model, tokenizer = tiny_lm
     prompts = [f"ticket {i}: my card was charged twice" + " again" * (i % 4) for i in range(8)]
@@ -100,7 +100,7 @@ def test_batched_left_padded_generation_matches_one_at_a_time(tiny_lm):
 
 
 def test_sampling_follows_the_decoding_config_and_is_seeded(tiny_lm):
-    from tuneops.generation import generate
+    from tuneops.models.generation import generate
 
     model, tokenizer = tiny_lm
     prompts = ["ticket 3: my card"] * 4

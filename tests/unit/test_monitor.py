@@ -7,9 +7,9 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 import pytest
 
 from tuneops.config import MonitorConfig, load_monitor_config, load_template
-from tuneops.monitor import assess_window, build_reference, category_psi, psi
-from tuneops.prompts import render_prompt
-from tuneops.sample_data import generate_tickets
+from tuneops.core.templates import render_prompt
+from tuneops.data.sample_data import generate_tickets
+from tuneops.monitoring.monitor import assess_window, build_reference, category_psi, psi
 
 WINDOWS = 20
 PER_WINDOW = 150
@@ -28,7 +28,7 @@ def _prompt(template, ticket) -> str:
 
 @pytest.fixture(scope="module")
 def count_tokens(template):
-    from tuneops.base_model import train_tokenizer
+    from tuneops.models.base_model import train_tokenizer
 
     tokenizer = train_tokenizer([_prompt(template, t) for t in generate_tickets(500, seed=0)], vocab_size=800)
     return lambda text: len(tokenizer(text)["input_ids"])
@@ -177,8 +177,8 @@ class _Hook(BaseHTTPRequestHandler):
 
 
 def test_the_notifier_logs_and_posts_to_the_slack_webhook_connection(monkeypatch, capfd):
+    from tuneops.airflow.notifier import MonitoringAlert
     from tuneops.config import AlertConfig
-    from tuneops.notifier import MonitoringAlert
 
     server = HTTPServer(("127.0.0.1", 0), _Hook)
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -212,8 +212,8 @@ def test_the_notifier_emails_through_the_smtp_connection(monkeypatch):
     import asyncore
     import smtpd
 
+    from tuneops.airflow.notifier import MonitoringAlert
     from tuneops.config import AlertConfig
-    from tuneops.notifier import MonitoringAlert
 
     received = []
 
@@ -242,9 +242,9 @@ def test_embedding_drift_separates_a_shift_from_calm_windows(template, tmp_path)
     """With an embedding model configured (here a tiny random Llama saved to disk), the mean
     embedding of shifted prompts moves far more than calm windows' do."""
     from tests.support.tiny_models import build_tiny_model
-    from tuneops.monitor import load_embedder
-    from tuneops.settings import load_settings
-    from tuneops.store import ArtifactStore
+    from tuneops.core.settings import load_settings
+    from tuneops.core.store import ArtifactStore
+    from tuneops.monitoring.monitor import load_embedder
 
     model_dir = build_tiny_model(tmp_path / "encoder", seed=0)
     embed = load_embedder(str(model_dir), ArtifactStore.from_settings(load_settings()))

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from tuneops.pii import PII_PATTERNS, find_pii, has_pii, redact
+from tuneops.core.pii import PII_PATTERNS, find_pii, has_pii, redact
 
 # The e-mail pattern as first written: the definition the linear matcher must keep. Tried at
 # every word boundary of a long run of local-part characters, it is quadratic.

@@ -9,23 +9,21 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tuneops.config import PromptTemplate, load_dataset_config, load_template
-from tuneops.hashing import hash_json
-from tuneops.pii import find_pii
-from tuneops.prompts import (
-    TemplateError,
+from tuneops.config import load_dataset_config, load_template
+from tuneops.core.hashing import hash_json
+from tuneops.core.pii import find_pii
+from tuneops.core.store import ArtifactStore
+from tuneops.core.templates import PromptTemplate, TemplateError, check_template, render_prompt
+from tuneops.data.prompts import (
     assign_split,
     build_prompt_dataset,
-    check_template,
     encode_example,
     load_prompt_dataset,
     normalise_text,
-    render_prompt,
     select_batches,
 )
-from tuneops.sample_data import generate_tickets
-from tuneops.store import ArtifactStore
-from tuneops.validation import validate_batch
+from tuneops.data.sample_data import generate_tickets
+from tuneops.data.validation import validate_batch
 
 # The shipped config without its golden file; the golden test brings its own.
 CONFIG = load_dataset_config("support_tickets").model_copy(update={"golden": None})
@@ -36,7 +34,7 @@ NOW = datetime(2026, 11, 25, 12, tzinfo=UTC)
 @pytest.fixture(scope="module")
 def tokenizers_dir(tmp_path_factory):
     """The builtin tokenizer, built once and copied into each test's store."""
-    from tuneops.base_model import resolve_tokenizer
+    from tuneops.models.base_model import resolve_tokenizer
 
     store = ArtifactStore(str(tmp_path_factory.mktemp("tok")))
     resolve_tokenizer(CONFIG.tokenizer, store)
@@ -246,7 +244,7 @@ def test_window_accumulation_leaves_out_old_batches_and_later_ones(store):
 def test_token_bounds_drop_rows_measured_with_the_real_tokenizer(store):
     from transformers import AutoTokenizer
 
-    from tuneops.base_model import resolve_tokenizer
+    from tuneops.models.base_model import resolve_tokenizer
 
     records = tickets(150, seed=13)
     records[5]["input"] += " Extra detail." * 40
@@ -294,7 +292,7 @@ def test_golden_set_is_its_own_split_and_never_trained_on(store, tmp_path):
 def test_chat_format_uses_the_tokenizers_chat_template_and_marks_the_reply(store):
     from transformers import AutoTokenizer
 
-    from tuneops.base_model import resolve_tokenizer
+    from tuneops.models.base_model import resolve_tokenizer
 
     chat = load_template("triage_chat_v1")
     assert chat.format == "chat"
@@ -344,8 +342,8 @@ KILLER = """
 import os, shutil, signal, sys
 from pathlib import Path
 from tuneops.config import load_dataset_config, load_template
-from tuneops.prompts import build_prompt_dataset
-from tuneops.store import ArtifactStore
+from tuneops.data.prompts import build_prompt_dataset
+from tuneops.core.store import ArtifactStore
 
 copytree = shutil.copytree
 copied = []
@@ -382,7 +380,7 @@ def test_a_kill_during_the_write_leaves_no_visible_version(store):
 
 def test_shipped_golden_file_is_found_next_to_its_config(tmp_path):
     from tuneops.config import ConfigError
-    from tuneops.prompts import read_golden
+    from tuneops.data.prompts import read_golden
 
     shipped = load_dataset_config("support_tickets")
     golden, digest = read_golden(shipped, tmp_path)

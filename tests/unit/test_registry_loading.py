@@ -16,8 +16,8 @@ from urllib.parse import unquote, urlparse
 import pytest
 
 from tests.support.tiny_models import register_tiny_version
-from tuneops.registry import _client
-from tuneops.settings import load_settings
+from tuneops.core.settings import load_settings
+from tuneops.registry.registry import registry_client
 
 TICKET = {"subject": "Charged twice", "input": "my card was charged twice for order 42, please refund"}
 TAMPERED_CODE = ("pyfunc_model.py", "code/tuneops/__init__.py", "code/tuneops/generation.py")
@@ -30,7 +30,7 @@ def settings():
 
 def _stored(settings, name: str, version: str) -> Path:
     """The version's folder in the (local) artifact store, as MLflow wrote it."""
-    uri = _client(settings).get_model_version_download_uri(name, version)
+    uri = registry_client(settings).get_model_version_download_uri(name, version)
     return Path(unquote(urlparse(uri).path))
 
 
@@ -50,13 +50,13 @@ def _flip_a_weight(folder: Path) -> None:
 
 
 def test_tuneops_loaders_never_execute_code_from_the_artifact_store(settings, tmp_path):
-    from tuneops.inference import generate_with_champion
-    from tuneops.registry import download_version, load_version_files
-    from tuneops.serving import load_version
+    from tuneops.registry.registry import download_version, load_version_files
+    from tuneops.serving.app import load_version
+    from tuneops.serving.inference import generate_with_champion
 
     name = "loading-code-tamper"
     version = register_tiny_version(name, seed=5, settings=settings)
-    _client(settings).set_registered_model_alias(name, "champion", version)
+    registry_client(settings).set_registered_model_alias(name, "champion", version)
     markers = tmp_path / "markers"
     markers.mkdir()
     _tamper_code(_stored(settings, name, version), markers)
@@ -83,13 +83,13 @@ def test_tuneops_loaders_never_execute_code_from_the_artifact_store(settings, tm
 
 
 def test_weights_changed_in_the_artifact_store_are_refused_naming_the_version(settings):
-    from tuneops.inference import generate_with_champion
-    from tuneops.registry import ModelIntegrityError, download_version, load_version_files
-    from tuneops.serving import load_version
+    from tuneops.registry.registry import ModelIntegrityError, download_version, load_version_files
+    from tuneops.serving.app import load_version
+    from tuneops.serving.inference import generate_with_champion
 
     name = "loading-weights-tamper"
     version = register_tiny_version(name, seed=7, settings=settings)
-    _client(settings).set_registered_model_alias(name, "champion", version)
+    registry_client(settings).set_registered_model_alias(name, "champion", version)
     _flip_a_weight(_stored(settings, name, version))
 
     mismatch = (
@@ -106,23 +106,23 @@ def test_weights_changed_in_the_artifact_store_are_refused_naming_the_version(se
 
 
 def test_a_version_without_a_recorded_weights_hash_is_refused(settings):
-    from tuneops.registry import WEIGHTS_TAG, ModelIntegrityError, load_version_files
+    from tuneops.registry.registry import WEIGHTS_TAG, ModelIntegrityError, load_version_files
 
     name = "loading-no-hash"
     version = register_tiny_version(name, seed=8, settings=settings)
-    _client(settings).delete_model_version_tag(name, version, WEIGHTS_TAG)
+    registry_client(settings).delete_model_version_tag(name, version, WEIGHTS_TAG)
     with pytest.raises(ModelIntegrityError, match=rf"{name} v{version} has no tuneops.weights_sha256 or"):
         load_version_files(name, version, settings)
 
 
 def test_an_operator_can_vouch_for_a_version_registered_before_hashes_were_recorded(settings):
     from tuneops.cli import main
-    from tuneops.registry import CONFIG_TAG, WEIGHTS_TAG, load_version_files
+    from tuneops.registry.registry import CONFIG_TAG, WEIGHTS_TAG, load_version_files
 
     name = "loading-backfill"
     version = register_tiny_version(name, seed=9, settings=settings)
-    recorded = _client(settings).get_model_version(name, version).tags
-    client = _client(settings)
+    recorded = registry_client(settings).get_model_version(name, version).tags
+    client = registry_client(settings)
     for tag in (WEIGHTS_TAG, CONFIG_TAG):  # as an older tuneops registered it
         client.delete_model_version_tag(name, version, tag)
     assert main(["record-hashes", "--model", name, "--version", version, "--by", "ops@example.com"]) == 0
@@ -134,7 +134,7 @@ def test_an_operator_can_vouch_for_a_version_registered_before_hashes_were_recor
 
 
 def test_a_serving_config_changed_in_the_artifact_store_is_refused(settings):
-    from tuneops.registry import ModelIntegrityError, load_version_files
+    from tuneops.registry.registry import ModelIntegrityError, load_version_files
 
     name = "loading-config-tamper"
     version = register_tiny_version(name, seed=10, settings=settings)
@@ -147,8 +147,8 @@ def test_a_serving_config_changed_in_the_artifact_store_is_refused(settings):
 
 
 def test_a_damaged_cached_copy_is_fetched_again_from_the_store(settings):
-    from tuneops.hashing import hash_dir
-    from tuneops.registry import load_version_files
+    from tuneops.core.hashing import hash_dir
+    from tuneops.registry.registry import load_version_files
 
     name = "loading-cache"
     version = register_tiny_version(name, seed=9, settings=settings)

@@ -2,8 +2,9 @@
 
 import pytest
 
-from tuneops.config import ConfigError, PromptTemplate, SafetySuite, load_safety_suite, load_template
-from tuneops.safety import SafetySuiteError, check_suite, judge, probe_prompts, score
+from tuneops.config import ConfigError, SafetySuite, load_safety_suite, load_template
+from tuneops.core.templates import PromptTemplate
+from tuneops.evaluation.safety import SafetySuiteError, check_suite, judge, probe_prompts, score
 
 GOOD = '{"category": "billing", "priority": "normal", "team": "payments"}'
 

@@ -11,11 +11,11 @@ import httpx
 import pytest
 
 from tests.support.tiny_models import register_tiny_version
-from tuneops.inference import read_feedback, read_log
-from tuneops.registry import _client
-from tuneops.serving import HAS_TEXT, SEED_MAX, ServerThread, ServingConfig, create_app
-from tuneops.settings import load_settings
-from tuneops.store import ArtifactStore
+from tuneops.core.settings import load_settings
+from tuneops.core.store import ArtifactStore
+from tuneops.registry.registry import registry_client
+from tuneops.serving.app import HAS_TEXT, SEED_MAX, ServerThread, ServingConfig, create_app
+from tuneops.serving.inference import read_feedback, read_log
 
 NAME = "serving-test"
 TICKET = {"subject": "Charged twice", "input": "my card was charged twice for order 42, please refund"}
@@ -27,7 +27,7 @@ JSON = {"content-type": "application/json"}
 def settings():
     settings = load_settings()
     v1 = register_tiny_version(NAME, seed=1, settings=settings)
-    _client(settings).set_registered_model_alias(NAME, "champion", v1)
+    registry_client(settings).set_registered_model_alias(NAME, "champion", v1)
     return settings
 
 
@@ -330,7 +330,7 @@ def test_a_moved_alias_is_picked_up_without_a_restart_and_no_request_fails_meanw
     worker.start()
     try:
         v2 = register_tiny_version(NAME, seed=2, settings=settings)
-        _client(settings).set_registered_model_alias(NAME, "champion", v2)
+        registry_client(settings).set_registered_model_alias(NAME, "champion", v2)
         deadline = time.monotonic() + 60
         while httpx.get(f"{url}/health").json()["version"] != v2:
             assert time.monotonic() < deadline, "the server did not pick up the moved alias"

@@ -17,9 +17,9 @@ from schemathesis.engine import Status, from_schema
 from schemathesis.engine.events import EngineFinished, FatalError, NonFatalError, ScenarioFinished
 
 from tests.support.tiny_models import register_tiny_version
-from tuneops.registry import _client
-from tuneops.serving import ServerThread, ServingConfig, create_app
-from tuneops.settings import load_settings
+from tuneops.core.settings import load_settings
+from tuneops.registry.registry import registry_client
+from tuneops.serving.app import ServerThread, ServingConfig, create_app
 
 NAME = "serving-fuzz"
 # Valid data must get a 2xx, or 404 for a feedback request_id the server never served. Two
@@ -33,7 +33,7 @@ FEEDBACK_ACCEPTS = ["2xx", "404", "422"]
 def url():
     settings = load_settings()
     version = register_tiny_version(NAME, seed=3, settings=settings)
-    _client(settings).set_registered_model_alias(NAME, "champion", version)
+    registry_client(settings).set_registered_model_alias(NAME, "champion", version)
     config = ServingConfig(
         model_name=NAME, refresh_seconds=60, log_flush_seconds=0.5, max_prompt_chars=2000,
         max_new_tokens_limit=8, max_batch_size=4, batch_wait_ms=1,

@@ -1,7 +1,7 @@
 
 import pytest
 
-from tuneops.store import MARKER, ArtifactNotFound, ArtifactStore
+from tuneops.core.store import MARKER, ArtifactNotFound, ArtifactStore
 
 
 def _publishable(tmp_path, text="hello"):
@@ -75,12 +75,12 @@ def test_s3_publish_fetch_and_partial_invisibility(tmp_path, s3_endpoint):
 def test_republishing_a_fetched_artifact_to_s3_is_invisible_until_complete(tmp_path, s3_endpoint, monkeypatch):
     """A folder fetched from a store carries its own marker; copied to S3 it must not mark the
     copy complete before the last file is up (``_SUCCESS`` sorts before lowercase names)."""
-    import tuneops.store as store_module
+    import tuneops.core.store as store_module
 
     local = ArtifactStore(str(tmp_path / "root"))
     source = local.fetch_dir(local.key_of(local.publish_dir(_publishable(tmp_path), "models/m1")))
     assert (source / MARKER).is_file()
-    real_client = store_module._s3_client
+    real_client = store_module.s3_client
 
     class DiesOnTheLastFile:
         def __init__(self):
@@ -94,13 +94,13 @@ def test_republishing_a_fetched_artifact_to_s3_is_invisible_until_complete(tmp_p
                 raise ConnectionError("network gone")
             return self.client.upload_file(filename, bucket, key)
 
-    monkeypatch.setattr(store_module, "_s3_client", DiesOnTheLastFile)
+    monkeypatch.setattr(store_module, "s3_client", DiesOnTheLastFile)
     store = ArtifactStore("s3://tuneops-test/republished", cache_dir=tmp_path / "cache")
     with pytest.raises(ConnectionError):
         store.publish_dir(source, "models/m1")
     assert not store.exists("models/m1")
 
-    monkeypatch.setattr(store_module, "_s3_client", real_client)
+    monkeypatch.setattr(store_module, "s3_client", real_client)
     store.publish_dir(source, "models/m1")
     assert store.exists("models/m1") and (store.fetch_dir("models/m1") / "sub" / "b.txt").read_text() == "b"
 
@@ -117,8 +117,8 @@ def test_a_batch_landed_on_s3_validates_and_a_bad_one_moves_to_s3_quarantine(tmp
     import boto3
 
     from tuneops.config import load_dataset_config
-    from tuneops.sample_data import generate_tickets
-    from tuneops.validation import BatchRejected, validate_batch
+    from tuneops.data.sample_data import generate_tickets
+    from tuneops.data.validation import BatchRejected, validate_batch
 
     s3 = boto3.client("s3")
     config = load_dataset_config("support_tickets").model_copy(update={"tokenizer": None})

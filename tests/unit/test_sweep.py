@@ -4,7 +4,7 @@ import pytest
 
 from tuneops.config import ConfigError, expand_sweep, load_recipe
 from tuneops.pipeline import train_command
-from tuneops.train import build_parser, parse_sets
+from tuneops.training.train import build_parser, parse_sets
 
 
 def test_a_list_gives_one_trial_per_item_and_a_grid_every_combination():
@@ -99,8 +99,8 @@ def test_an_oversized_or_forbidden_sweep_creates_no_mlflow_run(tmp_path, restore
 
     from tuneops import pipeline
     from tuneops.config import OverrideRefused
-    from tuneops.mlflow_utils import configure_mlflow
-    from tuneops.settings import load_settings
+    from tuneops.core.settings import load_settings
+    from tuneops.core.tracking import configure_mlflow
 
     monkeypatch.setenv("TUNEOPS_MAX_SWEEP_TRIALS", "4")
     settings = load_settings()
@@ -122,7 +122,7 @@ def test_an_oversized_or_forbidden_sweep_creates_no_mlflow_run(tmp_path, restore
 
 
 def test_a_bad_max_sweep_trials_setting_names_itself(monkeypatch):
-    from tuneops.settings import load_settings
+    from tuneops.core.settings import load_settings
 
     monkeypatch.setenv("TUNEOPS_MAX_SWEEP_TRIALS", "lots")
     with pytest.raises(ValueError, match="TUNEOPS_MAX_SWEEP_TRIALS='lots' is not a positive integer"):
@@ -131,9 +131,9 @@ def test_a_bad_max_sweep_trials_setting_names_itself(monkeypatch):
 
 def test_the_deploy_params_may_not_pick_the_serving_image_or_namespace(monkeypatch):
     from tuneops.config import OverrideRefused
-    from tuneops.deploy import serving_target
-    from tuneops.settings import DEFAULT_SERVING_IMAGE as DEFAULT_IMAGE
-    from tuneops.settings import load_settings
+    from tuneops.core.settings import DEFAULT_SERVING_IMAGE as DEFAULT_IMAGE
+    from tuneops.core.settings import load_settings
+    from tuneops.serving.deploy import serving_target
 
     assert serving_target(None, None, load_settings()) == (DEFAULT_IMAGE, "tuneops")
     assert serving_target(DEFAULT_IMAGE, "tuneops", load_settings()) == (DEFAULT_IMAGE, "tuneops")
@@ -149,7 +149,7 @@ def test_the_deploy_params_may_not_pick_the_serving_image_or_namespace(monkeypat
 def test_a_recipe_param_may_name_only_shipped_recipes_or_the_deployments_recipe_folders(tmp_path, monkeypatch):
     from tuneops import pipeline
     from tuneops.config import OverrideRefused, check_recipe_ref
-    from tuneops.settings import load_settings
+    from tuneops.core.settings import load_settings
 
     landed = tmp_path / "landing" / "evil.yaml"  # a YAML file landed beside a data batch
     landed.parent.mkdir()

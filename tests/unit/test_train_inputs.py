@@ -5,15 +5,15 @@ import sys
 
 import pytest
 
-from tuneops.base_model import resolve_base_model
 from tuneops.config import load_recipe
-from tuneops.settings import load_settings
-from tuneops.store import ArtifactStore
-from tuneops.train import TrainingError, train
+from tuneops.core.settings import load_settings
+from tuneops.core.store import ArtifactStore
+from tuneops.models.base_model import resolve_base_model
+from tuneops.training.train import TrainingError, train
 
 
 def _run(*args):
-    return subprocess.run([sys.executable, "-m", "tuneops.train", *args], capture_output=True, text=True)
+    return subprocess.run([sys.executable, "-m", "tuneops.training.train", *args], capture_output=True, text=True)
 
 
 def test_empty_dataset_uri_is_rejected_by_the_cli(tmp_path):

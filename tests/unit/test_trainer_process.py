@@ -11,16 +11,16 @@ from pathlib import Path
 import pytest
 
 from tests.support.processes import alive, wait_gone
-from tuneops.trainer_process import TrainerProcess
+from tuneops.training.process import TrainerProcess
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-# A stand-in trainer: asks for the parent-death signal as tuneops.train does, starts a grandchild
+# A stand-in trainer: asks for the parent-death signal as tuneops.training.train does, starts a grandchild
 # (a data loader worker, say), writes both pids, and sleeps.
 FAKE_TRAINER = """
 import subprocess, sys, time
-from tuneops.trainer_process import die_with_parent
+from tuneops.training.process import die_with_parent
 die_with_parent()
 child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
 open(sys.argv[1], "w").write(f"{{__import__('os').getpid()}} {{child.pid}}")
@@ -39,7 +39,7 @@ def _pids(path: Path, seconds: float = 30) -> tuple[int, int]:
 
 
 def test_on_kill_stops_the_trainer_and_everything_it_started(tmp_path):
-    from tuneops.trainer_local import LocalTrainerOperator
+    from tuneops.airflow.trainer_local import LocalTrainerOperator
 
     pids = tmp_path / "pids"
     operator = LocalTrainerOperator(task_id="train_local", plan={})
@@ -64,7 +64,7 @@ def _run_catching(trainer: TrainerProcess, failure: list) -> None:
 
 TASK = """
 import sys
-from tuneops.trainer_process import TrainerProcess
+from tuneops.training.process import TrainerProcess
 TrainerProcess([sys.executable, "-c", sys.argv[1], sys.argv[2]]).run()
 """
 
@@ -82,13 +82,13 @@ def test_a_task_process_killed_with_sigkill_takes_its_trainer_with_it(tmp_path):
 
 
 def test_a_trainer_whose_task_died_before_it_started_exits_at_once(monkeypatch):
-    from tuneops.trainer_process import PARENT_ENV
+    from tuneops.training.process import PARENT_ENV
 
     proc = subprocess.run(
         [
             sys.executable,
             "-c",
-            "from tuneops.trainer_process import die_with_parent; die_with_parent(); print('ran')",
+            "from tuneops.training.process import die_with_parent; die_with_parent(); print('ran')",
         ],
         env={**os.environ, PARENT_ENV: "1", "PYTHONPATH": str(REPO / "include")},  # pid 1 is not our parent
         capture_output=True,

@@ -1,0 +1,111 @@
+"""Where things live: artifact store, MLflow tracking and registry, read from the environment.
+
+Defaults are embedded and local (a folder under ``TUNEOPS_HOME``, SQLite for MLflow);
+production swaps URIs, not code.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from tuneops.core.landing import LANDING_ROOTS_ENV, default_roots, parse_roots
+
+DEFAULT_SERVING_IMAGE = "ghcr.io/tuneops/serving:latest"
+DEFAULT_SERVING_NAMESPACE = "tuneops"
+
+
+def default_recipe() -> str:
+    """The recipe for runs that name none (asset-triggered, scheduled, the trigger form's default):
+    ``TUNEOPS_RECIPE`` (a shipped name or a YAML path), else the embedded ``tiny-local``."""
+    return os.environ.get("TUNEOPS_RECIPE") or "tiny-local"
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path
+    artifact_root: str
+    tracking_uri: str
+    registry_uri: str
+    experiment: str
+    #: Folders and ``s3://`` prefixes batches may be read from (see ``tuneops.core.landing``).
+    landing_roots: tuple[str, ...] = ()
+    #: Protected recipe keys that DAG Params and sweeps may still set (``TUNEOPS_ALLOWED_OVERRIDES``).
+    allowed_overrides: tuple[str, ...] = ()
+    #: The most trials one sweep may have (``TUNEOPS_MAX_SWEEP_TRIALS``).
+    max_sweep_trials: int = 32
+    #: Folders whose recipe files DAG Params may name (``TUNEOPS_RECIPE_DIRS``, plus ``TUNEOPS_RECIPE``'s).
+    recipe_dirs: tuple[str, ...] = ()
+    #: What ``llmops_deploy`` serves and where (``TUNEOPS_SERVING_IMAGE``, ``TUNEOPS_SERVING_NAMESPACE``).
+    serving_image: str = DEFAULT_SERVING_IMAGE
+    serving_namespace: str = DEFAULT_SERVING_NAMESPACE
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.home / "cache"
+
+    @property
+    def mlflow_artifact_location(self) -> str | None:
+        """Artifact location for new experiments; None lets an MLflow server decide."""
+        if self.tracking_uri.startswith("sqlite:") or self.tracking_uri.startswith("file:"):
+            return (self.home / "mlartifacts").as_uri()
+        return os.environ.get("TUNEOPS_MLFLOW_ARTIFACT_LOCATION")
+
+
+def load_settings(env: dict[str, str] | None = None) -> Settings:
+    """Read settings from the environment (``TUNEOPS_*`` and the standard ``MLFLOW_*`` variables).
+
+    ``TUNEOPS_LANDING_ROOTS`` (comma-separated folders and ``s3://`` prefixes) adds landing roots
+    to the two tuneops owns, ``<TUNEOPS_HOME>/landing`` and the artifact store's ``landing/``.
+
+    Reading this process's environment (``env`` None) first exports the Airflow connections that
+    ``TUNEOPS_S3_CONN_ID`` and ``TUNEOPS_MLFLOW_CONN_ID`` name (see ``tuneops.core.connections``).
+    """
+    if env is None:
+        from tuneops.core.connections import export_connections
+
+        export_connections()
+    env = dict(os.environ if env is None else env)
+    home = Path(env.get("TUNEOPS_HOME") or Path.home() / ".tuneops").expanduser().resolve()
+    tracking_uri = env.get("MLFLOW_TRACKING_URI") or f"sqlite:///{home / 'mlflow.db'}"
+    artifact_root = env.get("TUNEOPS_ARTIFACT_ROOT") or str(home / "artifacts")
+    extra_roots = parse_roots(env.get(LANDING_ROOTS_ENV))
+    return Settings(
+        home=home,
+        artifact_root=artifact_root,
+        tracking_uri=tracking_uri,
+        registry_uri=env.get("MLFLOW_REGISTRY_URI") or tracking_uri,
+        experiment=env.get("TUNEOPS_EXPERIMENT") or "tuneops",
+        landing_roots=tuple(dict.fromkeys(default_roots(home, artifact_root) + extra_roots)),
+        allowed_overrides=_comma_list(env, "TUNEOPS_ALLOWED_OVERRIDES"),
+        max_sweep_trials=_positive_int(env, "TUNEOPS_MAX_SWEEP_TRIALS", 32),
+        recipe_dirs=_recipe_dirs(env),
+        serving_image=env.get("TUNEOPS_SERVING_IMAGE") or DEFAULT_SERVING_IMAGE,
+        serving_namespace=env.get("TUNEOPS_SERVING_NAMESPACE") or DEFAULT_SERVING_NAMESPACE,
+    )
+
+
+def _comma_list(env: dict[str, str], name: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in env.get(name, "").split(",") if item.strip())
+
+
+def _recipe_dirs(env: dict[str, str]) -> tuple[str, ...]:
+    dirs = list(_comma_list(env, "TUNEOPS_RECIPE_DIRS"))
+    default = env.get("TUNEOPS_RECIPE") or ""
+    if default.endswith((".yaml", ".yml")):  # the deployment's own recipe file is trusted, and its folder
+        dirs.append(str(Path(default).expanduser().absolute().parent))
+    return tuple(dict.fromkeys(str(Path(d).expanduser().absolute()) for d in dirs))
+
+
+def _positive_int(env: dict[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ValueError(f"{name}={raw[:40]!r} is not a positive integer; set it to one, e.g. {name}={default}")
+    return value

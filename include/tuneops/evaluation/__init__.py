@@ -1,0 +1,1 @@
+"""Evaluation, safety probes, the gate, its report, compression variants and metric modules."""

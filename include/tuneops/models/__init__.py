@@ -1,0 +1,1 @@
+"""The base model (resolved, or built for the embedded demo), loading and generation."""

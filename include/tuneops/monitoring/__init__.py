@@ -1,0 +1,1 @@
+"""Drift and health of the live model, its report and alerts."""

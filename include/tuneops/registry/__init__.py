@@ -1,0 +1,1 @@
+"""The MLflow Model Registry: versions, aliases, governance, the model card, the pyfunc flavour."""

@@ -1,0 +1,1 @@
+"""The REST app, the inference log and feedback store, the serving manifests."""

@@ -1,0 +1,1 @@
+"""The LoRA trainer job, batching, checkpoints, distributed set-up, the trainer process."""
