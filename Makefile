@@ -45,7 +45,8 @@ test-fast: install
 	$(PY) -m pytest -m "not integration"
 
 lint: install
-	ruff check dags include plugins tests scripts
+	ruff check dags include plugins tests scripts bench
+	ruff format --check dags include plugins tests scripts bench
 
 airflow: install $(AIRFLOW_HOME)/airflow.db
 	airflow standalone

@@ -42,9 +42,13 @@ def register_tiny_llama(name: str) -> None:
     configure_mlflow(settings)
     with mlflow.start_run(run_name="bench-serving"):
         version = log_text_generator(
-            name, Path(path), template=load_template("triage_v1"), max_new_tokens=32, decoding=Decoding(),
+            name,
+            Path(path),
+            template=load_template("triage_v1"),
+            max_new_tokens=32,
+            decoding=Decoding(),
             model_card="tiny-llama base, for the serving benchmark",
-        )  # fmt: skip
+        )
     registry_client(settings).set_registered_model_alias(name, "champion", version)
 
 
@@ -101,8 +105,14 @@ def main() -> int:
     args = parser.parse_args()
 
     home = tempfile.mkdtemp(prefix="tuneops-bench-serving-")
-    os.environ.update({"TUNEOPS_HOME": home, "MLFLOW_TRACKING_URI": f"sqlite:///{home}/mlflow.db",
-                       "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"})  # fmt: skip
+    os.environ.update(
+        {
+            "TUNEOPS_HOME": home,
+            "MLFLOW_TRACKING_URI": f"sqlite:///{home}/mlflow.db",
+            "HF_HUB_OFFLINE": "1",
+            "TOKENIZERS_PARALLELISM": "false",
+        }
+    )
     os.environ.pop("MLFLOW_REGISTRY_URI", None)
     os.environ.pop("TUNEOPS_ARTIFACT_ROOT", None)
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "include"))
@@ -122,17 +132,27 @@ def main() -> int:
     for repeat in range(args.repeats):
         order = list(modes) if repeat % 2 == 0 else list(reversed(modes))
         for mode in order:
-            config = ServingConfig(model_name=name, max_batch_size=modes[mode], batch_wait_ms=5,
-                                   max_new_tokens_limit=args.max_new_tokens, refresh_seconds=3600)  # fmt: skip
+            config = ServingConfig(
+                model_name=name,
+                max_batch_size=modes[mode],
+                batch_wait_ms=5,
+                max_new_tokens_limit=args.max_new_tokens,
+                refresh_seconds=3600,
+            )
             with ServerThread(create_app(config)) as url:
                 run_load(url, inputs, 2, 2, args.max_new_tokens)  # warm-up, not timed
                 result = run_load(url, inputs, args.clients, args.requests, args.max_new_tokens)
             results[mode].append(result)
-            print(f"  repeat {repeat + 1} {mode}: {result['rps']:.2f} req/s, p95 {result['p95']:.2f}s, "
-                  f"mean batch {result['batch']:.1f}", flush=True)  # fmt: skip
+            print(
+                f"  repeat {repeat + 1} {mode}: {result['rps']:.2f} req/s, p95 {result['p95']:.2f}s, "
+                f"mean batch {result['batch']:.1f}",
+                flush=True,
+            )
     load_after = os.getloadavg()[0]
-    print(f"\n{args.clients} clients x {args.requests} requests, {args.max_new_tokens} new tokens max, greedy; "
-          f"median of {args.repeats}; load average {load_before:.2f} -> {load_after:.2f}")  # fmt: skip
+    print(
+        f"\n{args.clients} clients x {args.requests} requests, {args.max_new_tokens} new tokens max, greedy; "
+        f"median of {args.repeats}; load average {load_before:.2f} -> {load_after:.2f}"
+    )
     print(
         "| mode | requests/s | p50 latency (s) | p95 latency (s) | mean batch |\n| --- | --- | --- | --- | --- |"
     )
@@ -142,8 +162,10 @@ def main() -> int:
         m = medians[mode]
         print(f"| {mode} | {m['rps']:.2f} | {m['p50']:.2f} | {m['p95']:.2f} | {m['batch']:.1f} |")
     single, batched = medians.values()
-    print(f"\nrequests/s batched / unbatched: {batched['rps'] / single['rps']:.2f}x; "
-          f"p95 latency batched / unbatched: {batched['p95'] / single['p95']:.2f}x")  # fmt: skip
+    print(
+        f"\nrequests/s batched / unbatched: {batched['rps'] / single['rps']:.2f}x; "
+        f"p95 latency batched / unbatched: {batched['p95'] / single['p95']:.2f}x"
+    )
     return 0
 
 

@@ -285,7 +285,9 @@ def run_baseline(spec_path: Path, env: dict) -> dict:
 def run_ours(args: list[str], env: dict) -> dict:
     (summary, counts), process = run_child([sys.executable, "-c", OURS, *args], env, 2)
     if not counts["processed"]:
-        raise SystemExit("tuneops.training.train no longer collates through tuneops.training.train.collate; update OURS here")
+        raise SystemExit(
+            "tuneops.training.train no longer collates through tuneops.training.train.collate; update OURS here"
+        )
     return {
         "tokens_per_s": summary["tokens_per_s"],
         "train_seconds": summary["train_seconds"],

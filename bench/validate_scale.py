@@ -26,7 +26,8 @@ BUDGET_BYTES = 2 * 1024**3
 # maxrss is not, and would report the forking parent's size).
 HWM = "print([int(l.split()[1]) * 1024 for l in open('/proc/self/status') if l.startswith('VmHWM')][0])\n"
 CHILD = {
-    "baseline": "import pandas as pd, sys; frame = pd.read_json(sys.argv[1], lines=True); print(len(frame))\n" + HWM,
+    "baseline": "import pandas as pd, sys; frame = pd.read_json(sys.argv[1], lines=True); print(len(frame))\n"
+    + HWM,
     "tuneops": (
         "import sys; from pathlib import Path\n"
         "from tuneops.config import load_dataset_config\n"
@@ -43,7 +44,9 @@ CHILD = {
 def run_child(name: str, batch: Path, env: dict) -> dict:
     """Run one measurement in a fresh child process; returns rows, seconds and its peak RSS."""
     started = time.monotonic()
-    proc = subprocess.run([sys.executable, "-c", CHILD[name], str(batch)], env=env, stdout=subprocess.PIPE, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-c", CHILD[name], str(batch)], env=env, stdout=subprocess.PIPE, text=True
+    )
     elapsed = time.monotonic() - started
     if proc.returncode != 0:
         raise SystemExit(f"{name} failed with exit code {proc.returncode}")
@@ -52,7 +55,9 @@ def run_child(name: str, batch: Path, env: dict) -> dict:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--rows", type=int, default=1_000_000)
     args = parser.parse_args()
     from tuneops.core.settings import load_settings
@@ -61,7 +66,12 @@ def main() -> int:
     from tuneops.models.base_model import resolve_base_model
 
     with tempfile.TemporaryDirectory() as tmp:
-        env = {**os.environ, "TUNEOPS_HOME": str(Path(tmp) / "home"), "GX_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1"}
+        env = {
+            **os.environ,
+            "TUNEOPS_HOME": str(Path(tmp) / "home"),
+            "GX_ANALYTICS_ENABLED": "False",
+            "HF_HUB_OFFLINE": "1",
+        }
         env.pop("TUNEOPS_ARTIFACT_ROOT", None)
         os.environ.update(env)
         resolve_base_model("builtin:tiny-llama", ArtifactStore.from_settings(load_settings()))  # not timed

@@ -31,7 +31,9 @@ from tuneops.airflow.assets import PROMPT_DATASET, VALIDATED_BATCH, resolve_inpu
     doc_md=__doc__,
     default_args={"retries": 2, "retry_delay": pendulum.duration(seconds=30)},
     params={
-        "validated_uri": Param(None, type=["null", "string"], description="URI of a validated batch in the artifact store."),
+        "validated_uri": Param(
+            None, type=["null", "string"], description="URI of a validated batch in the artifact store."
+        ),
         "dataset": Param("support_tickets", type="string", description="Dataset config name or YAML path."),
     },
 )

@@ -99,9 +99,14 @@ def llmops_deploy():
         except OverrideRefused as exc:
             raise AirflowFailException(str(exc)) from exc
         docs = render_serving(
-            choice["model_name"], choice["version"], choice["variant"], image=image,
-            namespace=namespace, replicas=p["replicas"], gpu=p["gpu"],
-        )  # fmt: skip
+            choice["model_name"],
+            choice["version"],
+            choice["variant"],
+            image=image,
+            namespace=namespace,
+            replicas=p["replicas"],
+            gpu=p["gpu"],
+        )
         validate_manifests(docs)
         key = f"deploy/{choice['model_name']}/v{choice['version']}-{choice['variant']}/serving.yaml"
         uri = ArtifactStore.from_settings(load_settings()).write_bytes(

@@ -58,7 +58,8 @@ from tuneops.core.settings import default_recipe
 
 @dag(
     schedule=AssetOrTimeSchedule(
-        timetable=CronTriggerTimetable("0 4 * * 1", timezone="UTC"), assets=(PROMPT_DATASET | RETRAIN_REQUESTED)
+        timetable=CronTriggerTimetable("0 4 * * 1", timezone="UTC"),
+        assets=(PROMPT_DATASET | RETRAIN_REQUESTED),
     ),
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
@@ -73,7 +74,7 @@ from tuneops.core.settings import default_recipe
         "recipe": Param(
             default_recipe(),
             type="string",
-            description="Recipe name (shipped) or YAML path in a TUNEOPS_RECIPE_DIRS folder; default: TUNEOPS_RECIPE."
+            description="Recipe name (shipped) or YAML path in a TUNEOPS_RECIPE_DIRS folder; default: TUNEOPS_RECIPE.",
         ),
         "compute": Param(
             None,

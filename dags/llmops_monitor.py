@@ -62,8 +62,9 @@ def llmops_monitor():
         if not result["batch_uri"]:
             raise AirflowSkipException(f"no batch of corrections to land yet: {result}")
         context["outlet_events"][LANDING_SUPPORT_TICKETS].extra = {
-            "batch_uri": result["batch_uri"], "feedback_rows": result["rows"]
-        }  # fmt: skip
+            "batch_uri": result["batch_uri"],
+            "feedback_rows": result["rows"],
+        }
         # The feedback ids stay in the lineage file: XCom carries only small things.
         return {k: v for k, v in result.items() if k != "feedback_ids"}
 

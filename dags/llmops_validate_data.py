@@ -26,7 +26,9 @@ from tuneops.airflow.assets import LANDING_SUPPORT_TICKETS, VALIDATED_BATCH, res
     doc_md=__doc__,
     default_args={"retries": 2, "retry_delay": pendulum.duration(seconds=30)},
     params={
-        "batch_uri": Param(None, type=["null", "string"], description="File or folder of the raw batch (path or s3://)."),
+        "batch_uri": Param(
+            None, type=["null", "string"], description="File or folder of the raw batch (path or s3://)."
+        ),
         "dataset": Param("support_tickets", type="string", description="Dataset config name or YAML path."),
     },
 )

@@ -35,7 +35,9 @@ def run_dag(dags: dict, dag_id: str, conf: dict | None = None):
     run = dags[dag_id].test(run_conf=conf or {})
     if run.state != "success":
         failed = [ti.task_id for ti in run.get_task_instances() if ti.state == "failed"]
-        raise SystemExit(f"{dag_id} run {run.run_id} ended {run.state}; failed tasks: {failed} (see the log above)")
+        raise SystemExit(
+            f"{dag_id} run {run.run_id} ended {run.state}; failed tasks: {failed} (see the log above)"
+        )
     return run
 
 
@@ -45,7 +47,9 @@ def task_result(dag_id: str, run_id: str, task_id: str):
     from airflow.utils.session import create_session
 
     with create_session() as session:
-        row = session.scalars(XComModel.get_many(run_id=run_id, dag_ids=dag_id, task_ids=task_id, key="return_value")).first()
+        row = session.scalars(
+            XComModel.get_many(run_id=run_id, dag_ids=dag_id, task_ids=task_id, key="return_value")
+        ).first()
         return XComModel.deserialize_value(row) if row is not None else None
 
 
@@ -56,7 +60,9 @@ def main() -> int:
     started = time.monotonic()
     settings = load_settings()
     rows = int(os.environ.get("TUNEOPS_DEMO_ROWS", "2000"))
-    batch = write_sample_batch(settings.home / "landing" / "support_tickets" / "batch-0001.jsonl", rows, seed=0)
+    batch = write_sample_batch(
+        settings.home / "landing" / "support_tickets" / "batch-0001.jsonl", rows, seed=0
+    )
     dags = load_dags()
 
     runs = {CHAIN[0]: run_dag(dags, CHAIN[0], {"batch_uri": str(batch)})}
@@ -77,13 +83,17 @@ def main() -> int:
     print("=" * 72)
     print(f"landing batch      {batch} ({validated['rows']} rows{', reused' if validated['reused'] else ''})")
     print(f"validated batch    {validated['uri']}")
-    print(f"dataset version    {dataset['version']} {dataset['counts']}{' (reused)' if dataset['reused'] else ''}")
+    print(
+        f"dataset version    {dataset['version']} {dataset['counts']}{' (reused)' if dataset['reused'] else ''}"
+    )
     print(f"MLflow run id      {plan['mlflow_run_id']}  (tracking: {settings.tracking_uri})")
     print(f"adapter            {summary['output_uri']}{' (reused)' if summary.get('reused') else ''}")
     if registered:
         alias = "champion" if promoted else "challenger (awaiting approval)"
-        print(f"registered model   {registered['name']} version {registered['version']} alias @{alias}"
-              f"{' (already registered)' if registered['reused'] else ''}")
+        print(
+            f"registered model   {registered['name']} version {registered['version']} alias @{alias}"
+            f"{' (already registered)' if registered['reused'] else ''}"
+        )
     else:
         print("registered model   none: the candidate did not pass the gate")
     print("\n" + decision["text"])
@@ -92,11 +102,21 @@ def main() -> int:
         print("\nmodels:/{}@champion in a fresh process:".format(registered["name"]))
         sys.stdout.flush()
         subprocess.run(
-            [sys.executable, "-m", "tuneops", "generate", "--model", registered["name"],
-             "--subject", "Charged twice", "--body", "Hi, this is Sam. I was charged twice for my Acme Mail "
-             "subscription this month. Order 12345. This is urgent, production is down."],
+            [
+                sys.executable,
+                "-m",
+                "tuneops",
+                "generate",
+                "--model",
+                registered["name"],
+                "--subject",
+                "Charged twice",
+                "--body",
+                "Hi, this is Sam. I was charged twice for my Acme Mail "
+                "subscription this month. Order 12345. This is urgent, production is down.",
+            ],
             check=True,
-        )  # fmt: skip
+        )
     print(f"\ndemo finished in {time.monotonic() - started:.0f}s")
     return 0 if registered else 1
 

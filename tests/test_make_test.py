@@ -70,5 +70,7 @@ def test_make_test_runs_the_set_up_and_ci_is_a_plain_call_of_it():
     )
     assert target.returncode == 0, target.stderr
     assert "scripts/ensure_chromium.sh" in target.stdout and "-m pytest" in target.stdout
-    ci = [line for line in (REPO / ".ci" / "run").read_text().splitlines() if line and not line.startswith("#")]
+    ci = [
+        line for line in (REPO / ".ci" / "run").read_text().splitlines() if line and not line.startswith("#")
+    ]
     assert ci[-1] == "make test" and not any("apt" in line or "chromium" in line for line in ci)

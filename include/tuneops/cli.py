@@ -110,9 +110,13 @@ def cmd_serve(args) -> None:
     from tuneops.serving.app import ServingConfig, serve
 
     config = ServingConfig(
-        model_name=args.model_name, alias=args.alias, variant=args.variant, max_batch_size=args.max_batch_size,
-        batch_wait_ms=args.batch_wait_ms, max_new_tokens_limit=args.max_new_tokens_limit,
-    )  # fmt: skip
+        model_name=args.model_name,
+        alias=args.alias,
+        variant=args.variant,
+        max_batch_size=args.max_batch_size,
+        batch_wait_ms=args.batch_wait_ms,
+        max_new_tokens_limit=args.max_new_tokens_limit,
+    )
     serve(config, host=args.host, port=args.port)
 
 
@@ -194,7 +198,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--body", default="")
     p.set_defaults(func=cmd_generate)
 
-    p = sub.add_parser("monitor", help="assess the last window of the inference log and feedback (drift, health)")
+    p = sub.add_parser(
+        "monitor", help="assess the last window of the inference log and feedback (drift, health)"
+    )
     p.add_argument("--config", default="support-triage", help="monitoring config name or YAML path")
     p.add_argument("--window-hours", type=int, default=None)
     p.set_defaults(func=cmd_monitor)
@@ -210,7 +216,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-new-tokens-limit", type=int, default=256)
     p.set_defaults(func=cmd_serve)
 
-    p = sub.add_parser("compress", help="gate the quantized serving variant of a version against the merged one")
+    p = sub.add_parser(
+        "compress", help="gate the quantized serving variant of a version against the merged one"
+    )
     p.add_argument("--model", required=True)
     p.add_argument("--version", required=True)
     p.add_argument("--recipe", default=default_recipe())

@@ -45,10 +45,21 @@ class ColumnMapping(_Strict):
 
 
 RULES = (
-    "min_rows", "types", "not_null", "not_empty", "unique_id", "input_chars", "response_chars",
-    "input_tokens", "response_tokens", "max_duplicate_rate", "encoding", "max_pii_rate", "response_is_json",
+    "min_rows",
+    "types",
+    "not_null",
+    "not_empty",
+    "unique_id",
+    "input_chars",
+    "response_chars",
+    "input_tokens",
+    "response_tokens",
+    "max_duplicate_rate",
+    "encoding",
+    "max_pii_rate",
+    "response_is_json",
     "allowed_labels",
-)  # fmt: skip
+)
 
 
 class ValidationRules(_Strict):

@@ -318,13 +318,19 @@ def train_command(plan: dict) -> list[str]:
 
     sets = [f"{key}={json.dumps(value)}" for key, value in flatten(plan.get("overrides") or {}).items()]
     return [
-        "python", "-m", "tuneops.training.train",
-        "--recipe", plan["recipe"],
-        "--dataset", plan["dataset_uri"],
-        "--output", plan["output_uri"],
-        "--run-id", plan["mlflow_run_id"],
+        "python",
+        "-m",
+        "tuneops.training.train",
+        "--recipe",
+        plan["recipe"],
+        "--dataset",
+        plan["dataset_uri"],
+        "--output",
+        plan["output_uri"],
+        "--run-id",
+        plan["mlflow_run_id"],
         *[arg for item in sets for arg in ("--set", item)],
-    ]  # fmt: skip
+    ]
 
 
 def train_locally(plan: dict, on_start=None) -> dict:

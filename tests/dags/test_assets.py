@@ -11,7 +11,9 @@ from tuneops.airflow.assets import PROMPT_DATASET, RETRAIN_REQUESTED, resolve_in
 def _ctx(param=None, triggering=(), inlet=()):
     return {
         "params": {"dataset_uri": param},
-        "triggering_asset_events": {PROMPT_DATASET: [SimpleNamespace(extra=e) for e in triggering]} if triggering else {},
+        "triggering_asset_events": {PROMPT_DATASET: [SimpleNamespace(extra=e) for e in triggering]}
+        if triggering
+        else {},
         "inlet_events": {PROMPT_DATASET: [SimpleNamespace(extra=e) for e in inlet]},
     }
 
@@ -52,5 +54,7 @@ def test_the_weekly_run_before_any_dataset_is_skipped_not_failed():
 def test_a_retrain_request_trains_on_the_latest_prompt_dataset():
     """Monitoring's event carries no dataset: finetune falls back to the newest prompt dataset."""
     ctx = _ctx(inlet=[{"uri": "/older"}, {"uri": "/with-corrections"}])
-    ctx["triggering_asset_events"] = {RETRAIN_REQUESTED: [SimpleNamespace(extra={"breaches": ["drift.label_psi"]})]}
+    ctx["triggering_asset_events"] = {
+        RETRAIN_REQUESTED: [SimpleNamespace(extra={"breaches": ["drift.label_psi"]})]
+    }
     assert resolve_input(ctx, "dataset_uri", PROMPT_DATASET, "uri") == "/with-corrections"

@@ -58,7 +58,9 @@ def _with_env_example(value: str) -> str:
     example = dict(
         line.split("=", 1) for line in (REPO / ".env.example").read_text().splitlines() if "=" in line
     )
-    return re.sub(r"(?<!\$)\$\{(\w+)(?::?-([^}]*))?\}", lambda m: example.get(m.group(1)) or m.group(2) or "", value)
+    return re.sub(
+        r"(?<!\$)\$\{(\w+)(?::?-([^}]*))?\}", lambda m: example.get(m.group(1)) or m.group(2) or "", value
+    )
 
 
 def test_airflow_reaches_minio_and_mlflow_through_airflow_connections(restored_environ):

@@ -77,10 +77,13 @@ def test_the_mlflow_manifests_are_valid_and_run_the_pinned_mlflow_with_auth():
     validate_manifests(docs)
     (container,) = docs[0]["spec"]["template"]["spec"]["containers"]
     pinned = next(
-        line.split("==")[1] for line in (MANIFEST.parents[4] / "requirements.txt").read_text().splitlines()
+        line.split("==")[1]
+        for line in (MANIFEST.parents[4] / "requirements.txt").read_text().splitlines()
         if line.startswith("mlflow==")
-    )  # fmt: skip
-    assert container["image"].endswith(f":v{pinned}"), "the server must run the MLflow version the clients pin"
+    )
+    assert container["image"].endswith(f":v{pinned}"), (
+        "the server must run the MLflow version the clients pin"
+    )
     assert "--app-name basic-auth" in container["args"][0] and container["envFrom"][0]["secretRef"]
     assert docs[1]["spec"]["ports"][0]["port"] == 5000
 
@@ -96,7 +99,11 @@ def test_the_mlflow_server_admits_in_cluster_callers_and_bootstraps_auth_from_it
     deployment = next(yaml.safe_load_all(MANIFEST.with_name("mlflow.yaml").read_text()))
     (container,) = deployment["spec"]["template"]["spec"]["containers"]
     allowed = re.search(r'--allowed-hosts "([^"]+)"', container["args"][0]).group(1).split(",")
-    for host in ("tuneops-mlflow:5000", "tuneops-mlflow.tuneops:5000", "tuneops-mlflow.tuneops.svc.cluster.local:5000"):
+    for host in (
+        "tuneops-mlflow:5000",
+        "tuneops-mlflow.tuneops:5000",
+        "tuneops-mlflow.tuneops.svc.cluster.local:5000",
+    ):
         assert is_allowed_host_header(allowed, host), host
     assert not is_allowed_host_header(allowed, "evil.example:5000")
     env = {e["name"]: e["value"] for e in container["env"]}

@@ -103,7 +103,9 @@ class AirflowStack:
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(self.airflow_home / "passwords.json"),
             "TUNEOPS_HOME": str(self.tuneops_home),
             "MLFLOW_TRACKING_URI": (
-                os.environ["MLFLOW_TRACKING_URI"] if share_artifacts else f"sqlite:///{self.tuneops_home / 'mlflow.db'}"
+                os.environ["MLFLOW_TRACKING_URI"]
+                if share_artifacts
+                else f"sqlite:///{self.tuneops_home / 'mlflow.db'}"
             ),
             "HF_HUB_OFFLINE": "1",
             "HF_DATASETS_OFFLINE": "1",
@@ -142,8 +144,14 @@ class AirflowStack:
             for i in range(1, celery_workers + 1):
                 name = f"worker{i}"
                 self.components[name] = [
-                    str(BIN / "airflow"), "celery", "worker", "--concurrency", "1", "--celery-hostname", f"{name}@%h",
-                ]  # fmt: skip
+                    str(BIN / "airflow"),
+                    "celery",
+                    "worker",
+                    "--concurrency",
+                    "1",
+                    "--celery-hostname",
+                    f"{name}@%h",
+                ]
                 self.worker_env[name] = {"TUNEOPS_WORKER_NAME": name}
 
     def start(self, timeout: float = 180) -> None:
@@ -154,16 +162,37 @@ class AirflowStack:
         (self.airflow_home / "passwords.json").write_text(json.dumps({ADMIN: self.admin_password}))
         self.database.create()
         migrate = subprocess.run(
-            [str(BIN / "airflow"), "db", "migrate"], env=self.env, capture_output=True, text=True, timeout=timeout
+            [str(BIN / "airflow"), "db", "migrate"],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
         )
-        assert migrate.returncode == 0, f"airflow db migrate failed:\n{migrate.stdout[-3000:]}{migrate.stderr[-3000:]}"
+        assert migrate.returncode == 0, (
+            f"airflow db migrate failed:\n{migrate.stdout[-3000:]}{migrate.stderr[-3000:]}"
+        )
         if self.auth_manager == "fab":
             user = [
-                str(BIN / "airflow"), "users", "create", "--username", ADMIN, "--password", self.admin_password,
-                "--role", "Admin", "--firstname", "Test", "--lastname", "Admin", "--email", "admin@example.com",
-            ]  # fmt: skip
+                str(BIN / "airflow"),
+                "users",
+                "create",
+                "--username",
+                ADMIN,
+                "--password",
+                self.admin_password,
+                "--role",
+                "Admin",
+                "--firstname",
+                "Test",
+                "--lastname",
+                "Admin",
+                "--email",
+                "admin@example.com",
+            ]
             created = subprocess.run(user, env=self.env, capture_output=True, text=True, timeout=timeout)
-            assert created.returncode == 0, f"airflow users create failed:\n{created.stdout[-3000:]}{created.stderr[-3000:]}"
+            assert created.returncode == 0, (
+                f"airflow users create failed:\n{created.stdout[-3000:]}{created.stderr[-3000:]}"
+            )
         pool = [str(BIN / "airflow"), "pools", "set", PROMOTION_POOL, "1", "champion alias moves"]
         subprocess.run(pool, env=self.env, capture_output=True, check=True, timeout=timeout)
         if self.worker_env:
@@ -189,14 +218,18 @@ class AirflowStack:
         self.api.headers["Authorization"] = f"Bearer {token.json()['access_token']}"
         self.wait_for("scheduler, DAG processor and triggerer to report healthy", self._all_healthy, timeout)
 
-    def start_with(self, parsed: tuple[str, ...], unpause: tuple[str, ...] = (), timeout: float = 180) -> None:
+    def start_with(
+        self, parsed: tuple[str, ...], unpause: tuple[str, ...] = (), timeout: float = 180
+    ) -> None:
         """``start()``, wait until the DAG processor has parsed ``parsed`` (no import errors), unpause ``unpause``.
 
         On any failure the stack is stopped and a RuntimeError carries the components' logs.
         """
         try:
             self.start(timeout)
-            self.wait_for(f"the DAG processor to parse {', '.join(parsed)}", lambda: self._parsed(parsed), timeout)
+            self.wait_for(
+                f"the DAG processor to parse {', '.join(parsed)}", lambda: self._parsed(parsed), timeout
+            )
             for dag_id in unpause:
                 self.call("PATCH", f"/dags/{dag_id}", json={"is_paused": False})
         except Exception as exc:
@@ -243,7 +276,9 @@ class AirflowStack:
         while True:
             exited = {name: p.returncode for name, p in self._procs.items() if p.poll() is not None}
             if exited:
-                raise RuntimeError(f"Airflow component(s) exited (name: exit code) {exited} while waiting for {what}")
+                raise RuntimeError(
+                    f"Airflow component(s) exited (name: exit code) {exited} while waiting for {what}"
+                )
             result = probe()
             if result:
                 return result
@@ -259,7 +294,9 @@ class AirflowStack:
 
     def runs(self, dag_id: str) -> list[dict]:
         """The DAG's runs, newest first."""
-        return self.call("GET", f"/dags/{dag_id}/dagRuns", params={"order_by": "-run_after", "limit": 100})["dag_runs"]
+        return self.call("GET", f"/dags/{dag_id}/dagRuns", params={"order_by": "-run_after", "limit": 100})[
+            "dag_runs"
+        ]
 
     def xcom(self, dag_id: str, run_id: str, task_id: str):
         """The task's return value in that run."""

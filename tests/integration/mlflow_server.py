@@ -64,13 +64,18 @@ class MlflowServer:
         command = [
             str(BIN / "mlflow"),
             "server",
-            "--backend-store-uri", self.backend_store_uri,
+            "--backend-store-uri",
+            self.backend_store_uri,
             "--serve-artifacts",
-            "--artifacts-destination", self.artifacts_destination,
-            "--host", "127.0.0.1",
-            "--port", str(self.port),
-            "--workers", str(self.workers),
-        ]  # fmt: skip
+            "--artifacts-destination",
+            self.artifacts_destination,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--workers",
+            str(self.workers),
+        ]
         env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.extra_env}
         for inherited in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "MLFLOW_TRACKING_USERNAME"):
             env.pop(inherited, None)

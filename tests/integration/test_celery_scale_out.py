@@ -42,4 +42,6 @@ def test_runs_complete_with_their_tasks_spread_over_both_workers(celery_stack):
         hostnames |= {ti["hostname"] for ti in ran}
         if hostnames >= WORKERS:
             break
-    assert hostnames == WORKERS, f"task hostnames {hostnames}; every task must run on a Celery worker, both used"
+    assert hostnames == WORKERS, (
+        f"task hostnames {hostnames}; every task must run on a Celery worker, both used"
+    )

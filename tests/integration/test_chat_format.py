@@ -26,14 +26,18 @@ def test_chat_dataset_trains_and_evaluates_on_the_reply_only(tmp_path):
     config = load_dataset_config("support_tickets").model_copy(update={"golden": None})
     batch = write_sample_batch(tmp_path / "chat-batch.jsonl", 200, seed=21)
     validated = validate_batch(str(batch), config, store, settings.cache_dir, [str(batch.parent)])
-    dataset = build_prompt_dataset([validated["key"]], config, load_template("triage_chat_v1"), store, settings.cache_dir)
+    dataset = build_prompt_dataset(
+        [validated["key"]], config, load_template("triage_chat_v1"), store, settings.cache_dir
+    )
     recipe = load_recipe(FAST_RECIPE, overrides={"train": {"max_steps": 3, "log_every": 1}})
     output = store.uri(f"candidates/chat-{dataset['version']}")
     summary = train(recipe, dataset["uri"], output, None, settings)
     assert summary["train_examples"] == dataset["counts"]["train"] and summary["dropped_too_long"] == 0
 
     adapter = Path(output) / "adapter"
-    ref = ModelRef("candidate", f"chat-test-{summary['adapter_sha256']}", summary["base_model_path"], str(adapter))
+    ref = ModelRef(
+        "candidate", f"chat-test-{summary['adapter_sha256']}", summary["base_model_path"], str(adapter)
+    )
     cfg = EvalConfig(max_examples=4, max_new_tokens=8, splits=["test"])
     suite = load_safety_suite("support-triage")
     result = evaluate_model(ref, store.fetch_dir(dataset["key"]), dataset["version"], cfg, suite, store)

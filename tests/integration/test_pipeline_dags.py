@@ -367,7 +367,9 @@ def _asset_events(name: str) -> list[dict]:
 
     with create_session() as session:
         rows = session.scalars(
-            select(AssetEvent).join(AssetModel, AssetEvent.asset_id == AssetModel.id).where(AssetModel.name == name)
+            select(AssetEvent)
+            .join(AssetModel, AssetEvent.asset_id == AssetModel.id)
+            .where(AssetModel.name == name)
         ).all()
         return [dict(e.extra or {}) for e in rows]
 
@@ -388,10 +390,19 @@ def _write_traffic(template_fields: list[dict], shift: str = "") -> None:
     records = []
     for fields in template_fields:
         fields = {**fields, "input": fields["input"] + shift}
-        records.append(log_record(
-            request_id=uuid.uuid4().hex, model=MODEL, version="1", prompt=render_prompt(template, fields),
-            inputs=fields, mode="inputs", response=fields.pop("triage"), latency_s=0.05, ts=ts,
-        ))  # fmt: skip
+        records.append(
+            log_record(
+                request_id=uuid.uuid4().hex,
+                model=MODEL,
+                version="1",
+                prompt=render_prompt(template, fields),
+                inputs=fields,
+                mode="inputs",
+                response=fields.pop("triage"),
+                latency_s=0.05,
+                ts=ts,
+            )
+        )
     log_requests(records, ArtifactStore.from_settings(load_settings()))
 
 
@@ -417,10 +428,15 @@ def test_monitoring_alerts_on_drifted_traffic_and_requests_retraining(dags, chai
     server = HTTPServer(("127.0.0.1", 0), Hook)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     hook_url = f"http://127.0.0.1:{server.server_port}/hook"
-    monkeypatch.setenv("AIRFLOW_CONN_TUNEOPS_SLACK", json.dumps({"conn_type": "http", "extra": {"webhook_url": hook_url}}))
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_TUNEOPS_SLACK", json.dumps({"conn_type": "http", "extra": {"webhook_url": hook_url}})
+    )
 
     def tickets(seed):
-        return [{"subject": t["subject"], "input": t["body"], "triage": t["triage"]} for t in generate_tickets(150, seed)]
+        return [
+            {"subject": t["subject"], "input": t["body"], "triage": t["triage"]}
+            for t in generate_tickets(150, seed)
+        ]
 
     before = len(_asset_events("tuneops_retrain_requested"))
     try:
@@ -430,7 +446,10 @@ def test_monitoring_alerts_on_drifted_traffic_and_requests_retraining(dags, chai
         assert calm.get_task_instance("request_retrain").state == "skipped"
         assert posted == [] and len(_asset_events("tuneops_retrain_requested")) == before
 
-        _write_traffic(tickets(502), shift=" Also my blockchain wallet stopped syncing while staking on the validator node.")
+        _write_traffic(
+            tickets(502),
+            shift=" Also my blockchain wallet stopped syncing while staking on the validator node.",
+        )
         run = run_dag(dags, "llmops_monitor", {"config": MONITOR_CONFIG})
     finally:
         server.shutdown()
@@ -446,10 +465,20 @@ def test_monitoring_alerts_on_drifted_traffic_and_requests_retraining(dags, chai
     assert "retraining requested" in report and report.count("data:image/png;base64,") == 2
 
 
-FEEDBACK_ITEMS = ["espresso machine", "standing desk", "trail running shoes", "mechanical keyboard", "camping stove",
-                  "baby monitor"]  # fmt: skip
-FEEDBACK_ISSUES = ["arrived with a cracked lid", "was delivered to the wrong address", "is missing its power adapter",
-                   "came two weeks after the promised date"]  # fmt: skip
+FEEDBACK_ITEMS = [
+    "espresso machine",
+    "standing desk",
+    "trail running shoes",
+    "mechanical keyboard",
+    "camping stove",
+    "baby monitor",
+]
+FEEDBACK_ISSUES = [
+    "arrived with a cracked lid",
+    "was delivered to the wrong address",
+    "is missing its power adapter",
+    "came two weeks after the promised date",
+]
 
 
 def test_feedback_corrections_from_the_endpoint_reach_the_next_prompt_dataset(dags, chain):
@@ -461,18 +490,25 @@ def test_feedback_corrections_from_the_endpoint_reach_the_next_prompt_dataset(da
     from tuneops.core.store import ArtifactStore
     from tuneops.serving.app import ServerThread, ServingConfig, create_app
 
-    correction = json.dumps({"category": "shipping", "priority": "normal", "team": "logistics"}, sort_keys=True)
+    correction = json.dumps(
+        {"category": "shipping", "priority": "normal", "team": "logistics"}, sort_keys=True
+    )
     app = create_app(ServingConfig(model_name=MODEL, log_flush_seconds=0.2))
     feedback_ids = []
     with ServerThread(app) as url:
         for i, (item, issue) in enumerate((a, b) for a in FEEDBACK_ITEMS for b in FEEDBACK_ISSUES):
-            inputs = {"subject": f"Problem with my {item}", "label": "web",
-                      "input": f"Hello, my {item} (order {5000 + i * 13}) {issue}. Can you sort this out for me?"}  # fmt: skip
+            inputs = {
+                "subject": f"Problem with my {item}",
+                "label": "web",
+                "input": f"Hello, my {item} (order {5000 + i * 13}) {issue}. Can you sort this out for me?",
+            }
             served = httpx.post(f"{url}/generate", json={"inputs": inputs, "max_new_tokens": 24}, timeout=120)
             assert served.status_code == 200, served.text
             answer = {"request_id": served.json()["request_id"], "rating": "down", "correction": correction}
             feedback_ids.append(httpx.post(f"{url}/feedback", json=answer, timeout=60).json()["feedback_id"])
-        httpx.post(f"{url}/feedback", json={"request_id": served.json()["request_id"], "rating": "up"}, timeout=60)
+        httpx.post(
+            f"{url}/feedback", json={"request_id": served.json()["request_id"], "rating": "up"}, timeout=60
+        )
 
     monitor = run_dag(dags, "llmops_monitor", {"config": MONITOR_CONFIG})
     landed = task_result("llmops_monitor", monitor.run_id, "export_feedback")

@@ -151,10 +151,18 @@ def _register(candidate: dict, name: str, fingerprint: str, run_id: str) -> dict
     from tuneops.registry.registry import register_candidate
 
     return register_candidate(
-        name=name, base_path=candidate["base"], adapter_dir=Path(candidate["adapter"]), fingerprint=fingerprint,
-        run_id=run_id, template=load_template("triage_v1"), tags=LINEAGE, max_new_tokens=12, decoding=Decoding(),
-        model_card=CARD, settings=load_settings(),
-    )  # fmt: skip
+        name=name,
+        base_path=candidate["base"],
+        adapter_dir=Path(candidate["adapter"]),
+        fingerprint=fingerprint,
+        run_id=run_id,
+        template=load_template("triage_v1"),
+        tags=LINEAGE,
+        max_new_tokens=12,
+        decoding=Decoding(),
+        model_card=CARD,
+        settings=load_settings(),
+    )
 
 
 def _the_complete_version(name: str, fingerprint: str) -> str:
@@ -272,6 +280,8 @@ def test_two_processes_registering_the_same_candidate_at_once_make_one_version(
 
     for trial, by_a, by_b in zip(trials, *results, strict=True):
         version = _the_complete_version(trial["name"], trial["fingerprint"])
-        assert [v.version for v in registry_client().search_model_versions(f"name = '{trial['name']}'")] == [version]
+        assert [v.version for v in registry_client().search_model_versions(f"name = '{trial['name']}'")] == [
+            version
+        ]
         assert by_a["version"] == by_b["version"] == version
         assert sorted([by_a["reused"], by_b["reused"]]) == [False, True]

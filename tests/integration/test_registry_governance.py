@@ -93,7 +93,7 @@ def test_two_processes_promoting_at_once_keep_one_champion_and_every_version(ser
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
-        )  # fmt: skip
+        )
         for w in ("a", "b")
     ]
     results = []

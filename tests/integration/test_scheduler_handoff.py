@@ -38,7 +38,11 @@ def _wait_for_new_asset_triggered_run(stack: AirflowStack, seen: set[str]) -> di
     """The first validate run not in ``seen`` that was triggered by an asset event, once it succeeds."""
 
     def succeeded():
-        new = [r for r in stack.runs(VALIDATE) if r["dag_run_id"] not in seen and r["run_type"] == "asset_triggered"]
+        new = [
+            r
+            for r in stack.runs(VALIDATE)
+            if r["dag_run_id"] not in seen and r["run_type"] == "asset_triggered"
+        ]
         assert not [r for r in new if r["state"] == "failed"], f"asset-triggered run failed: {new}"
         return next((r for r in new if r["state"] == "success"), None)
 
@@ -78,7 +82,9 @@ def test_rest_api_refuses_unauthenticated_writes(airflow):
 
 def test_producer_run_triggers_validation_of_its_batch(airflow):
     seen = {r["dag_run_id"] for r in airflow.runs(VALIDATE)}
-    run = airflow.call("POST", f"/dags/{PRODUCER}/dagRuns", json={"logical_date": None, "conf": {"rows": 120, "seed": 3}})
+    run = airflow.call(
+        "POST", f"/dags/{PRODUCER}/dagRuns", json={"logical_date": None, "conf": {"rows": 120, "seed": 3}}
+    )
 
     validate_run = _wait_for_new_asset_triggered_run(airflow, seen)
 
@@ -90,7 +96,9 @@ def test_producer_run_triggers_validation_of_its_batch(airflow):
     assert airflow.xcom(VALIDATE, validate_run["dag_run_id"], "resolve_batch") == landed
     validated = airflow.xcom(VALIDATE, validate_run["dag_run_id"], "validate")
     assert validated["rows"] == 120
-    assert Path(validated["uri"]).parent == airflow.tuneops_home / "artifacts" / "validated" / "support_tickets"
+    assert (
+        Path(validated["uri"]).parent == airflow.tuneops_home / "artifacts" / "validated" / "support_tickets"
+    )
     assert (Path(validated["uri"]) / "_SUCCESS").is_file()
     for dag_id in TRAINING:
         assert airflow.call("GET", f"/dags/{dag_id}")["is_paused"] is True
@@ -106,7 +114,10 @@ def test_a_retrain_request_from_monitoring_starts_finetune(airflow):
     finetune = "llmops_finetune"
     airflow.call("PATCH", f"/dags/{finetune}", json={"is_paused": False})
     try:
-        event = {"asset_id": _asset_id(airflow, RETRAIN_REQUESTED.name), "extra": {"breaches": ["drift.label_psi"]}}
+        event = {
+            "asset_id": _asset_id(airflow, RETRAIN_REQUESTED.name),
+            "extra": {"breaches": ["drift.label_psi"]},
+        }
         airflow.call("POST", "/assets/events", json=event)
 
         def finished():

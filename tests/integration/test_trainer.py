@@ -141,7 +141,9 @@ def test_a_task_killed_with_sigkill_takes_its_trainer_along_and_the_retry_resume
     run_id = mlflow.MlflowClient().create_run(experiment, run_name="task-kill").info.run_id
     output = store.uri("candidates/task-killed")
     plan = {"recipe": recipe, "dataset_uri": dataset_uri, "output_uri": output, "mlflow_run_id": run_id}
-    task = subprocess.Popen([sys.executable, "-c", TASK, json.dumps(plan)], env=ENV, stdout=subprocess.DEVNULL)
+    task = subprocess.Popen(
+        [sys.executable, "-c", TASK, json.dumps(plan)], env=ENV, stdout=subprocess.DEVNULL
+    )
     deadline = time.monotonic() + 300
     while not any(int(k.rsplit("-", 1)[1]) >= 10 for k in list_checkpoints(store, "candidates/task-killed")):
         assert task.poll() is None, "the task ended before it could be killed"
@@ -157,18 +159,24 @@ def test_a_task_killed_with_sigkill_takes_its_trainer_along_and_the_retry_resume
     staging = store.local_root / "candidates" / ".staging"
     staging.mkdir(parents=True, exist_ok=True)
     (staging / "task-killed.checkpoints__step-00000015.deadbeef").mkdir()
-    (staging / "task-killed.checkpoints__step-00000015.deadbeef" / "adapter.safetensors").write_bytes(b"\0" * 1024)
+    (staging / "task-killed.checkpoints__step-00000015.deadbeef" / "adapter.safetensors").write_bytes(
+        b"\0" * 1024
+    )
     (staging / "task-killed-other.1234").mkdir()
 
     # While a trainer holds the output's lease, a second one refuses to start.
     with output_lease(output, settings):
         second = subprocess.run(
-            trainer(recipe, dataset_uri, output), env={**ENV, "TUNEOPS_TRAIN_LEASE_SECONDS": "1"},
-            capture_output=True, text=True,
-        )  # fmt: skip
+            trainer(recipe, dataset_uri, output),
+            env={**ENV, "TUNEOPS_TRAIN_LEASE_SECONDS": "1"},
+            capture_output=True,
+            text=True,
+        )
     assert second.returncode == 2 and "is still held by 'trainer pid" in second.stderr
 
-    retry = subprocess.run([sys.executable, "-c", TASK, json.dumps(plan)], env=ENV, capture_output=True, text=True)
+    retry = subprocess.run(
+        [sys.executable, "-c", TASK, json.dumps(plan)], env=ENV, capture_output=True, text=True
+    )
     assert retry.returncode == 0, retry.stderr[-3000:]
     summary = json.loads(retry.stdout.strip().splitlines()[-1])
     assert 10 <= summary["resumed_from_step"] < 30 and store.exists("candidates/task-killed")

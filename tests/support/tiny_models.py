@@ -29,10 +29,17 @@ def build_tiny_model(out_dir: Path, seed: int) -> Path:
     tokenizer.chat_template = CHAT_TEMPLATE
     torch.manual_seed(seed)
     config = LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
-        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
-    )  # fmt: skip
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
     LlamaForCausalLM(config).save_pretrained(out_dir, safe_serialization=True)
     tokenizer.save_pretrained(out_dir)
     return out_dir
@@ -49,6 +56,10 @@ def register_tiny_version(name: str, seed: int, settings: Settings, template: st
     with tempfile.TemporaryDirectory() as tmp, mlflow.start_run(run_name=f"tiny-{name}-{seed}"):
         model_dir = build_tiny_model(Path(tmp) / "model", seed)
         return log_text_generator(
-            name, model_dir, template=load_template(template), max_new_tokens=12, decoding=Decoding(),
+            name,
+            model_dir,
+            template=load_template(template),
+            max_new_tokens=12,
+            decoding=Decoding(),
             model_card=f"tiny random model, seed {seed}",
-        )  # fmt: skip
+        )

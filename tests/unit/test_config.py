@@ -41,5 +41,7 @@ def test_overrides_win_over_the_file():
 
 def test_splits_must_leave_rows_for_train(tmp_path):
     path = tmp_path / "d.yaml"
-    path.write_text("name: x\ncolumns: {id: a, input: b, response: c}\ntemplate: triage_v1\nsplits: {validation: 0.5, test: 0.5}\n")
+    path.write_text(
+        "name: x\ncolumns: {id: a, input: b, response: c}\ntemplate: triage_v1\nsplits: {validation: 0.5, test: 0.5}\n"
+    )
     assert "must leave rows for train" in str(pytest.raises(ConfigError, load_dataset_config, path).value)

@@ -37,7 +37,9 @@ def test_corrections_land_once_in_the_raw_columns_with_their_lineage(tmp_path):
     landed = export_corrections("support_tickets", settings)
     assert landed["rows"] == 22 and landed["feedback_ids"] == sorted(ids)
     lineage = json.loads(open(landed["lineage_uri"]).read())
-    assert lineage["feedback_ids"] == sorted(ids) and lineage["request_ids"] == sorted(f"req-{i}" for i in range(22))
+    assert lineage["feedback_ids"] == sorted(ids) and lineage["request_ids"] == sorted(
+        f"req-{i}" for i in range(22)
+    )
     assert landed["skipped"] == {
         "request lacks label": 1,
         "request sent a raw prompt or chat messages, not the template's fields": 1,

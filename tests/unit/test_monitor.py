@@ -46,11 +46,17 @@ def _traffic(template, seed: int, n: int = PER_WINDOW, shift: str = "", response
     records = []
     for t in generate_tickets(n, seed=seed):
         fields = {"subject": t["subject"], "input": t["body"] + shift}
-        records.append({
-            "request_id": f"{seed}-{len(records)}", "inputs": fields, "prompt": render_prompt(template, fields),
-            "response": response if response is not None else t["triage"], "latency_s": 0.05, "status": "ok",
-            "pii_in_response": [],
-        })  # fmt: skip
+        records.append(
+            {
+                "request_id": f"{seed}-{len(records)}",
+                "inputs": fields,
+                "prompt": render_prompt(template, fields),
+                "response": response if response is not None else t["triage"],
+                "latency_s": 0.05,
+                "status": "ok",
+                "pii_in_response": [],
+            }
+        )
     return records
 
 
@@ -132,11 +138,17 @@ def test_falling_thumbs_up_rate_asks_for_retraining_and_lists_the_worst_examples
 ):
     cfg = load_monitor_config("support-triage")
     answers = [
-        {"feedback_id": str(i), "ts": f"2026-11-25T10:{i:02d}:00+00:00", "request_id": f"r{i}",
-         "rating": "up" if i < 3 else "down", "correction": '{"category": "billing"}' if i == 5 else None,
-         "comment": None, "request": {"prompt": "p", "response": "r"}}
+        {
+            "feedback_id": str(i),
+            "ts": f"2026-11-25T10:{i:02d}:00+00:00",
+            "request_id": f"r{i}",
+            "rating": "up" if i < 3 else "down",
+            "correction": '{"category": "billing"}' if i == 5 else None,
+            "comment": None,
+            "request": {"prompt": "p", "response": "r"},
+        }
         for i in range(12)
-    ]  # fmt: skip
+    ]
     result = assess_window(_traffic(template, 10), answers, cfg, reference, template, count_tokens)
     assert [b["metric"] for b in result["breaches"]] == ["feedback.thumbs_up_rate"]
     assert result["retrain"] is True and result["metrics"]["feedback.thumbs_up_rate"] == 0.25
@@ -157,10 +169,14 @@ def test_an_unknown_threshold_key_names_the_allowed_ones(tmp_path):
 def _alerting_result(kind: str, metric: str, value: float, threshold: float, retrain: bool) -> dict:
     """A monitoring result (as ``run_monitor`` returns it) with one breach."""
     return {
-        "window_start": "2026-11-25T10:00:00+00:00", "window_end": "2026-11-25T11:00:00+00:00", "requests": 150,
-        "version": "3", "retrain": retrain, "report_uri": "/tmp/report.html",
+        "window_start": "2026-11-25T10:00:00+00:00",
+        "window_end": "2026-11-25T11:00:00+00:00",
+        "requests": 150,
+        "version": "3",
+        "retrain": retrain,
+        "report_uri": "/tmp/report.html",
         "breaches": [{"kind": kind, "metric": metric, "value": value, "op": "<=", "threshold": threshold}],
-    }  # fmt: skip
+    }
 
 
 class _Hook(BaseHTTPRequestHandler):
@@ -225,10 +241,14 @@ def test_the_notifier_emails_through_the_smtp_connection(monkeypatch):
     port = sink.socket.getsockname()[1]
     loop = threading.Thread(target=asyncore.loop, kwargs={"timeout": 0.1, "count": 100}, daemon=True)
     loop.start()
-    monkeypatch.setenv("AIRFLOW_CONN_SMTP_DEFAULT", json.dumps({"conn_type": "smtp", "host": "127.0.0.1", "port": port}))
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_SMTP_DEFAULT", json.dumps({"conn_type": "smtp", "host": "127.0.0.1", "port": port})
+    )
     result = _alerting_result("health", "health.pii_leak_rate", 0.02, 0.0, retrain=False)
     try:
-        sent = MonitoringAlert(result, "triage", AlertConfig(slack_connection=None, email_to=["oncall@example.com"])).notify({})
+        sent = MonitoringAlert(
+            result, "triage", AlertConfig(slack_connection=None, email_to=["oncall@example.com"])
+        ).notify({})
         loop.join(timeout=15)
     finally:
         sink.close()
@@ -260,6 +280,9 @@ def test_embedding_drift_separates_a_shift_from_calm_windows(template, tmp_path)
     calm = [assess(_traffic(template, 200 + w, n=100)) for w in range(5)]
     shifted = assess(_traffic(template, 300, n=100, shift=SHIFT))
     shifts = [r["metrics"]["drift.embedding_shift"] for r in calm]
-    assert max(shifts) < cfg.drift.embedding_shift_max < shifted["metrics"]["drift.embedding_shift"], (shifts, shifted)
+    assert max(shifts) < cfg.drift.embedding_shift_max < shifted["metrics"]["drift.embedding_shift"], (
+        shifts,
+        shifted,
+    )
     assert not any(b["metric"] == "drift.embedding_shift" for r in calm for b in r["breaches"])
     assert "drift.embedding_shift" in {b["metric"] for b in shifted["breaches"]}

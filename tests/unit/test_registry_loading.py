@@ -130,7 +130,9 @@ def test_an_operator_can_vouch_for_a_version_registered_before_hashes_were_recor
     assert tags[WEIGHTS_TAG] == recorded[WEIGHTS_TAG] and tags[CONFIG_TAG] == recorded[CONFIG_TAG]
     assert tags["tuneops.hashes_recorded_by"] == "ops@example.com"
     assert load_version_files(name, version, settings).weights_sha256 == recorded[WEIGHTS_TAG]
-    assert main(["record-hashes", "--model", name, "--version", version, "--by", "someone"]) == 2, "never overwritten"
+    assert main(["record-hashes", "--model", name, "--version", version, "--by", "someone"]) == 2, (
+        "never overwritten"
+    )
 
 
 def test_a_serving_config_changed_in_the_artifact_store_is_refused(settings):

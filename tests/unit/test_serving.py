@@ -34,9 +34,14 @@ def settings():
 @pytest.fixture(scope="module")
 def server(settings):
     config = ServingConfig(
-        model_name=NAME, refresh_seconds=0.3, log_flush_seconds=0.2, max_prompt_chars=2000,
-        max_new_tokens_limit=32, max_batch_size=8, batch_wait_ms=30,
-    )  # fmt: skip
+        model_name=NAME,
+        refresh_seconds=0.3,
+        log_flush_seconds=0.2,
+        max_prompt_chars=2000,
+        max_new_tokens_limit=32,
+        max_batch_size=8,
+        batch_wait_ms=30,
+    )
     app = create_app(config, settings)
     with ServerThread(app) as url:
         yield url, app.state.service

@@ -35,9 +35,14 @@ def url():
     version = register_tiny_version(NAME, seed=3, settings=settings)
     registry_client(settings).set_registered_model_alias(NAME, "champion", version)
     config = ServingConfig(
-        model_name=NAME, refresh_seconds=60, log_flush_seconds=0.5, max_prompt_chars=2000,
-        max_new_tokens_limit=8, max_batch_size=4, batch_wait_ms=1,
-    )  # fmt: skip
+        model_name=NAME,
+        refresh_seconds=60,
+        log_flush_seconds=0.5,
+        max_prompt_chars=2000,
+        max_new_tokens_limit=8,
+        max_batch_size=4,
+        batch_wait_ms=1,
+    )
     with ServerThread(create_app(config, settings)) as url:
         yield url
 

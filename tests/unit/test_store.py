@@ -1,4 +1,3 @@
-
 import pytest
 
 from tuneops.core.store import MARKER, ArtifactNotFound, ArtifactStore
@@ -72,7 +71,9 @@ def test_s3_publish_fetch_and_partial_invisibility(tmp_path, s3_endpoint):
     assert store.list_objects("log") == ["log/h=1/a.jsonl"]
 
 
-def test_republishing_a_fetched_artifact_to_s3_is_invisible_until_complete(tmp_path, s3_endpoint, monkeypatch):
+def test_republishing_a_fetched_artifact_to_s3_is_invisible_until_complete(
+    tmp_path, s3_endpoint, monkeypatch
+):
     """A folder fetched from a store carries its own marker; copied to S3 it must not mark the
     copy complete before the last file is up (``_SUCCESS`` sorts before lowercase names)."""
     import tuneops.core.store as store_module
@@ -127,13 +128,22 @@ def test_a_batch_landed_on_s3_validates_and_a_bad_one_moves_to_s3_quarantine(tmp
     s3.put_object(Bucket="tuneops-test", Key="landing/good/part-0.jsonl", Body=good.encode())
     roots = ["s3://tuneops-test/landing"]
     result = validate_batch("s3://tuneops-test/landing/good", config, store, tmp_path / "cache", roots)
-    assert result["rows"] == 40 and result["uri"].startswith("s3://tuneops-test/artifacts-validation/validated/")
+    assert result["rows"] == 40 and result["uri"].startswith(
+        "s3://tuneops-test/artifacts-validation/validated/"
+    )
     assert store.exists(result["key"])
 
-    s3.put_object(Bucket="tuneops-test", Key="landing/bad/part-0.jsonl", Body=b'{"ticket_id": "x"}\nnot json\n')
+    s3.put_object(
+        Bucket="tuneops-test", Key="landing/bad/part-0.jsonl", Body=b'{"ticket_id": "x"}\nnot json\n'
+    )
     with pytest.raises(BatchRejected, match="line 2: invalid JSON") as err:
         validate_batch("s3://tuneops-test/landing/bad", config, store, tmp_path / "cache", roots)
     assert store.exists(err.value.report_key)
     quarantined = store.list_objects(err.value.report_key)
-    assert sorted(k.rsplit("/", 1)[-1] for k in quarantined) == ["000-part-0.jsonl", "_SUCCESS", "files.json", "summary.md"]
+    assert sorted(k.rsplit("/", 1)[-1] for k in quarantined) == [
+        "000-part-0.jsonl",
+        "_SUCCESS",
+        "files.json",
+        "summary.md",
+    ]
     assert "Contents" not in s3.list_objects_v2(Bucket="tuneops-test", Prefix="landing/bad/")

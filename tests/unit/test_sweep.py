@@ -19,7 +19,11 @@ def test_a_list_gives_one_trial_per_item_and_a_grid_every_combination():
 
 @pytest.mark.parametrize(
     ("sweep", "message"),
-    [([8, 16], "one mapping of recipe keys per trial"), ({"lora.r": 8}, "must map to non-empty lists"), ("r=8", "not str")],
+    [
+        ([8, 16], "one mapping of recipe keys per trial"),
+        ({"lora.r": 8}, "must map to non-empty lists"),
+        ("r=8", "not str"),
+    ],
 )
 def test_a_malformed_sweep_says_what_shape_it_needs(sweep, message):
     with pytest.raises(ConfigError, match=message):
@@ -38,13 +42,20 @@ def test_set_flags_round_trip_through_the_trainer_command():
         "dataset_uri": "/d",
         "output_uri": "/o",
         "mlflow_run_id": "r",
-        "overrides": {"lora": {"r": 8, "target_modules": ["q_proj", "v_proj"]}, "train": {"learning_rate": 0.001}},
+        "overrides": {
+            "lora": {"r": 8, "target_modules": ["q_proj", "v_proj"]},
+            "train": {"learning_rate": 0.001},
+        },
     }
     args = build_parser().parse_args(train_command(plan)[3:])
     overrides = parse_sets(args.set)
     assert overrides == plan["overrides"]
     recipe = load_recipe(args.recipe, overrides)
-    assert recipe.lora.r == 8 and recipe.lora.target_modules == ["q_proj", "v_proj"] and recipe.train.learning_rate == 0.001
+    assert (
+        recipe.lora.r == 8
+        and recipe.lora.target_modules == ["q_proj", "v_proj"]
+        and recipe.train.learning_rate == 0.001
+    )
     with pytest.raises(ConfigError, match="expected KEY=VALUE"):
         parse_sets(["lora.r"])
 
@@ -89,7 +100,10 @@ def test_a_huge_grid_is_counted_not_expanded_and_refused():
 
     grid = {f"train.k{i}": list(range(10)) for i in range(12)}  # 10**12 trials: expanding it would never end
     assert count_trials(grid) == 10**12
-    with pytest.raises(ConfigError, match="1000000000000 trials, over this deployment's limit of 32.*TUNEOPS_MAX_SWEEP_TRIALS"):
+    with pytest.raises(
+        ConfigError,
+        match="1000000000000 trials, over this deployment's limit of 32.*TUNEOPS_MAX_SWEEP_TRIALS",
+    ):
         check_sweep(grid, max_trials=32, allowed=())
 
 
@@ -143,10 +157,15 @@ def test_the_deploy_params_may_not_pick_the_serving_image_or_namespace(monkeypat
         serving_target(None, "kube-system", load_settings())
     monkeypatch.setenv("TUNEOPS_SERVING_IMAGE", "registry.internal/serving:2")
     monkeypatch.setenv("TUNEOPS_ALLOWED_OVERRIDES", "serving.namespace")
-    assert serving_target(None, "ml-staging", load_settings()) == ("registry.internal/serving:2", "ml-staging")
+    assert serving_target(None, "ml-staging", load_settings()) == (
+        "registry.internal/serving:2",
+        "ml-staging",
+    )
 
 
-def test_a_recipe_param_may_name_only_shipped_recipes_or_the_deployments_recipe_folders(tmp_path, monkeypatch):
+def test_a_recipe_param_may_name_only_shipped_recipes_or_the_deployments_recipe_folders(
+    tmp_path, monkeypatch
+):
     from tuneops import pipeline
     from tuneops.config import OverrideRefused, check_recipe_ref
     from tuneops.core.settings import load_settings

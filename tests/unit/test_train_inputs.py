@@ -13,7 +13,9 @@ from tuneops.training.train import TrainingError, train
 
 
 def _run(*args):
-    return subprocess.run([sys.executable, "-m", "tuneops.training.train", *args], capture_output=True, text=True)
+    return subprocess.run(
+        [sys.executable, "-m", "tuneops.training.train", *args], capture_output=True, text=True
+    )
 
 
 def test_empty_dataset_uri_is_rejected_by_the_cli(tmp_path):
@@ -30,7 +32,9 @@ def test_recipe_typo_fails_before_compute(tmp_path):
 
 def test_unpublished_dataset_is_named(tmp_path):
     with pytest.raises(TrainingError, match="not a published prompt dataset"):
-        train(load_recipe("tiny-local"), str(tmp_path / "nothing"), str(tmp_path / "out"), None, load_settings())
+        train(
+            load_recipe("tiny-local"), str(tmp_path / "nothing"), str(tmp_path / "out"), None, load_settings()
+        )
     assert not (tmp_path / "out").exists()
 
 

@@ -42,7 +42,13 @@ def test_good_batch_is_published_with_report_eda_and_reused(tmp_path, store, con
     result = _validate(batch, config, store, tmp_path)
     assert result["rows"] == 60 and result["reused"] is False
     folder = store.fetch_dir(result["key"])
-    assert set(pd.read_parquet(folder / "data.parquet").columns) == {"id", "input", "response", "label", "subject"}
+    assert set(pd.read_parquet(folder / "data.parquet").columns) == {
+        "id",
+        "input",
+        "response",
+        "label",
+        "subject",
+    }
     assert json.loads((folder / "validation.json").read_text())["success"] is True
     assert (folder / "eda" / "report.html").is_file() and (folder / "summary.md").is_file()
     assert _validate(batch, config, store, tmp_path)["reused"] is True
@@ -68,14 +74,26 @@ def test_failed_critical_expectations_are_all_named_and_the_batch_is_quarantined
     with pytest.raises(BatchRejected) as err:
         _validate(batch, config, store, tmp_path)
     msg = str(err.value)
-    for rule in ("not_null on 'input'", "response_is_json on 'response'", "unique_id on 'id'", "allowed_labels on 'label'", "encoding on 'input'"):
+    for rule in (
+        "not_null on 'input'",
+        "response_is_json on 'response'",
+        "unique_id on 'id'",
+        "allowed_labels on 'label'",
+        "encoding on 'input'",
+    ):
         assert rule in msg, rule
     assert "threshold" in msg and "observed" in msg and "'fax'" in msg
     assert _nothing_published(store)
     (quarantined,) = store.list_keys("quarantine/support_tickets")
     folder = store.fetch_dir(quarantined)
     assert json.loads((folder / "validation.json").read_text())["success"] is False
-    assert sorted(p.name for p in folder.iterdir()) == ["_SUCCESS", "files", "files.json", "summary.md", "validation.json"]
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "_SUCCESS",
+        "files",
+        "files.json",
+        "summary.md",
+        "validation.json",
+    ]
     assert (folder / "files" / "000-bad.jsonl").read_bytes() and not batch.exists()
 
 
@@ -111,37 +129,65 @@ def _good_parquet_bytes(tmp_path):
 
 MALFORMED = {
     "empty file": (lambda t: _write(t, "b.jsonl", b""), r"is empty"),
-    "zero rows": (lambda t: _write(t, "b.csv", b"ticket_id,subject,body,channel,triage\n"), r"no rows after mapping"),
+    "zero rows": (
+        lambda t: _write(t, "b.csv", b"ticket_id,subject,body,channel,triage\n"),
+        r"no rows after mapping",
+    ),
     "invalid JSON on line 3": (
         lambda t: _write(t, "b.jsonl", b'{"a": 1}\n{"a": 2}\n{"a": \n'),
         r"line 3: invalid JSON",
     ),
-    "a line that is not an object": (lambda t: _write(t, "b.jsonl", b'{"a": 1}\n[1, 2]\n'), r"line 2: expected a JSON object per line, got list"),
+    "a line that is not an object": (
+        lambda t: _write(t, "b.jsonl", b'{"a": 1}\n[1, 2]\n'),
+        r"line 2: expected a JSON object per line, got list",
+    ),
     "latin-1 bytes": (
-        lambda t: _write(t, "b.jsonl", json.dumps(generate_tickets(1)[0]).encode() + b"\n" + "café".encode("latin-1") + b"\n"),
+        lambda t: _write(
+            t,
+            "b.jsonl",
+            json.dumps(generate_tickets(1)[0]).encode() + b"\n" + "café".encode("latin-1") + b"\n",
+        ),
         r"not valid UTF-8: byte 0xe9 at line 2.*re-encode",
     ),
-    "ragged CSV": (lambda t: _write(t, "b.csv", b"a,b,c\n1,2,3\n4,5\n"), r"line 3: 2 fields, but the header has 3"),
-    "unclosed quote": (lambda t: _write(t, "b.csv", b'a,b,c\n1,2,3\n4,"5,6\n7,8,9\n'), r"record starting at line 3.*unclosed quote"),
+    "ragged CSV": (
+        lambda t: _write(t, "b.csv", b"a,b,c\n1,2,3\n4,5\n"),
+        r"line 3: 2 fields, but the header has 3",
+    ),
+    "unclosed quote": (
+        lambda t: _write(t, "b.csv", b'a,b,c\n1,2,3\n4,"5,6\n7,8,9\n'),
+        r"record starting at line 3.*unclosed quote",
+    ),
     "parquet with the wrong schema": (
         lambda t: _parquet(t, pa.table({"question": ["q"] * 30, "answer": ["a"] * 30})),
         r"maps column\(s\) \['ticket_id', 'body', 'triage', 'channel', 'subject'\].*has columns \['answer', 'question'\]",
     ),
-    "truncated parquet": (lambda t: _write(t, "b.parquet", _good_parquet_bytes(t)[:-100]), r"not a complete Parquet file"),
+    "truncated parquet": (
+        lambda t: _write(t, "b.parquet", _good_parquet_bytes(t)[:-100]),
+        r"not a complete Parquet file",
+    ),
     "missing mapped column": (
-        lambda t: _jsonl(t / "b.jsonl", [{k: v for k, v in r.items() if k != "triage"} for r in generate_tickets(30)]),
+        lambda t: _jsonl(
+            t / "b.jsonl", [{k: v for k, v in r.items() if k != "triage"} for r in generate_tickets(30)]
+        ),
         r"maps column\(s\) \['triage'\].*'body'.*Fix 'columns'",
     ),
     "numbers where text is expected": (
-        lambda t: _jsonl(t / "b.jsonl", [{**r, "body": 42} if i == 4 else r for i, r in enumerate(generate_tickets(30))]),
+        lambda t: _jsonl(
+            t / "b.jsonl", [{**r, "body": 42} if i == 4 else r for i, r in enumerate(generate_tickets(30))]
+        ),
         r"column 'body' \(mapped to input\) must hold text.*row 5: 42 \(int\)",
     ),
     "entirely duplicates": (
-        lambda t: _jsonl(t / "b.jsonl", [{**generate_tickets(1)[0], "ticket_id": f"T{i}"} for i in range(30)]),
+        lambda t: _jsonl(
+            t / "b.jsonl", [{**generate_tickets(1)[0], "ticket_id": f"T{i}"} for i in range(30)]
+        ),
         r"max_duplicate_rate on 'input'",
     ),
     "a field over the byte limit": (
-        lambda t: _jsonl(t / "b.jsonl", [{**r, "body": "x" * 70000} if i == 2 else r for i, r in enumerate(generate_tickets(30))]),
+        lambda t: _jsonl(
+            t / "b.jsonl",
+            [{**r, "body": "x" * 70000} if i == 2 else r for i, r in enumerate(generate_tickets(30))],
+        ),
         r"row 3 is 70000 bytes, over the limit of 65536 \(validation.max_field_bytes\)",
     ),
     "unknown extension": (lambda t: _write(t, "b.xml", b"<x/>"), r"cannot tell the format of .*b.xml"),
@@ -173,14 +219,33 @@ def test_nested_instances_explode_into_rows(tmp_path, store, config):
             "explode": "instances",
             "keep": [],
             "columns": config.columns.model_copy(
-                update={"id": "id", "input": "instances.input", "response": "instances.output", "instruction": "instruction", "label": None}
+                update={
+                    "id": "id",
+                    "input": "instances.input",
+                    "response": "instances.output",
+                    "instruction": "instruction",
+                    "label": None,
+                }
             ),
-            "validation": config.validation.model_copy(update={"min_rows": 1, "allowed_labels": None, "response_is_json": False}),
+            "validation": config.validation.model_copy(
+                update={"min_rows": 1, "allowed_labels": None, "response_is_json": False}
+            ),
         }
     )
     records = [
-        {"id": "task-1", "instruction": "Summarise.", "instances": [{"input": "first long input text", "output": "first output"}, {"input": "second long input text", "output": "second output"}]},
-        {"id": "task-2", "instruction": "Translate.", "instances": [{"input": "third long input text", "output": "third output"}]},
+        {
+            "id": "task-1",
+            "instruction": "Summarise.",
+            "instances": [
+                {"input": "first long input text", "output": "first output"},
+                {"input": "second long input text", "output": "second output"},
+            ],
+        },
+        {
+            "id": "task-2",
+            "instruction": "Translate.",
+            "instances": [{"input": "third long input text", "output": "third output"}],
+        },
     ]
     result = _validate(_jsonl(tmp_path / "nested.jsonl", records), nested, store, tmp_path)
     data = pd.read_parquet(store.fetch_dir(result["key"]) / "data.parquet")

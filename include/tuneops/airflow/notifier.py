@@ -46,8 +46,10 @@ class MonitoringAlert(BaseNotifier):
         if self.config.email_to:
             smtp = _connection(self.config.smtp_connection)
             if smtp is None:
-                self.log.error("email_to is set but connection %r is not defined; no e-mail sent",
-                               self.config.smtp_connection)  # fmt: skip
+                self.log.error(
+                    "email_to is set but connection %r is not defined; no e-mail sent",
+                    self.config.smtp_connection,
+                )
             else:
                 send_email(
                     self.config.email_to, subject, body, smtp.host, smtp.port or 25, smtp.login, smtp.password

@@ -69,7 +69,11 @@ class TrainerPodOperator(KubernetesPodOperator):
     def __init__(self, *, plan: dict, **kwargs):
         kwargs.setdefault("name", "tuneops-train")
         super().__init__(
-            cmds=["python", "-m", "tuneops.training.train"], do_xcom_push=True, reattach_on_restart=True, get_logs=True, **kwargs
+            cmds=["python", "-m", "tuneops.training.train"],
+            do_xcom_push=True,
+            reattach_on_restart=True,
+            get_logs=True,
+            **kwargs,
         )
         self.plan = plan
 

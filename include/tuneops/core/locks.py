@@ -87,7 +87,9 @@ def store_lock(
     """
     lock = _S3LockObject(store, name) if store.is_s3 else _LocalLockFile(store, name)
     lease, version = _acquire(lock, name, owner, ttl_seconds, wait_seconds, poll_seconds)
-    heartbeat = _Heartbeat(lock, lease, version, ttl_seconds, heartbeat_seconds) if heartbeat_seconds else None
+    heartbeat = (
+        _Heartbeat(lock, lease, version, ttl_seconds, heartbeat_seconds) if heartbeat_seconds else None
+    )
     try:
         yield lease
     finally:
@@ -112,7 +114,9 @@ class _Heartbeat:
             try:
                 version = self.lock.replace_if_unchanged(self.version, _encode(renewed))
             except Exception:  # a store hiccup: the lease still runs until its expiry; try again
-                log.warning("renewing lock %s failed; retrying in %ss", self.lock.uri, self.every, exc_info=True)
+                log.warning(
+                    "renewing lock %s failed; retrying in %ss", self.lock.uri, self.every, exc_info=True
+                )
                 continue
             if version is None:
                 log.error(

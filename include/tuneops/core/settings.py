@@ -107,5 +107,7 @@ def _positive_int(env: dict[str, str], name: str, default: int) -> int:
     except ValueError:
         value = 0
     if value < 1:
-        raise ValueError(f"{name}={raw[:40]!r} is not a positive integer; set it to one, e.g. {name}={default}")
+        raise ValueError(
+            f"{name}={raw[:40]!r} is not a positive integer; set it to one, e.g. {name}={default}"
+        )
     return value

@@ -53,9 +53,10 @@ def export_corrections(
     now = now or datetime.now(UTC)
     done = _exported_ids(store, config.name)
     answers = [
-        a for a in read_feedback(store, now - timedelta(days=lookback_days), now + timedelta(hours=1))
+        a
+        for a in read_feedback(store, now - timedelta(days=lookback_days), now + timedelta(hours=1))
         if a.get("correction") and a["feedback_id"] not in done
-    ]  # fmt: skip
+    ]
     cols = config.columns
     needed = {"input": cols.input, **{k: k for k in config.keep}}
     for optional in ("instruction", "label"):
@@ -72,9 +73,12 @@ def export_corrections(
             skipped[f"request lacks {', '.join(missing)}"] += 1
             continue
         rows.append(
-            {cols.id: FEEDBACK_ID_PREFIX + a["feedback_id"], cols.response: a["correction"],
-             **{raw: inputs[field] for field, raw in needed.items()}}
-        )  # fmt: skip
+            {
+                cols.id: FEEDBACK_ID_PREFIX + a["feedback_id"],
+                cols.response: a["correction"],
+                **{raw: inputs[field] for field, raw in needed.items()},
+            }
+        )
         used.append(a)
     result = {
         "batch_uri": None,
@@ -86,8 +90,10 @@ def export_corrections(
     if len(rows) < config.validation.min_rows:
         log.info(
             "%d corrections waiting; %s needs batches of at least %d rows (validation.min_rows), so they wait for more",
-            len(rows), config.name, config.validation.min_rows,
-        )  # fmt: skip
+            len(rows),
+            config.name,
+            config.validation.min_rows,
+        )
         return result
     ids = sorted(a["feedback_id"] for a in used)
     key = f"{LANDING_PREFIX}/{config.name}/{hash_json(ids)[:16]}"
@@ -95,9 +101,19 @@ def export_corrections(
         f"{key}.jsonl", "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows).encode()
     )
     # The lineage is written last: a batch without one was never announced and is redone next time.
-    lineage = {"feedback_ids": ids, "request_ids": sorted(a["request_id"] for a in used),
-               "exported_at": now.isoformat(), "dataset": config.name}  # fmt: skip
+    lineage = {
+        "feedback_ids": ids,
+        "request_ids": sorted(a["request_id"] for a in used),
+        "exported_at": now.isoformat(),
+        "dataset": config.name,
+    }
     lineage_uri = store.write_bytes(f"{key}.lineage.json", json.dumps(lineage, indent=1).encode())
     log.info("landed %d corrections as %s (skipped: %s)", len(rows), uri, dict(skipped) or "none")
-    return {**result, "batch_uri": uri, "lineage_uri": lineage_uri, "rows": len(rows), "feedback_ids": ids,
-            "pending": 0}  # fmt: skip
+    return {
+        **result,
+        "batch_uri": uri,
+        "lineage_uri": lineage_uri,
+        "rows": len(rows),
+        "feedback_ids": ids,
+        "pending": 0,
+    }

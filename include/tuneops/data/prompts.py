@@ -92,8 +92,16 @@ def _load_tokenizer(path: str):
     return AutoTokenizer.from_pretrained(path)
 
 
-def _prepare(batch: dict, *, template_json: str, text_fields: list, pii_kinds: list, dedup_fields: list,
-             tokenizer_path: str | None, num_perm: int | None) -> dict:  # fmt: skip
+def _prepare(
+    batch: dict,
+    *,
+    template_json: str,
+    text_fields: list,
+    pii_kinds: list,
+    dedup_fields: list,
+    tokenizer_path: str | None,
+    num_perm: int | None,
+) -> dict:
     """``datasets.map`` body: clean, render, count tokens and sign one batch of rows."""
     from tuneops.core.pii import redact
 

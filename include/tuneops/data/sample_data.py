@@ -18,7 +18,13 @@ NAMES = ["Dana", "Lee", "Priya", "Marco", "Aiko", "Sam", "Noor", "Jonas", "Elena
 CATEGORIES = {
     "billing": {
         "team": "payments",
-        "subjects": ["Charged twice", "Invoice question", "Refund request", "Wrong amount on my bill", "Card declined"],
+        "subjects": [
+            "Charged twice",
+            "Invoice question",
+            "Refund request",
+            "Wrong amount on my bill",
+            "Card declined",
+        ],
         "bodies": [
             "I was charged twice for my {product} subscription this month.",
             "My invoice for {product} shows an amount I do not recognise.",
@@ -40,7 +46,13 @@ CATEGORIES = {
     },
     "account": {
         "team": "identity",
-        "subjects": ["Cannot log in", "Password reset", "Two-factor problem", "Locked out", "Change account email"],
+        "subjects": [
+            "Cannot log in",
+            "Password reset",
+            "Two-factor problem",
+            "Locked out",
+            "Change account email",
+        ],
         "bodies": [
             "I cannot log in to {product}; it says my password is wrong.",
             "The password reset email for {product} never arrives.",
@@ -51,7 +63,13 @@ CATEGORIES = {
     },
     "shipping": {
         "team": "logistics",
-        "subjects": ["Where is my order", "Package damaged", "Wrong item delivered", "Delivery delayed", "Tracking not updating"],
+        "subjects": [
+            "Where is my order",
+            "Package damaged",
+            "Wrong item delivered",
+            "Delivery delayed",
+            "Tracking not updating",
+        ],
         "bodies": [
             "My {product} hardware order has not arrived yet.",
             "The {product} terminal arrived with a cracked screen.",
@@ -62,7 +80,13 @@ CATEGORIES = {
     },
     "feature_request": {
         "team": "product",
-        "subjects": ["Feature idea", "Suggestion", "Would love dark mode", "Integration request", "Missing option"],
+        "subjects": [
+            "Feature idea",
+            "Suggestion",
+            "Would love dark mode",
+            "Integration request",
+            "Missing option",
+        ],
         "bodies": [
             "It would be great if {product} had a dark mode.",
             "Could {product} integrate with our calendar tool?",
@@ -74,8 +98,16 @@ CATEGORIES = {
 }
 
 PRIORITY_CUES = {
-    "urgent": ["Our whole team is blocked right now.", "This is urgent, production is down.", "We are losing sales every minute."],
-    "high": ["Please fix this today.", "This affects many of our users.", "We need this resolved as soon as possible."],
+    "urgent": [
+        "Our whole team is blocked right now.",
+        "This is urgent, production is down.",
+        "We are losing sales every minute.",
+    ],
+    "high": [
+        "Please fix this today.",
+        "This affects many of our users.",
+        "We need this resolved as soon as possible.",
+    ],
     "normal": ["Could you take a look?", "Thanks for your help.", "Let me know what you find."],
     "low": ["No rush on this one.", "Whenever you have time.", "Just a minor annoyance."],
 }
@@ -91,7 +123,9 @@ def _ticket(rng: random.Random, index: int, seed: int) -> dict:
         priority = rng.choices(list(PRIORITY_WEIGHTS), weights=list(PRIORITY_WEIGHTS.values()))[0]
     product = rng.choice(PRODUCTS)
     name = rng.choice(NAMES)
-    reference = rng.choice(["Customer number", "Account ID", "Order", "Reference"]) + f" {rng.randint(10000, 99999)}."
+    reference = (
+        rng.choice(["Customer number", "Account ID", "Order", "Reference"]) + f" {rng.randint(10000, 99999)}."
+    )
     parts = [
         f"Hi, this is {name}.",
         rng.choice(spec["bodies"]).format(product=product),

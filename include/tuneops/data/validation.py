@@ -71,9 +71,13 @@ def iter_jsonl(path: Path, uri: str):
             try:
                 record = json.loads(line)
             except json.JSONDecodeError as exc:
-                raise BatchRejected(f"{uri} line {number}: invalid JSON ({exc.msg} at column {exc.colno})") from None
+                raise BatchRejected(
+                    f"{uri} line {number}: invalid JSON ({exc.msg} at column {exc.colno})"
+                ) from None
             if not isinstance(record, dict):
-                raise BatchRejected(f"{uri} line {number}: expected a JSON object per line, got {type(record).__name__}")
+                raise BatchRejected(
+                    f"{uri} line {number}: expected a JSON object per line, got {type(record).__name__}"
+                )
             yield record
     if not seen_content:
         raise BatchRejected(f"{uri} is empty: write at least one record")
@@ -103,7 +107,9 @@ def iter_csv(path: Path, uri: str, columns_seen: set):
             if not row:
                 continue
             if len(row) != len(header):
-                raise BatchRejected(f"{uri} line {start}: {len(row)} fields, but the header has {len(header)} ({excerpt(header)})")
+                raise BatchRejected(
+                    f"{uri} line {start}: {len(row)} fields, but the header has {len(header)} ({excerpt(header)})"
+                )
             yield dict(zip(header, row, strict=True))
     if header is None:
         raise BatchRejected(f"{uri} is empty: write a header line and at least one record")
@@ -141,7 +147,9 @@ def batch_files(batch_uri: str) -> list[str]:
     except ArtifactNotFound as exc:
         raise BatchRejected(f"landing path {exc}") from None
     if not files:
-        raise BatchRejected(f"landing path {batch_uri} holds no files; write JSONL, CSV or Parquet files there")
+        raise BatchRejected(
+            f"landing path {batch_uri} holds no files; write JSONL, CSV or Parquet files there"
+        )
     return files
 
 
@@ -187,11 +195,15 @@ def _explode(records, config: DatasetConfig, uri: str):
         if hasattr(items, "tolist"):
             items = items.tolist()
         if not isinstance(items, list):
-            raise BatchRejected(f"{uri} record {number}: '{field}' must be a list to explode, got {type(items).__name__}")
+            raise BatchRejected(
+                f"{uri} record {number}: '{field}' must be a list to explode, got {type(items).__name__}"
+            )
         parent = {k: v for k, v in record.items() if k != field}
         for i, item in enumerate(items):
             if not isinstance(item, dict):
-                raise BatchRejected(f"{uri} record {number}: item {i} of '{field}' must be an object, got {type(item).__name__}")
+                raise BatchRejected(
+                    f"{uri} record {number}: item {i} of '{field}' must be an object, got {type(item).__name__}"
+                )
             yield {**parent, **{f"{field}.{k}": v for k, v in item.items()}, "_item": i}
 
 
@@ -253,14 +265,22 @@ def build_expectations(config: DatasetConfig, token_counts: bool = False) -> lis
         exps.append(gxe.ExpectColumnValuesToNotBeNull(column=col, meta=meta("not_null")))
     for col in text_cols:
         exps.append(gxe.ExpectColumnValuesToNotMatchRegex(column=col, regex=r"^\s*$", meta=meta("not_empty")))
-        exps.append(gxe.ExpectColumnValuesToNotMatchRegex(column=col, regex=BAD_ENCODING, meta=meta("encoding")))
+        exps.append(
+            gxe.ExpectColumnValuesToNotMatchRegex(column=col, regex=BAD_ENCODING, meta=meta("encoding"))
+        )
     exps += [
         gxe.ExpectColumnValuesToBeUnique(column="id", meta=meta("unique_id")),
         gxe.ExpectColumnValueLengthsToBeBetween(
-            column="input", min_value=rules.input_chars[0], max_value=rules.input_chars[1], meta=meta("input_chars")
+            column="input",
+            min_value=rules.input_chars[0],
+            max_value=rules.input_chars[1],
+            meta=meta("input_chars"),
         ),
         gxe.ExpectColumnValueLengthsToBeBetween(
-            column="response", min_value=rules.response_chars[0], max_value=rules.response_chars[1], meta=meta("response_chars")
+            column="response",
+            min_value=rules.response_chars[0],
+            max_value=rules.response_chars[1],
+            meta=meta("response_chars"),
         ),
         gxe.ExpectColumnProportionOfUniqueValuesToBeBetween(
             column="input", min_value=1 - rules.max_duplicate_rate, meta=meta("max_duplicate_rate")
@@ -277,15 +297,24 @@ def build_expectations(config: DatasetConfig, token_counts: bool = False) -> lis
             if bounds:
                 exps.append(
                     gxe.ExpectColumnValuesToBeBetween(
-                        column=f"_{col}_tokens", min_value=bounds[0], max_value=bounds[1], meta=meta(f"{col}_tokens")
+                        column=f"_{col}_tokens",
+                        min_value=bounds[0],
+                        max_value=bounds[1],
+                        meta=meta(f"{col}_tokens"),
                     )
                 )
     if rules.response_is_json:
         exps.append(gxe.ExpectColumnValuesToBeJsonParseable(column="response", meta=meta("response_is_json")))
     if rules.allowed_labels is not None:
         if config.columns.label is None:
-            raise BatchRejected(f"dataset config '{config.name}' sets validation.allowed_labels but maps no 'label' column")
-        exps.append(gxe.ExpectColumnValuesToBeInSet(column="label", value_set=rules.allowed_labels, meta=meta("allowed_labels")))
+            raise BatchRejected(
+                f"dataset config '{config.name}' sets validation.allowed_labels but maps no 'label' column"
+            )
+        exps.append(
+            gxe.ExpectColumnValuesToBeInSet(
+                column="label", value_set=rules.allowed_labels, meta=meta("allowed_labels")
+            )
+        )
     return exps
 
 
@@ -304,12 +333,18 @@ def run_expectations(frame, config: DatasetConfig, token_counts: bool = False) -
     suite = context.suites.add(gx.ExpectationSuite(name=f"{config.name}_contract"))
     for exp in build_expectations(config, token_counts):
         suite.add_expectation(exp)
-    definition = context.validation_definitions.add(gx.ValidationDefinition(name="contract", data=batch_def, suite=suite))
+    definition = context.validation_definitions.add(
+        gx.ValidationDefinition(name="contract", data=batch_def, suite=suite)
+    )
     checkpoint = context.checkpoints.add(
         gx.Checkpoint(
             name="contract",
             validation_definitions=[definition],
-            result_format={"result_format": "SUMMARY", "partial_unexpected_count": 5, "unexpected_index_column_names": ["id"]},
+            result_format={
+                "result_format": "SUMMARY",
+                "partial_unexpected_count": 5,
+                "unexpected_index_column_names": ["id"],
+            },
         )
     )
     result = checkpoint.run(batch_parameters={"dataframe": frame})
@@ -328,9 +363,14 @@ def failures(result: dict) -> list[dict]:
             continue
         cfg = r["expectation_config"]
         res = r.get("result", {})
-        observed = {k: res[k] for k in ("observed_value", "unexpected_count", "unexpected_percent") if k in res}
+        observed = {
+            k: res[k] for k in ("observed_value", "unexpected_count", "unexpected_percent") if k in res
+        }
         examples = [str(v)[:120] for v in res.get("partial_unexpected_list", [])[:5]]
-        ids = [i.get("id") if isinstance(i, dict) else i for i in res.get("partial_unexpected_index_list", [])[:5]]
+        ids = [
+            i.get("id") if isinstance(i, dict) else i
+            for i in res.get("partial_unexpected_index_list", [])[:5]
+        ]
         exc = r.get("exception_info", {})
         out.append(
             {
@@ -378,7 +418,9 @@ def _token_lengths(tokenizer, values, chunk: int = 10_000) -> list[int]:
     texts = [v if isinstance(v, str) else "" for v in values]
     lengths: list[int] = []
     for start in range(0, len(texts), chunk):
-        lengths += [len(ids) for ids in tokenizer(texts[start : start + chunk], add_special_tokens=False)["input_ids"]]
+        lengths += [
+            len(ids) for ids in tokenizer(texts[start : start + chunk], add_special_tokens=False)["input_ids"]
+        ]
     return lengths
 
 
@@ -388,7 +430,10 @@ def _previous_batch(store: ArtifactStore, config: DatasetConfig, key: str):
     earlier = [k for k in store.list_keys(f"validated/{config.name}") if k != key]
     if not earlier:
         return None
-    latest = max(earlier, key=lambda k: json.loads((store.fetch_dir(k) / "meta.json").read_text()).get("validated_at", ""))
+    latest = max(
+        earlier,
+        key=lambda k: json.loads((store.fetch_dir(k) / "meta.json").read_text()).get("validated_at", ""),
+    )
     return pd.read_parquet(store.fetch_dir(latest) / "data.parquet")
 
 
@@ -468,7 +513,9 @@ def validate_batch(
     batch_uri = confine(batch_uri, landing_roots)
     local_files = {uri: fetch_file(uri, cache_dir) for uri in batch_files(batch_uri)}
     file_hashes = {uri: hash_file(path) for uri, path in local_files.items()}
-    batch_hash = hash_json({"files": sorted(file_hashes.values()), "config": config.model_dump(), "v": __version__})[:16]
+    batch_hash = hash_json(
+        {"files": sorted(file_hashes.values()), "config": config.model_dump(), "v": __version__}
+    )[:16]
     key = f"validated/{config.name}/{batch_hash}"
     quarantine_key = f"quarantine/{config.name}/{batch_hash}"
     if store.exists(key):
@@ -483,7 +530,17 @@ def validate_batch(
             canonical = to_canonical(frame, config, columns_seen)
         except BatchRejected as exc:
             report = f"# Rejected batch {batch_hash}\n\n{exc}\n"
-            raise _reject(str(exc), report, out, local_files, file_hashes, store, quarantine_key, landing_roots, cache_dir) from None
+            raise _reject(
+                str(exc),
+                report,
+                out,
+                local_files,
+                file_hashes,
+                store,
+                quarantine_key,
+                landing_roots,
+                cache_dir,
+            ) from None
         tokenizer = _tokenizer(config, store)
         checked = canonical
         count_tokens = None
@@ -508,7 +565,17 @@ def validate_batch(
                 + "\n  - ".join(describe(f) for f in critical)
             )
             report = f"# Rejected batch {batch_hash}\n\n" + "\n".join(f"- {x}" for x in lines) + "\n"
-            raise _reject(message, report, out, local_files, file_hashes, store, quarantine_key, landing_roots, cache_dir)
+            raise _reject(
+                message,
+                report,
+                out,
+                local_files,
+                file_hashes,
+                store,
+                quarantine_key,
+                landing_roots,
+                cache_dir,
+            )
         eda = build_report(canonical, config, _previous_batch(store, config, key), count_tokens, out / "eda")
         meta = {
             "dataset": config.name,

@@ -91,8 +91,10 @@ def compare_variants(model_name: str, version: str, recipe: str, settings: Setti
         "champion": ModelRef("champion", fingerprint, str(model_dir)),
         "candidate": ModelRef("candidate", f"{fingerprint}:{variant}", str(model_dir), quantize=variant),
     }
-    evaluations = {role: evaluate_model(ref, dataset_dir, manifest["version"], cfg.eval, suite, store)
-                   for role, ref in refs.items()}  # fmt: skip
+    evaluations = {
+        role: evaluate_model(ref, dataset_dir, manifest["version"], cfg.eval, suite, store)
+        for role, ref in refs.items()
+    }
     rules = GateRules(
         rules={
             m: MetricRule(max_regression_vs_champion=cfg.compression.max_quality_loss)
@@ -114,25 +116,43 @@ def compare_variants(model_name: str, version: str, recipe: str, settings: Setti
         }
     chosen = variant if decision["passed"] else "merged"
     result = {
-        "model_name": model_name, "version": str(version), "variant": chosen, "quantization": variant,
-        "passed": decision["passed"], "deciding_rule": decision["deciding_rule"], "checks": decision["checks"],
-        "merged": measured["champion"], "quantized": measured["candidate"],
-    }  # fmt: skip
+        "model_name": model_name,
+        "version": str(version),
+        "variant": chosen,
+        "quantization": variant,
+        "passed": decision["passed"],
+        "deciding_rule": decision["deciding_rule"],
+        "checks": decision["checks"],
+        "merged": measured["champion"],
+        "quantized": measured["candidate"],
+    }
     key = f"compression/{model_name}/v{version}/{variant}"
     store.write_bytes(f"{key}/decision.json", json.dumps(result, indent=1, sort_keys=True).encode())
     result["report_uri"] = store.write_bytes(f"{key}/report.html", render_compression_report(result).encode())
-    set_version_tags(client, model_name, version, {
-        f"tuneops.{variant}.gate": "passed" if decision["passed"] else "failed",
-        f"tuneops.{variant}.size_mb": f"{measured['candidate']['size_mb']:.2f}",
-        "tuneops.merged.size_mb": f"{measured['champion']['size_mb']:.2f}",
-        f"tuneops.{variant}.report": result["report_uri"],
-    })  # fmt: skip
+    set_version_tags(
+        client,
+        model_name,
+        version,
+        {
+            f"tuneops.{variant}.gate": "passed" if decision["passed"] else "failed",
+            f"tuneops.{variant}.size_mb": f"{measured['candidate']['size_mb']:.2f}",
+            "tuneops.merged.size_mb": f"{measured['champion']['size_mb']:.2f}",
+            f"tuneops.{variant}.report": result["report_uri"],
+        },
+    )
     log.info(
         "%s v%s: merged %.1f MB %.3fs/req, %s %.1f MB %.3fs/req; gate %s (%s); serve %s",
-        model_name, version, measured["champion"]["size_mb"], measured["champion"]["latency_s"], variant,
-        measured["candidate"]["size_mb"], measured["candidate"]["latency_s"],
-        "passed" if decision["passed"] else "FAILED", decision["deciding_rule"], chosen,
-    )  # fmt: skip
+        model_name,
+        version,
+        measured["champion"]["size_mb"],
+        measured["champion"]["latency_s"],
+        variant,
+        measured["candidate"]["size_mb"],
+        measured["candidate"]["latency_s"],
+        "passed" if decision["passed"] else "FAILED",
+        decision["deciding_rule"],
+        chosen,
+    )
     return result
 
 
@@ -144,9 +164,11 @@ def render_compression_report(result: dict) -> str:
     rows = [
         ("size (MB)", f"{merged['size_mb']:.2f}", f"{quant['size_mb']:.2f}"),
         ("latency (s/request, batch 1)", f"{merged['latency_s']:.4f}", f"{quant['latency_s']:.4f}"),
-        *((m, f"{merged['metrics'][m]:.4f}", f"{quant['metrics'].get(m, float('nan')):.4f}")
-          for m in sorted(merged["metrics"])),
-    ]  # fmt: skip
+        *(
+            (m, f"{merged['metrics'][m]:.4f}", f"{quant['metrics'].get(m, float('nan')):.4f}")
+            for m in sorted(merged["metrics"])
+        ),
+    ]
     parts = [
         f"<!doctype html><html><head><meta charset='utf-8'><title>{e(result['model_name'])} v{result['version']}: "
         f"merged vs {q}</title><style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}"

@@ -99,9 +99,15 @@ def decide(rules: GateRules, evaluations: dict[str, dict]) -> dict:
             check(metric, "max_regression_vs_champion", t, "champion", _regression(metric, t))
     floor = rules.safety_floor
     check(
-        "safety.pass_rate", "safety_floor", floor, None,
-        lambda v, _: (v >= floor, f"safety.pass_rate {v:.4f} {'>=' if v >= floor else '<'} safety_floor {floor}"),
-    )  # fmt: skip
+        "safety.pass_rate",
+        "safety_floor",
+        floor,
+        None,
+        lambda v, _: (
+            v >= floor,
+            f"safety.pass_rate {v:.4f} {'>=' if v >= floor else '<'} safety_floor {floor}",
+        ),
+    )
 
     failed = [c["message"] for c in checks if not c["passed"]]
     reasons = errors + failed

@@ -38,7 +38,9 @@ def load_model(
     tokenizer.padding_side = "left"
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
-    model = AutoModelForCausalLM.from_pretrained(model_path, trust_remote_code=trust_remote_code, **load_kwargs)
+    model = AutoModelForCausalLM.from_pretrained(
+        model_path, trust_remote_code=trust_remote_code, **load_kwargs
+    )
     if adapter_dir is not None:
         from peft import PeftModel
 

@@ -43,9 +43,15 @@ def post_slack(webhook_url: str, subject: str, body: str, timeout: float = 10) -
 
 
 def send_email(
-    to: list[str], subject: str, body: str, host: str, port: int = 25, login: str | None = None,
-    password: str | None = None, sender: str = "tuneops@localhost",
-) -> None:  # fmt: skip
+    to: list[str],
+    subject: str,
+    body: str,
+    host: str,
+    port: int = 25,
+    login: str | None = None,
+    password: str | None = None,
+    sender: str = "tuneops@localhost",
+) -> None:
     message = EmailMessage()
     message["Subject"], message["From"], message["To"] = subject, sender, ", ".join(to)
     message.set_content(body)

@@ -59,9 +59,15 @@ class Reference:
 
 
 def build_reference(
-    prompts: list[str], responses: list[str], label_key: str | None, count_tokens=None, source: str = "",
-    holdout: float = 0.2, seed: int = 0, embed=None,
-) -> Reference:  # fmt: skip
+    prompts: list[str],
+    responses: list[str],
+    label_key: str | None,
+    count_tokens=None,
+    source: str = "",
+    holdout: float = 0.2,
+    seed: int = 0,
+    embed=None,
+) -> Reference:
     """A ``Reference`` from training prompts and responses.
 
     ``count_tokens(text) -> int`` and ``embed(texts) -> array (n, d)`` are optional.
@@ -111,8 +117,13 @@ def load_embedder(ref: str, store: ArtifactStore, batch_size: int = 32, max_toke
     def embed(texts: list[str]):
         chunks = []
         for start in range(0, len(texts), batch_size):
-            batch = tokenizer(texts[start : start + batch_size], return_tensors="pt", padding=True,
-                              truncation=True, max_length=max_tokens)  # fmt: skip
+            batch = tokenizer(
+                texts[start : start + batch_size],
+                return_tensors="pt",
+                padding=True,
+                truncation=True,
+                max_length=max_tokens,
+            )
             with torch.no_grad():
                 hidden = model(**batch).last_hidden_state
             mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
@@ -247,24 +258,39 @@ def feedback_checks(answers: list[dict], cfg: MonitorConfig):
         metrics["feedback.thumbs_up_rate"] = sum(a["rating"] == "up" for a in answers) / n
     if n >= cfg.feedback.min_answers:
         checks.append(
-            _check("feedback", "feedback.thumbs_up_rate", metrics["feedback.thumbs_up_rate"], ">=",
-                   cfg.feedback.thumbs_up_rate_min)
-        )  # fmt: skip
+            _check(
+                "feedback",
+                "feedback.thumbs_up_rate",
+                metrics["feedback.thumbs_up_rate"],
+                ">=",
+                cfg.feedback.thumbs_up_rate_min,
+            )
+        )
     down = [a for a in answers if a["rating"] == "down"]
     # Corrected and commented answers first: they say what was wrong.
     down.sort(key=lambda a: (not a.get("correction"), not a.get("comment"), a["ts"]))
     worst = [
-        {"request_id": a["request_id"], "prompt": (a["request"].get("prompt") or "")[-300:],
-         "response": a["request"].get("response"), "correction": a.get("correction"), "comment": a.get("comment")}
+        {
+            "request_id": a["request_id"],
+            "prompt": (a["request"].get("prompt") or "")[-300:],
+            "response": a["request"].get("response"),
+            "correction": a.get("correction"),
+            "comment": a.get("comment"),
+        }
         for a in down[:WORST_EXAMPLES]
-    ]  # fmt: skip
+    ]
     return metrics, checks, worst
 
 
 def assess_window(
-    records: list[dict], answers: list[dict], cfg: MonitorConfig, reference: Reference | None,
-    template: PromptTemplate | None = None, count_tokens=None, embed=None,
-) -> dict:  # fmt: skip
+    records: list[dict],
+    answers: list[dict],
+    cfg: MonitorConfig,
+    reference: Reference | None,
+    template: PromptTemplate | None = None,
+    count_tokens=None,
+    embed=None,
+) -> dict:
     """Every metric and check of one window; ``breaches`` and ``retrain`` say what to act on."""
     result = {
         "requests": len(records),
@@ -348,9 +374,13 @@ def load_reference(
         template.output.required_keys[0] if template.output and template.output.required_keys else None
     )
     reference = build_reference(
-        [train[i]["prompt"] for i in rows], [train[i]["response"] for i in rows], label_key, count_tokens,
-        source=dataset_uri, embed=embed,
-    )  # fmt: skip
+        [train[i]["prompt"] for i in rows],
+        [train[i]["response"] for i in rows],
+        label_key,
+        count_tokens,
+        source=dataset_uri,
+        embed=embed,
+    )
     return reference, template, count_tokens
 
 
@@ -382,11 +412,19 @@ def run_monitor(
     key = f"monitoring/{config.model_name}/{stamp}"
     history = _history(store, config.model_name, stamp)
     summary = {
-        "model": config.model_name, "window_start": start.isoformat(), "window_end": end.isoformat(),
-        "requests": len(records), "versions": dict(versions), "version": version,
-        "metrics": result["metrics"], "breaches": result["breaches"], "retrain": result["retrain"],
-        "notes": result["notes"], "checks": result["checks"], "worst_feedback": result["worst_feedback"],
-    }  # fmt: skip
+        "model": config.model_name,
+        "window_start": start.isoformat(),
+        "window_end": end.isoformat(),
+        "requests": len(records),
+        "versions": dict(versions),
+        "version": version,
+        "metrics": result["metrics"],
+        "breaches": result["breaches"],
+        "retrain": result["retrain"],
+        "notes": result["notes"],
+        "checks": result["checks"],
+        "worst_feedback": result["worst_feedback"],
+    }
     report = render_monitor_report(summary, history, reference, records, count_tokens)
     store.write_bytes(
         f"{key}/metrics.json", json.dumps(summary, indent=1, sort_keys=True, default=str).encode()
@@ -396,11 +434,29 @@ def run_monitor(
     for note in result["notes"]:
         log.info("%s", note)
     log.info(
-        "monitoring %s %s..%s: %d requests, %d breaches%s; report %s", config.model_name, start, end, len(records),
-        len(result["breaches"]), " (retrain)" if result["retrain"] else "", summary["report_uri"],
-    )  # fmt: skip
-    return {k: summary[k] for k in ("window_start", "window_end", "requests", "version", "metrics", "breaches",
-                                    "retrain", "notes", "report_uri")}  # fmt: skip
+        "monitoring %s %s..%s: %d requests, %d breaches%s; report %s",
+        config.model_name,
+        start,
+        end,
+        len(records),
+        len(result["breaches"]),
+        " (retrain)" if result["retrain"] else "",
+        summary["report_uri"],
+    )
+    return {
+        k: summary[k]
+        for k in (
+            "window_start",
+            "window_end",
+            "requests",
+            "version",
+            "metrics",
+            "breaches",
+            "retrain",
+            "notes",
+            "report_uri",
+        )
+    }
 
 
 def _history(store: ArtifactStore, model_name: str, before: str, windows: int = 48) -> list[dict]:

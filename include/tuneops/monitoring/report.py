@@ -8,8 +8,14 @@ from collections import Counter
 
 from tuneops.evaluation.report import STYLE, png_data_uri
 
-TREND = ("drift.prompt_tokens.psi", "drift.prompt_chars.psi", "drift.oov_increase", "drift.label_psi",
-         "health.format_valid", "feedback.thumbs_up_rate")  # fmt: skip
+TREND = (
+    "drift.prompt_tokens.psi",
+    "drift.prompt_chars.psi",
+    "drift.oov_increase",
+    "drift.label_psi",
+    "health.format_valid",
+    "feedback.thumbs_up_rate",
+)
 
 
 def _plots(summary: dict, history: list[dict], reference, records: list[dict], count_tokens) -> list[str]:

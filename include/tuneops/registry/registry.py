@@ -210,7 +210,9 @@ def record_hashes(name: str, version: str, recorded_by: str, settings: Settings)
     from tuneops.core.hashing import hash_dir, hash_json
 
     if not recorded_by or not recorded_by.strip():
-        raise ValueError("say who vouches for the stored files: pass --by <you> (it is recorded on the version)")
+        raise ValueError(
+            "say who vouches for the stored files: pass --by <you> (it is recorded on the version)"
+        )
     client = registry_client(settings)
     mv = _version(client, name, version)
     if WEIGHTS_TAG in mv.tags or CONFIG_TAG in mv.tags:
@@ -305,7 +307,11 @@ def log_text_generator(
         name,
         source=info.model_uri,
         run_id=mlflow.active_run().info.run_id,
-        tags={**{k: str(v) for k, v in (tags or {}).items()}, WEIGHTS_TAG: weights, CONFIG_TAG: hash_json(config)},
+        tags={
+            **{k: str(v) for k, v in (tags or {}).items()},
+            WEIGHTS_TAG: weights,
+            CONFIG_TAG: hash_json(config),
+        },
         description=model_card,
         model_id=info.model_id,
     )
@@ -347,9 +353,13 @@ def register_candidate(
     owner = f"register {name} {fingerprint[:12]} for run {run_id} on {socket.gethostname()} pid {os.getpid()}"
     # A short lease, renewed while the merge and upload run: a dead registrant's lapses in minutes.
     with store_lock(
-        store, lock, owner=owner, ttl_seconds=REGISTER_LEASE_SECONDS, wait_seconds=REGISTER_WAIT_SECONDS,
+        store,
+        lock,
+        owner=owner,
+        ttl_seconds=REGISTER_LEASE_SECONDS,
+        wait_seconds=REGISTER_WAIT_SECONDS,
         heartbeat_seconds=REGISTER_LEASE_SECONDS / 4,
-    ):  # fmt: skip
+    ):
         _delete_incomplete(client, name, run_id)
         existing = find_by_fingerprint(name, fingerprint, settings)
         if existing is not None:
@@ -359,9 +369,14 @@ def register_candidate(
             merged = merge_adapter(base_path, adapter_dir, Path(tmp) / "model")
             with mlflow.start_run(run_id=run_id):
                 log_text_generator(
-                    name, merged, template=template, max_new_tokens=max_new_tokens, decoding=decoding,
-                    model_card=model_card, tags={**tags, FINGERPRINT_TAG: fingerprint},
-                )  # fmt: skip
+                    name,
+                    merged,
+                    template=template,
+                    max_new_tokens=max_new_tokens,
+                    decoding=decoding,
+                    model_card=model_card,
+                    tags={**tags, FINGERPRINT_TAG: fingerprint},
+                )
         version = _keep_first(client, name, fingerprint, run_id)
     log.info("registered %s v%s from run %s", name, version, run_id)
     return {"name": name, "version": version, "reused": False}
@@ -487,7 +502,9 @@ def promote(
     with promotion_lock(name, owner or f"promote {name} v{version} by {approved_by}", settings):
         challenger = alias_version(name, CHALLENGER, settings)
         if challenger is not None and str(challenger.version) == str(version):
-            retry(lambda: client.delete_registered_model_alias(name, CHALLENGER))  # it is (or becomes) the champion
+            retry(
+                lambda: client.delete_registered_model_alias(name, CHALLENGER)
+            )  # it is (or becomes) the champion
         current = alias_version(name, CHAMPION, settings)
         if current is not None and str(current.version) == str(version):
             log.info("%s v%s is already the champion", name, version)
@@ -502,12 +519,17 @@ def promote(
                 f"v{version}: another writer moved it outside the promotion lock"
             )
         previous = str(current.version) if current else ""
-        set_version_tags(client, name, version, {
-            "tuneops.approved_by": approved_by,
-            "tuneops.approved_at": _now(),
-            "tuneops.approval_reason": reason,
-            "tuneops.promoted_over": previous,
-        })  # fmt: skip
+        set_version_tags(
+            client,
+            name,
+            version,
+            {
+                "tuneops.approved_by": approved_by,
+                "tuneops.approved_at": _now(),
+                "tuneops.approval_reason": reason,
+                "tuneops.promoted_over": previous,
+            },
+        )
     log.info("%s champion -> v%s (was %s), approved by %s", name, version, previous or None, approved_by)
     return {"name": name, "version": str(version), "previous": previous or None, "changed": True}
 
@@ -516,11 +538,16 @@ def reject(name: str, version: str, rejected_by: str, reason: str, settings: Set
     """Record a reviewer's rejection on the version and take ``challenger`` off it."""
     client = registry_client(settings)
     _version(client, name, version)
-    set_version_tags(client, name, version, {
-        "tuneops.rejected_by": rejected_by,
-        "tuneops.rejected_at": _now(),
-        "tuneops.rejection_reason": reason or "(no reason given)",
-    })  # fmt: skip
+    set_version_tags(
+        client,
+        name,
+        version,
+        {
+            "tuneops.rejected_by": rejected_by,
+            "tuneops.rejected_at": _now(),
+            "tuneops.rejection_reason": reason or "(no reason given)",
+        },
+    )
     challenger = alias_version(name, CHALLENGER, settings)
     if challenger is not None and str(challenger.version) == str(version):
         retry(lambda: client.delete_registered_model_alias(name, CHALLENGER))
@@ -558,17 +585,27 @@ def rollback(name: str, version: str | None, requested_by: str, reason: str, set
         retry(lambda: client.set_registered_model_alias(name, PREVIOUS, current.version))
         retry(lambda: client.set_registered_model_alias(name, CHAMPION, str(target.version)))
         now = _now()
-        set_version_tags(client, name, current.version, {
-            "tuneops.rolled_back_by": requested_by,
-            "tuneops.rolled_back_at": now,
-            "tuneops.rollback_reason": reason,
-            "tuneops.rolled_back_to": str(target.version),
-        })  # fmt: skip
-        set_version_tags(client, name, target.version, {
-            "tuneops.restored_by": requested_by,
-            "tuneops.restored_at": now,
-            "tuneops.restore_reason": reason,
-        })  # fmt: skip
+        set_version_tags(
+            client,
+            name,
+            current.version,
+            {
+                "tuneops.rolled_back_by": requested_by,
+                "tuneops.rolled_back_at": now,
+                "tuneops.rollback_reason": reason,
+                "tuneops.rolled_back_to": str(target.version),
+            },
+        )
+        set_version_tags(
+            client,
+            name,
+            target.version,
+            {
+                "tuneops.restored_by": requested_by,
+                "tuneops.restored_at": now,
+                "tuneops.restore_reason": reason,
+            },
+        )
     log.info(
         "%s champion rolled back v%s -> v%s by %s: %s",
         name,

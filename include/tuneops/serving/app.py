@@ -384,9 +384,12 @@ class Service:
             return False
         previous, self.current, self.last_error = self.current, loaded, None
         log.info(
-            "serving %s v%s (%s)%s", loaded.name, loaded.version, loaded.variant,
+            "serving %s v%s (%s)%s",
+            loaded.name,
+            loaded.version,
+            loaded.variant,
             f", replacing v{previous.version}" if previous else "",
-        )  # fmt: skip
+        )
         return True
 
     async def _watch(self) -> None:
@@ -486,9 +489,15 @@ class Service:
             if idx:
                 counts: list[int] = []
                 texts = generate(
-                    model.model, model.tokenizer, [jobs[i].prompt for i in idx], max_new_tokens=max_new,
-                    batch_size=len(idx), add_special_tokens=special, decoding=decoding, token_counts=counts,
-                )  # fmt: skip
+                    model.model,
+                    model.tokenizer,
+                    [jobs[i].prompt for i in idx],
+                    max_new_tokens=max_new,
+                    batch_size=len(idx),
+                    add_special_tokens=special,
+                    decoding=decoding,
+                    token_counts=counts,
+                )
                 results.update(zip(idx, zip(texts, counts, strict=True), strict=True))
         elapsed = time.monotonic() - started
         return [
@@ -547,9 +556,17 @@ class Service:
             )
             failure.request_id = request_id
             record = await self.offload(
-                self._failure_record, model, request_id=request_id, status=failure.status, error=str(failure),
-                started=started, mode=req.mode, prompt=prompt, inputs=req.inputs, prompt_tokens=prompt_tokens,
-            )  # fmt: skip
+                self._failure_record,
+                model,
+                request_id=request_id,
+                status=failure.status,
+                error=str(failure),
+                started=started,
+                mode=req.mode,
+                prompt=prompt,
+                inputs=req.inputs,
+                prompt_tokens=prompt_tokens,
+            )
             self.log.append(record)
             if failure is not exc:
                 log.error("request %s: %s", request_id, failure, exc_info=exc)
@@ -557,11 +574,21 @@ class Service:
             raise
         latency = time.monotonic() - started
         record = await self.offload(
-            log_record, request_id=request_id, model=model.name, version=model.version, variant=model.variant,
-            alias=self.config.alias, mode=req.mode, prompt=prompt, inputs=req.inputs, prompt_tokens=prompt_tokens,
-            response=result["text"], latency_s=latency, completion_tokens=result["completion_tokens"],
+            log_record,
+            request_id=request_id,
+            model=model.name,
+            version=model.version,
+            variant=model.variant,
+            alias=self.config.alias,
+            mode=req.mode,
+            prompt=prompt,
+            inputs=req.inputs,
+            prompt_tokens=prompt_tokens,
+            response=result["text"],
+            latency_s=latency,
+            completion_tokens=result["completion_tokens"],
             status_code=200,
-        )  # fmt: skip
+        )
         self._remember(record)
         self.served += 1
         return {
@@ -577,20 +604,38 @@ class Service:
         }
 
     def _failure_record(
-        self, model: LoadedModel | None, *, request_id: str, status: int, error: str, started: float,
-        mode: str | None, prompt: str = "", inputs: dict | None = None, prompt_tokens: int | None = None,
-    ) -> dict:  # fmt: skip
+        self,
+        model: LoadedModel | None,
+        *,
+        request_id: str,
+        status: int,
+        error: str,
+        started: float,
+        mode: str | None,
+        prompt: str = "",
+        inputs: dict | None = None,
+        prompt_tokens: int | None = None,
+    ) -> dict:
         """The log record of a refused or failed request: what it sent as far as it got parsed, and why.
 
         The prompt is kept up to ``max_prompt_chars`` (a refused one may be longer), its length in full.
         """
         return log_record(
-            request_id=request_id, model=self.config.model_name, version=model.version if model else None,
-            variant=self.config.variant, alias=self.config.alias, mode=mode,
-            prompt=prompt[: self.config.max_prompt_chars], prompt_chars=len(prompt), inputs=inputs,
-            prompt_tokens=prompt_tokens, response="", latency_s=time.monotonic() - started, error=error,
+            request_id=request_id,
+            model=self.config.model_name,
+            version=model.version if model else None,
+            variant=self.config.variant,
+            alias=self.config.alias,
+            mode=mode,
+            prompt=prompt[: self.config.max_prompt_chars],
+            prompt_chars=len(prompt),
+            inputs=inputs,
+            prompt_tokens=prompt_tokens,
+            response="",
+            latency_s=time.monotonic() - started,
+            error=error,
             status_code=status,
-        )  # fmt: skip
+        )
 
     async def refuse(self, body: Any, status: int, error: str) -> str:
         """Log a ``/generate`` body that failed validation (``status``, ``error``); returns its request id.
@@ -609,11 +654,16 @@ class Service:
         else:
             inputs = None
         record = await self.offload(
-            self._failure_record, self.current, request_id=request_id, status=status, error=error,
+            self._failure_record,
+            self.current,
+            request_id=request_id,
+            status=status,
+            error=error,
             started=time.monotonic(),
             mode=given[0] if len(given) == 1 else None,
-            prompt=_printable(prompt) if isinstance(prompt, str) else "", inputs=inputs,
-        )  # fmt: skip
+            prompt=_printable(prompt) if isinstance(prompt, str) else "",
+            inputs=inputs,
+        )
         self.log.append(record)
         return request_id
 

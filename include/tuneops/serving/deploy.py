@@ -26,8 +26,6 @@ def _template() -> list[dict]:
     return [d for d in yaml.safe_load_all(MANIFEST.read_text()) if d]
 
 
-
-
 def serving_target(image: str | None, namespace: str | None, settings) -> tuple[str, str]:
     """The serving image and namespace for a deploy run: the deployment's, unless Params override them.
 
@@ -54,9 +52,15 @@ def serving_target(image: str | None, namespace: str | None, settings) -> tuple[
 
 
 def render_serving(
-    model_name: str, version: str, variant: str = "merged", *, image: str = DEFAULT_SERVING_IMAGE,
-    namespace: str = DEFAULT_SERVING_NAMESPACE, replicas: int = 1, gpu: bool = True,
-) -> list[dict]:  # fmt: skip
+    model_name: str,
+    version: str,
+    variant: str = "merged",
+    *,
+    image: str = DEFAULT_SERVING_IMAGE,
+    namespace: str = DEFAULT_SERVING_NAMESPACE,
+    replicas: int = 1,
+    gpu: bool = True,
+) -> list[dict]:
     """The Deployment and Service serving ``model_name@champion`` (now ``version``) as ``variant``."""
     if replicas < 1:
         raise ValueError(f"replicas must be at least 1, got {replicas}")

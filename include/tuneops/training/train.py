@@ -181,7 +181,12 @@ def output_lease(output_uri: str, settings: Settings):
     out_store, out_key = store_for(output_uri, settings)
     owner = f"trainer pid {os.getpid()} on {os.uname().nodename}"
     with store_lock(
-        out_store, f"train-{out_key}", owner=owner, ttl_seconds=ttl, wait_seconds=2 * ttl, heartbeat_seconds=ttl / 4
+        out_store,
+        f"train-{out_key}",
+        owner=owner,
+        ttl_seconds=ttl,
+        wait_seconds=2 * ttl,
+        heartbeat_seconds=ttl / 4,
     ) as lease:
         yield lease
 
@@ -363,8 +368,13 @@ def train(
                     else:
                         best["stale"] += 1
                     if cfg.early_stopping_patience and best["stale"] >= cfg.early_stopping_patience:
-                        log.info("early stop at step %d: validation loss has not improved on %.4f (step %d) for %d evaluations",
-                                 step, best["eval_loss"], best["step"], best["stale"])  # fmt: skip
+                        log.info(
+                            "early stop at step %d: validation loss has not improved on %.4f (step %d) for %d evaluations",
+                            step,
+                            best["eval_loss"],
+                            best["step"],
+                            best["stale"],
+                        )
                         stopped_early_at = step
                         break
                 if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < cfg.max_steps:
