@@ -43,8 +43,8 @@ from pathlib import Path
 def rendered_prompts(n: int, seed: int) -> list[str]:
     """The prompts of ``n`` sample tickets rendered with the triage_v1 template."""
     from tuneops.config import load_template
+    from tuneops.core.sample_data import generate_tickets
     from tuneops.core.templates import render_prompt
-    from tuneops.data.sample_data import generate_tickets
 
     template = load_template("triage_v1")
     return [

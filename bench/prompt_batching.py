@@ -31,8 +31,8 @@ from pathlib import Path
 def rendered_rows(n: int, seed: int) -> list[dict]:
     """``n`` sample tickets rendered to ``{"id", "prompt", "response"}`` with the triage_v1 template."""
     from tuneops.config import load_template
+    from tuneops.core.sample_data import iter_tickets
     from tuneops.core.templates import render_rows
-    from tuneops.data.sample_data import iter_tickets
 
     records = [
         {"id": t["ticket_id"], "input": t["body"], "response": t["triage"], "subject": t["subject"]}
@@ -149,9 +149,9 @@ def measure_builder(n: int, seed: int, tmp: Path) -> list[dict]:
     import pandas as pd
 
     from tuneops.config import load_dataset_config, load_template
+    from tuneops.core.sample_data import generate_tickets
     from tuneops.core.store import ArtifactStore
     from tuneops.data import prompts
-    from tuneops.data.sample_data import generate_tickets
     from tuneops.models.base_model import resolve_tokenizer
 
     config = load_dataset_config("support_tickets").model_copy(update={"golden": None})
@@ -166,7 +166,7 @@ def measure_builder(n: int, seed: int, tmp: Path) -> list[dict]:
         for t in generate_tickets(n, seed=seed)
     ]
     results = []
-    default_rows_per_process = prompts._ROWS_PER_PROCESS
+    default_rows_per_process = prompts.ROWS_PER_PROCESS
     for method, rows_per_process in (
         ("1 process", 10**12),
         ("default (one per 25k rows, up to the cores)", default_rows_per_process),
@@ -185,7 +185,7 @@ def measure_builder(n: int, seed: int, tmp: Path) -> list[dict]:
         key = f"validated/{config.name}/bench{n}"
         store.publish_dir(batch, key)
         resolve_tokenizer(config.tokenizer, store)  # built before the clock starts, as in a warm store
-        prompts._ROWS_PER_PROCESS = rows_per_process
+        prompts.ROWS_PER_PROCESS = rows_per_process
         started = time.perf_counter()
         result = prompts.build_prompt_dataset(
             [key], config, load_template(config.template), store, tmp / "cache"
@@ -200,7 +200,7 @@ def measure_builder(n: int, seed: int, tmp: Path) -> list[dict]:
                 "dropped": result["dropped"],
             }
         )
-    prompts._ROWS_PER_PROCESS = default_rows_per_process
+    prompts.ROWS_PER_PROCESS = default_rows_per_process
     for r in results:
         r["vs_one"] = results[0]["seconds"] / r["seconds"]
     return results

@@ -116,7 +116,7 @@ def main() -> int:
     os.environ.pop("MLFLOW_REGISTRY_URI", None)
     os.environ.pop("TUNEOPS_ARTIFACT_ROOT", None)
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "include"))
-    from tuneops.data.sample_data import generate_tickets
+    from tuneops.core.sample_data import generate_tickets
     from tuneops.serving.app import ServerThread, ServingConfig, create_app
 
     name = "bench-serving"

@@ -1,10 +1,11 @@
 """Training speed: our trainer against a plain Hugging Face ``Trainer`` + PEFT LoRA, on CPU.
 
 Side by side in one run, each in a fresh child process so peak RSS (VmHWM) is its own, on
-the same tiny-llama base, the same tokenised training examples (``tuneops.training.train.tokenize_split``
-on the published prompt dataset, prompt masked with -100), the same LoRA config
-(r, alpha, dropout, target_modules from the recipe), batch size, optimizer steps, learning
-rate and schedule (AdamW, cosine with the recipe's warmup, grad clip 1.0), fp32, the same
+the same tiny-llama base, the same tokenised training examples and the same seeded LoRA model
+(r, alpha, dropout, target_modules from the recipe): the baseline builds them with our trainer's
+own set-up seams, ``LoraFinetune.setup_data()`` and ``setup_model()`` (``tuneops.training.train``;
+prompt masked with -100); the same batch size, optimizer steps, learning rate and schedule
+(AdamW, cosine with the recipe's warmup, grad clip 1.0), fp32 on the CPU, the same
 ``TUNEOPS_TORCH_THREADS`` torch threads:
   (a) baseline: ``transformers.Trainer`` on the PEFT model with ``DataCollatorForSeq2Seq``
       (shuffled batches padded to their longest member, labels -100 on padding; with
@@ -138,48 +139,20 @@ def baseline_child(spec_path: str) -> None:
 
     torch.set_num_threads(int(os.environ["TUNEOPS_TORCH_THREADS"]))
     from datasets import Dataset
-    from peft import LoraConfig, get_peft_model
-    from transformers import (
-        AutoModelForCausalLM,
-        AutoTokenizer,
-        DataCollatorForSeq2Seq,
-        Trainer,
-        TrainerCallback,
-        TrainingArguments,
-    )
+    from transformers import DataCollatorForSeq2Seq, Trainer, TrainerCallback, TrainingArguments
 
     from tuneops.config import load_recipe
     from tuneops.core.settings import load_settings
-    from tuneops.data.prompts import load_prompt_dataset
-    from tuneops.training.train import store_for, tokenize_split
+    from tuneops.training.train import LoraFinetune
 
     spec = json.loads(Path(spec_path).read_text())
     recipe = load_recipe(spec["recipe"])
     cfg = recipe.train
-    data_store, data_key = store_for(spec["dataset"], load_settings())
-    dataset_dir = data_store.fetch_dir(data_key)
-    manifest = json.loads((dataset_dir / "manifest.json").read_text())
-    tokenizer = AutoTokenizer.from_pretrained(spec["base_path"])
-    if tokenizer.pad_token_id is None:
-        tokenizer.pad_token = tokenizer.eos_token
+    # Our trainer's own set-up: the same tokenizer, tokenised examples and seeded LoRA model.
+    job = LoraFinetune(recipe, spec["dataset"], spec["output_dir"], None, load_settings())
+    tokenizer, examples, _ = job.setup_data()
     tokenizer.padding_side = "right"
-    rows = load_prompt_dataset(dataset_dir)["train"]
-    examples, dropped = tokenize_split(
-        rows, tokenizer, cfg.max_seq_len, manifest.get("add_special_tokens", True)
-    )
-
-    model = AutoModelForCausalLM.from_pretrained(spec["base_path"], dtype=torch.float32)
-    torch.manual_seed(cfg.seed)
-    model = get_peft_model(
-        model,
-        LoraConfig(
-            r=recipe.lora.r,
-            lora_alpha=recipe.lora.alpha,
-            lora_dropout=recipe.lora.dropout,
-            target_modules=recipe.lora.target_modules,
-            task_type="CAUSAL_LM",
-        ),
-    )
+    model = job.setup_model()
     seen = {"real": 0, "processed": 0}
 
     def count_tokens(module, args, kwargs):
@@ -235,7 +208,7 @@ def baseline_child(spec_path: str) -> None:
         json.dumps(
             {
                 "train_examples": len(examples),
-                "dropped_too_long": dropped,
+                "dropped_too_long": job.dropped,
                 "steps": result.global_step,
                 "train_seconds": elapsed,
                 "loop_seconds": loop["ended"] - loop["started"],
@@ -304,27 +277,27 @@ def run_ours(args: list[str], env: dict) -> dict:
     }
 
 
-def prepare(tmp: Path, tickets: int, share: float) -> tuple[str, str, dict]:
-    """Build the base model and the prompt dataset in the temporary home; returns (base path, dataset URI, length stats)."""
+def prepare(tmp: Path, tickets: int, share: float) -> tuple[str, dict]:
+    """Build the base model and the prompt dataset in the temporary home; returns (dataset URI, length stats)."""
     from tuneops.config import load_dataset_config, load_template
+    from tuneops.core.sample_data import write_sample_batch
     from tuneops.core.settings import load_settings
     from tuneops.core.store import ArtifactStore
     from tuneops.data.prompts import build_prompt_dataset
-    from tuneops.data.sample_data import write_sample_batch
     from tuneops.data.validation import validate_batch
     from tuneops.models.base_model import resolve_base_model, resolve_tokenizer
 
     settings = load_settings()
     store = ArtifactStore.from_settings(settings)
-    base_path = resolve_base_model("builtin:tiny-llama", store)
+    resolve_base_model("builtin:tiny-llama", store)  # built here, so neither side's time includes it
     config = load_dataset_config("support_tickets").model_copy(update={"golden": None})
     batch = write_sample_batch(tmp / "batch.jsonl", tickets, seed=7)
     lengths = lengthen_bodies(batch, resolve_tokenizer(config.tokenizer, store), share, seed=7)
-    validated = validate_batch(str(batch), config, store, settings.cache_dir)
+    validated = validate_batch(str(batch), config, store, settings.cache_dir, [str(tmp)])
     built = build_prompt_dataset(
         [validated["key"]], config, load_template(config.template), store, settings.cache_dir
     )
-    return base_path, built["uri"], {**lengths, "dataset_counts": built["counts"]}
+    return built["uri"], {**lengths, "dataset_counts": built["counts"]}
 
 
 def main() -> int:
@@ -361,11 +334,12 @@ def main() -> int:
             "TOKENIZERS_PARALLELISM": "false",
             "GX_ANALYTICS_ENABLED": "False",
             "TUNEOPS_TORCH_THREADS": str(args.threads),
+            "CUDA_VISIBLE_DEVICES": "",  # a CPU benchmark on both sides, GPU or not
         }
         for name in ("TUNEOPS_ARTIFACT_ROOT", "MLFLOW_REGISTRY_URI"):
             env.pop(name, None)
         os.environ.update(env)
-        base_path, dataset_uri, data = prepare(tmp, args.tickets, args.share)  # not timed
+        dataset_uri, data = prepare(tmp, args.tickets, args.share)  # not timed
 
         spec = yaml.safe_load(FAST_RECIPE.read_text())
         spec["train"].update(
@@ -385,7 +359,6 @@ def main() -> int:
                 {
                     "recipe": str(recipe),
                     "dataset": dataset_uri,
-                    "base_path": base_path,
                     "output_dir": str(tmp / "hf-trainer"),
                     "sampling": args.baseline_sampling,
                 }

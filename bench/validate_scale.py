@@ -60,9 +60,9 @@ def main() -> int:
     )
     parser.add_argument("--rows", type=int, default=1_000_000)
     args = parser.parse_args()
+    from tuneops.core.sample_data import write_sample_batch
     from tuneops.core.settings import load_settings
     from tuneops.core.store import ArtifactStore
-    from tuneops.data.sample_data import write_sample_batch
     from tuneops.models.base_model import resolve_base_model
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -44,7 +44,7 @@ def llmops_build_prompt_dataset():
 
     @task(outlets=[PROMPT_DATASET])
     def build(validated_uri: str, **context) -> dict:
-        from tuneops.pipeline import build_prompts
+        from tuneops.stages.build_prompt_dataset import build_prompts
 
         result = build_prompts([validated_uri], context["params"]["dataset"])
         context["outlet_events"][PROMPT_DATASET].extra = {"uri": result["uri"], "version": result["version"]}

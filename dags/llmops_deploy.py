@@ -75,54 +75,32 @@ def llmops_deploy():
 
     @task
     def compress(champion: dict, **context) -> dict:
-        from tuneops.evaluation.compression import compare_variants
+        from tuneops.stages.deploy import choose_variant
 
         params = context["params"]
-        if params["variant"] != "auto":
-            return {**champion, "variant": params["variant"], "report_uri": None}
-        result = compare_variants(champion["model_name"], champion["version"], params["recipe"])
-        return {**champion, "variant": result["variant"], "report_uri": result["report_uri"]}
+        return choose_variant(
+            champion["model_name"], champion["version"], params["variant"], params["recipe"]
+        )
 
     @task
     def render(choice: dict, **context) -> dict:
-        import yaml
         from airflow.sdk.exceptions import AirflowFailException
 
         from tuneops.config import OverrideRefused
-        from tuneops.core.settings import load_settings
-        from tuneops.core.store import ArtifactStore
-        from tuneops.serving.deploy import render_serving, serving_target, validate_manifests
+        from tuneops.stages.deploy import render_deployment
 
         p = context["params"]
         try:
-            image, namespace = serving_target(p["image"], p["namespace"], load_settings())
+            return render_deployment(choice, p["image"], p["namespace"], p["replicas"], p["gpu"])
         except OverrideRefused as exc:
             raise AirflowFailException(str(exc)) from exc
-        docs = render_serving(
-            choice["model_name"],
-            choice["version"],
-            choice["variant"],
-            image=image,
-            namespace=namespace,
-            replicas=p["replicas"],
-            gpu=p["gpu"],
-        )
-        validate_manifests(docs)
-        key = f"deploy/{choice['model_name']}/v{choice['version']}-{choice['variant']}/serving.yaml"
-        uri = ArtifactStore.from_settings(load_settings()).write_bytes(
-            key, yaml.safe_dump_all(docs, sort_keys=False).encode()
-        )
-        return {**choice, "manifest_uri": uri}
 
     @task
     def apply(rendered: dict) -> list[str]:
-        import yaml
         from airflow.sdk import BaseHook
         from airflow.sdk.exceptions import AirflowSkipException
 
-        from tuneops.core.settings import load_settings
-        from tuneops.core.store import ArtifactStore
-        from tuneops.serving.deploy import apply_manifests
+        from tuneops.stages.deploy import apply_deployment
 
         try:
             BaseHook.get_connection(KUBE_CONNECTION)
@@ -133,9 +111,7 @@ def llmops_deploy():
             ) from exc
         from airflow.providers.cncf.kubernetes.hooks.kubernetes import KubernetesHook
 
-        store = ArtifactStore.from_settings(load_settings())
-        docs = list(yaml.safe_load_all(store.read_bytes(store.key_of(rendered["manifest_uri"]))))
-        return apply_manifests(docs, KubernetesHook(conn_id=KUBE_CONNECTION).api_client)
+        return apply_deployment(rendered["manifest_uri"], KubernetesHook(conn_id=KUBE_CONNECTION).api_client)
 
     apply(render(compress(resolve_champion())))
 

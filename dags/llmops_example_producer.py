@@ -32,8 +32,8 @@ from tuneops.airflow.assets import LANDING_SUPPORT_TICKETS
 def llmops_example_producer():
     @task(outlets=[LANDING_SUPPORT_TICKETS])
     def land_batch(**context) -> str:
+        from tuneops.core.sample_data import write_sample_batch
         from tuneops.core.settings import load_settings
-        from tuneops.data.sample_data import write_sample_batch
 
         # A run triggered without a logical date (the API's and CLI's default) has no ts_nodash.
         stamp = context.get("ts_nodash") or context["dag_run"].run_after.strftime("%Y%m%dT%H%M%S")

@@ -105,28 +105,31 @@ def llmops_finetune():
         from airflow.sdk.exceptions import AirflowFailException
 
         from tuneops.config import ConfigError
-        from tuneops.pipeline import plan_training
+        from tuneops.stages.finetune import plan_training
 
         labels = {"dag_id": context["dag"].dag_id, "dag_run_id": context["run_id"]}
         params = context["params"]
         try:
-            return plan_training(dataset_uri, params["recipe"], labels, sweep=params["sweep"])
+            plan = plan_training(
+                dataset_uri, params["recipe"], labels, sweep=params["sweep"], compute=params["compute"]
+            )
         except ConfigError as exc:
             raise AirflowFailException(str(exc)) from exc  # a bad recipe or sweep fails alike on a retry
+        return plan.model_dump(mode="json")
 
     @task
     def plan_trials(plan: dict, **context) -> list[dict]:
-        from tuneops.pipeline import plan_trials
+        from tuneops.stages.finetune import plan_trials
 
-        return plan_trials(plan, context["params"]["sweep"])
+        return [trial.model_dump(mode="json") for trial in plan_trials(plan, context["params"]["sweep"])]
 
     @task.branch
-    def choose_compute(plan: dict, **context) -> str:
-        return f"train_{context['params']['compute'] or plan['compute']}"
+    def choose_compute(plan: dict) -> str:
+        return f"train_{plan['compute']}"  # the recipe's backend, or the compute Param's
 
     @task(trigger_rule="none_failed_min_one_success")
     def select_trial(plan: dict, trials: list[dict], **context) -> dict:
-        from tuneops.pipeline import select_trial
+        from tuneops.stages.finetune import select_trial
 
         # Explicit map indexes: with one trial, xcom_pull would return that trial's dict, not a list.
         indexes = list(range(len(trials)))
@@ -134,19 +137,20 @@ def llmops_finetune():
             context["ti"].xcom_pull(task_ids=t, map_indexes=indexes)
             for t in ("train_local", "train_kubernetes")
         ]
-        return select_trial(plan, trials, [s for results in pulled for s in results or [] if s])
+        summaries = [s for results in pulled for s in results or [] if s]
+        return select_trial(plan, trials, summaries).model_dump(mode="json")
 
     @task
     def evaluate(best: dict) -> dict:
-        from tuneops.pipeline import evaluate_models
+        from tuneops.stages.finetune import evaluate_models
 
-        return evaluate_models(best["plan"], best["summary"])
+        return evaluate_models(best["plan"], best["summary"]).model_dump(mode="json")
 
     @task
     def gate(best: dict, evaluations: dict) -> dict:
-        from tuneops.pipeline import run_gate
+        from tuneops.stages.finetune import run_gate
 
-        return run_gate(best["plan"], evaluations)
+        return run_gate(best["plan"], evaluations).model_dump(mode="json")
 
     @task.short_circuit
     def gate_passed(decision: dict) -> bool:
@@ -154,10 +158,11 @@ def llmops_finetune():
 
     @task
     def register_challenger(best: dict, evaluations: dict, decision: dict, **context) -> dict:
-        from tuneops.pipeline import register_challenger
+        from tuneops.stages.finetune import register_challenger
 
         labels = {"dag_id": context["dag"].dag_id, "dag_run_id": context["run_id"]}
-        return register_challenger(best["plan"], best["summary"], evaluations, decision, labels)
+        registered = register_challenger(best["plan"], best["summary"], evaluations, decision, labels)
+        return registered.model_dump(mode="json")
 
     @task.branch
     def route_approval(registered: dict) -> str:
@@ -183,7 +188,7 @@ def llmops_finetune():
 
     @task(trigger_rule="none_failed_min_one_success", pool=PROMOTION_POOL, outlets=[CHAMPION_MODEL])
     def promote(registered: dict, **context) -> dict:
-        from tuneops.pipeline import promote_challenger
+        from tuneops.stages.finetune import promote_challenger
 
         approval = context["ti"].xcom_pull(task_ids="approve", key=REVIEW_KEY)
         labels = {"dag_id": context["dag"].dag_id, "dag_run_id": context["run_id"]}
@@ -196,7 +201,7 @@ def llmops_finetune():
 
     @task(trigger_rule="none_failed")
     def record_review(registered: dict, **context) -> dict:
-        from tuneops.pipeline import record_rejection
+        from tuneops.stages.finetune import record_rejection
 
         approval = context["ti"].xcom_pull(task_ids="approve", key=REVIEW_KEY)
         if approval and approval["chosen_options"] == [PromotionApproval.REJECT]:

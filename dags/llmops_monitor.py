@@ -47,18 +47,17 @@ from tuneops.airflow.assets import LANDING_SUPPORT_TICKETS, RETRAIN_REQUESTED
 )
 def llmops_monitor():
     def _config(params):
-        from tuneops.config import load_monitor_config
+        from tuneops.stages.monitor import monitor_config
 
-        overrides = {"window_hours": params["window_hours"]} if params.get("window_hours") else None
-        return load_monitor_config(params["config"], overrides)
+        return monitor_config(params["config"], params.get("window_hours"))
 
     @task(outlets=[LANDING_SUPPORT_TICKETS])
     def export_feedback(**context) -> dict:
         from airflow.sdk.exceptions import AirflowSkipException
 
-        from tuneops.data.feedback import export_corrections
+        from tuneops.stages.monitor import export_feedback
 
-        result = export_corrections(_config(context["params"]).dataset)
+        result = export_feedback(_config(context["params"]))
         if not result["batch_uri"]:
             raise AirflowSkipException(f"no batch of corrections to land yet: {result}")
         context["outlet_events"][LANDING_SUPPORT_TICKETS].extra = {
@@ -70,11 +69,11 @@ def llmops_monitor():
 
     @task
     def assess(**context) -> dict:
-        from tuneops.monitoring.monitor import run_monitor
+        from tuneops.stages.monitor import assess as assess_window
 
         # A manual run without a logical date (UI, REST API) has no data interval: the window ends now.
         window_end = context.get("data_interval_end") or pendulum.now("UTC")
-        return run_monitor(_config(context["params"]), window_end)
+        return assess_window(_config(context["params"]), window_end)
 
     @task
     def alert(result: dict, **context) -> list[str]:

@@ -42,7 +42,7 @@ def llmops_rollback():
     def rollback(**context) -> dict:
         from airflow.sdk.exceptions import AirflowFailException
 
-        from tuneops.pipeline import rollback_champion
+        from tuneops.stages.rollback import rollback_champion
 
         params = context["params"]
         who = context["dag_run"].triggering_user_name or "unknown (no triggering user)"

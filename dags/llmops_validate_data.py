@@ -43,7 +43,7 @@ def llmops_validate_data():
 
         from tuneops.core.landing import OutsideLandingRoots
         from tuneops.data.validation import BatchRejected
-        from tuneops.pipeline import validate as validate_batch
+        from tuneops.stages.validate_data import validate as validate_batch
 
         try:
             result = validate_batch(batch_uri, context["params"]["dataset"])

@@ -54,8 +54,8 @@ def task_result(dag_id: str, run_id: str, task_id: str):
 
 
 def main() -> int:
+    from tuneops.core.sample_data import write_sample_batch
     from tuneops.core.settings import load_settings
-    from tuneops.data.sample_data import write_sample_batch
 
     started = time.monotonic()
     settings = load_settings()

@@ -45,8 +45,9 @@ sys.path.insert(0, str(REPO))
 
 @pytest.fixture
 def restored_environ():
-    """os.environ, put back as it was after the test, whatever the code under test added to it
-    (``tuneops.core.connections`` writes the credentials it resolves there)."""
+    """os.environ, put back as it was after the test, whatever the test or the code under test
+    added to it (the connections a test defines as ``AIRFLOW_CONN_*``; the MLflow login that
+    ``tuneops.core.tracking.configure_mlflow`` hands MLflow there)."""
     saved = dict(os.environ)
     yield os.environ
     os.environ.clear()

@@ -1,4 +1,4 @@
-"""``tuneops``: the library's steps on the command line (the same functions the DAGs call)."""
+"""``tuneops``: the library's steps on the command line; each flow calls the same ``tuneops.stages`` functions as its DAG."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ def _print(obj) -> None:
 
 
 def cmd_sample_data(args) -> None:
-    from tuneops.data.sample_data import write_sample_batch
+    from tuneops.core.sample_data import write_sample_batch
 
     print(write_sample_batch(Path(args.out), args.rows, args.seed))
 
@@ -30,13 +30,13 @@ def cmd_base_model(args) -> None:
 
 
 def cmd_validate(args) -> None:
-    from tuneops.pipeline import validate
+    from tuneops.stages.validate_data import validate
 
     _print(validate(args.batch, args.dataset))
 
 
 def cmd_build_prompts(args) -> None:
-    from tuneops.pipeline import build_prompts
+    from tuneops.stages.build_prompt_dataset import build_prompts
 
     _print(build_prompts(args.validated, args.dataset))
 
@@ -48,25 +48,21 @@ def cmd_train(args) -> int:
 
 
 def cmd_finetune(args) -> None:
-    from tuneops import pipeline
+    from tuneops.stages.finetune import finetune
 
-    labels = {"dag_id": "cli"}
     # A shell user may name any recipe file: the recipe-folder check is for DAG Params.
-    plan = pipeline.plan_training(args.dataset_uri, args.recipe, labels, check_recipe=False)
-    summary = pipeline.train_locally(plan)
-    evaluations = pipeline.evaluate_models(plan, summary)
-    decision = pipeline.run_gate(plan, evaluations)
-    print(decision["text"])
-    print(f"gate report: {decision['report_uri']}")
-    if decision["passed"]:
-        registered = pipeline.register_challenger(plan, summary, evaluations, decision, labels)
-        _print(registered)
-        if registered["auto_approve"]:
-            _print(pipeline.promote_challenger(registered, None, labels))
+    result = finetune(args.dataset_uri, args.recipe, {"dag_id": "cli"}, check_recipe=False)
+    decision, registered = result["decision"], result["registered"]
+    print(decision.text)
+    print(f"gate report: {decision.report_uri}")
+    if registered is not None:
+        _print(registered.model_dump())
+        if result["promoted"] is not None:
+            _print(result["promoted"])
         else:
             print(
-                f"{registered['name']} v{registered['version']} is the challenger; promote it with "
-                f"`tuneops promote --model {registered['name']} --version {registered['version']} --by <you>`"
+                f"{registered.name} v{registered.version} is the challenger; promote it with "
+                f"`tuneops promote --model {registered.name} --version {registered.version} --by <you>`"
             )
 
 
@@ -85,13 +81,13 @@ def cmd_record_hashes(args) -> None:
 
 
 def cmd_rollback(args) -> None:
-    from tuneops.pipeline import rollback_champion
+    from tuneops.stages.rollback import rollback_champion
 
     _print(rollback_champion(args.model, args.version, args.by, args.reason))
 
 
 def cmd_generate(args) -> None:
-    from tuneops.serving.inference import generate_with_champion
+    from tuneops.serving.champion import generate_with_champion
 
     inputs = [args.prompt] if args.prompt else [{"subject": args.subject, "input": args.body}]
     for rec in generate_with_champion(inputs, args.model, args.alias):
@@ -99,11 +95,9 @@ def cmd_generate(args) -> None:
 
 
 def cmd_monitor(args) -> None:
-    from tuneops.config import load_monitor_config
-    from tuneops.monitoring.monitor import run_monitor
+    from tuneops.stages.monitor import assess, monitor_config
 
-    overrides = {"window_hours": args.window_hours} if args.window_hours else None
-    _print(run_monitor(load_monitor_config(args.config, overrides)))
+    _print(assess(monitor_config(args.config, args.window_hours)))
 
 
 def cmd_serve(args) -> None:

@@ -8,29 +8,30 @@ from pathlib import Path
 
 import pytest
 
-from tuneops.pipeline import train_command
+from tests.support.plans import make_plan
+from tuneops.stages.finetune import train_command
 
 REPO = Path(__file__).resolve().parents[2]
 
-PLAN = {
-    "recipe": "qwen2.5-0.5b-instruct",
-    "dataset_uri": "s3://tuneops/artifacts/datasets/support_tickets/0123456789abcdef",
-    "output_uri": "s3://tuneops/artifacts/candidates/abc-0123456789abcdef",
-    "mlflow_run_id": "5f0c1e2d3c4b5a69",
-}
+PLAN = make_plan(
+    "qwen2.5-0.5b-instruct",
+    dataset_uri="s3://tuneops/artifacts/datasets/support_tickets/0123456789abcdef",
+    output_uri="s3://tuneops/artifacts/candidates/abc-0123456789abcdef",
+    mlflow_run_id="5f0c1e2d3c4b5a69",
+)
 
 
-def render(plan: dict):
+def render(plan):
     """The DAG's train_kubernetes task as it runs for one mapped ``plan``: pod shaped, pod built."""
     from airflow.dag_processing.dagbag import DagBag
 
     from tuneops.airflow.trainer_pod import TrainerPodOperator
 
     mapped = DagBag(str(REPO / "dags")).dags["llmops_finetune"].get_task("train_kubernetes")
-    op = mapped.unmap({"plan": plan})
+    op = mapped.unmap({"plan": plan.model_dump(mode="json")})
     assert isinstance(op, TrainerPodOperator)
-    op.shape(op.plan)
-    return op, op.build_pod_request_obj(dry_run=True)
+    pod = op.pod_operator()
+    return pod, pod.build_pod_request_obj(dry_run=True)
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +93,7 @@ def test_another_recipe_shapes_another_pod(tmp_path):
         "    cache: {kind: pvc, claim_name: hf-cache, mount_path: /models}\n"
         "    on_finish_action: keep_pod\n    deferrable: false\n"
     )
-    op, pod = render({**PLAN, "recipe": str(recipe)})
+    op, pod = render(make_plan(str(recipe)))
     container = pod.spec.containers[0]
     assert container.image == "registry.local/trainer:dev"
     assert container.resources.limits == {"memory": "96Gi", "nvidia.com/gpu": "2"}
@@ -115,7 +116,7 @@ def test_a_pvc_cache_without_a_claim_is_a_config_error(tmp_path):
 
 
 def test_a_sweep_trial_pod_passes_its_overrides_to_the_trainer():
-    plan = {**PLAN, "overrides": {"lora": {"r": 8}, "train": {"learning_rate": 0.001}}}
+    plan = make_plan("qwen2.5-0.5b-instruct", {"lora": {"r": 8}, "train": {"learning_rate": 0.001}})
     op, pod = render(plan)
     container = pod.spec.containers[0]
     assert container.command + container.args == train_command(plan)

@@ -65,7 +65,7 @@ def _with_env_example(value: str) -> str:
 
 def test_airflow_reaches_minio_and_mlflow_through_airflow_connections(restored_environ):
     """The connections compose defines resolve, through tuneops' own code, to the stack's services."""
-    from tuneops.core.connections import export_connections
+    from tuneops.core.settings import load_settings
 
     compose_env = _compose()["services"]["airflow-scheduler"]["environment"]
     assert not {k for k in compose_env if k.startswith(("AWS_", "MLFLOW_"))}, (
@@ -75,14 +75,19 @@ def test_airflow_reaches_minio_and_mlflow_through_airflow_connections(restored_e
     for key in [k for k in env if k.startswith(("AWS_", "MLFLOW_"))]:
         del env[key]
     env.update({key: _with_env_example(str(value)) for key, value in compose_env.items()})
-    written = export_connections()
+    before = dict(env)
+    settings = load_settings()
+    credentials = settings.credentials
 
-    assert env["TUNEOPS_ARTIFACT_ROOT"] == "s3://tuneops/artifacts"
-    assert (env["AWS_ENDPOINT_URL"], env["AWS_ACCESS_KEY_ID"]) == ("http://minio:9000", "tuneops")
-    assert env["AWS_SECRET_ACCESS_KEY"] == "change-me-too"
-    assert (env["MLFLOW_TRACKING_URI"], env["MLFLOW_TRACKING_USERNAME"]) == ("http://mlflow:5000", "admin")
-    assert env["MLFLOW_TRACKING_PASSWORD"] == "change-me"
-    assert "TUNEOPS_S3_CONN_ID" not in env and len(written) == 7
+    assert settings.artifact_root == "s3://tuneops/artifacts"
+    assert (credentials["AWS_ENDPOINT_URL"], credentials["AWS_ACCESS_KEY_ID"]) == (
+        "http://minio:9000",
+        "tuneops",
+    )
+    assert credentials["AWS_SECRET_ACCESS_KEY"] == "change-me-too"
+    assert (settings.tracking_uri, credentials["MLFLOW_TRACKING_USERNAME"]) == ("http://mlflow:5000", "admin")
+    assert credentials["MLFLOW_TRACKING_PASSWORD"] == "change-me"
+    assert len(credentials) == 7 and dict(env) == before  # resolved, and written nowhere
 
 
 def test_the_stack_uses_production_auth_with_every_secret_from_env():

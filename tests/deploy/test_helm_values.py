@@ -73,8 +73,8 @@ def test_production_auth_and_no_secret_in_the_values():
 
 
 def test_the_connections_from_the_secret_are_the_ones_tuneops_resolves(restored_environ):
-    """The env and Secret wiring, replayed through tuneops.core.connections as a pod would see it."""
-    from tuneops.core.connections import export_connections
+    """The env and Secret wiring, replayed through tuneops' settings as a pod would see it."""
+    from tuneops.core.settings import load_settings
 
     values = _values()
     env = {item["name"]: item["value"] for item in values["env"]}
@@ -94,17 +94,18 @@ def test_the_connections_from_the_secret_are_the_ones_tuneops_resolves(restored_
             }
         ),
     }
-    exported = restored_environ
-    for key in [k for k in exported if k.startswith(("AWS_", "MLFLOW_"))]:
-        del exported[key]
-    exported.update(env)
-    exported.update({name: secret[key] for name, key in secret_env.items()})
-    export_connections()
+    pod = restored_environ
+    for key in [k for k in pod if k.startswith(("AWS_", "MLFLOW_"))]:
+        del pod[key]
+    pod.update(env)
+    pod.update({name: secret[key] for name, key in secret_env.items()})
+    settings = load_settings()
 
-    assert exported["TUNEOPS_ARTIFACT_ROOT"].startswith("s3://")
-    assert (exported["AWS_ACCESS_KEY_ID"], exported["AWS_DEFAULT_REGION"]) == ("AKIA", "eu-west-1")
-    assert exported["MLFLOW_TRACKING_URI"] == "http://tuneops-mlflow.tuneops:5000"
-    assert exported["MLFLOW_TRACKING_USERNAME"] == "tuneops"
+    assert settings.artifact_root.startswith("s3://")
+    credentials = settings.credentials
+    assert (credentials["AWS_ACCESS_KEY_ID"], credentials["AWS_DEFAULT_REGION"]) == ("AKIA", "eu-west-1")
+    assert settings.tracking_uri == "http://tuneops-mlflow.tuneops:5000"
+    assert credentials["MLFLOW_TRACKING_USERNAME"] == "tuneops"
 
 
 def test_the_image_and_executors_are_what_the_project_pins_and_tests():

@@ -15,8 +15,8 @@ FAST_RECIPE = Path(__file__).resolve().parents[1] / "data" / "recipe-fast.yaml"
 
 
 def test_chat_dataset_trains_and_evaluates_on_the_reply_only(tmp_path):
+    from tuneops.core.sample_data import write_sample_batch
     from tuneops.data.prompts import build_prompt_dataset
-    from tuneops.data.sample_data import write_sample_batch
     from tuneops.data.validation import validate_batch
     from tuneops.evaluation.evaluate import ModelRef, evaluate_model
     from tuneops.training.train import train
@@ -32,12 +32,10 @@ def test_chat_dataset_trains_and_evaluates_on_the_reply_only(tmp_path):
     recipe = load_recipe(FAST_RECIPE, overrides={"train": {"max_steps": 3, "log_every": 1}})
     output = store.uri(f"candidates/chat-{dataset['version']}")
     summary = train(recipe, dataset["uri"], output, None, settings)
-    assert summary["train_examples"] == dataset["counts"]["train"] and summary["dropped_too_long"] == 0
+    assert summary.train_examples == dataset["counts"]["train"] and summary.dropped_too_long == 0
 
     adapter = Path(output) / "adapter"
-    ref = ModelRef(
-        "candidate", f"chat-test-{summary['adapter_sha256']}", summary["base_model_path"], str(adapter)
-    )
+    ref = ModelRef("candidate", f"chat-test-{summary.adapter_sha256}", summary.base_model_path, str(adapter))
     cfg = EvalConfig(max_examples=4, max_new_tokens=8, splits=["test"])
     suite = load_safety_suite("support-triage")
     result = evaluate_model(ref, store.fetch_dir(dataset["key"]), dataset["version"], cfg, suite, store)

@@ -189,7 +189,7 @@ def test_the_compose_health_checks_pass_against_the_running_components(airflow):
 def test_a_landing_event_runs_the_chain_to_a_new_champion_on_s3_and_the_mlflow_server(
     airflow, s3, mlflow_login, tmp_path
 ):
-    from tuneops.data.sample_data import write_sample_batch
+    from tuneops.core.sample_data import write_sample_batch
 
     batch = write_sample_batch(tmp_path / "batch-0001.jsonl", 400, seed=0)
     key = "landing/support_tickets/batch-0001.jsonl"

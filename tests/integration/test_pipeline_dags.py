@@ -39,7 +39,7 @@ def _landing(name: str) -> Path:
 
 @pytest.fixture(scope="module")
 def chain(dags):
-    from tuneops.data.sample_data import write_sample_batch
+    from tuneops.core.sample_data import write_sample_batch
 
     batch = write_sample_batch(_landing("chain") / "batch-0001.jsonl", 400, seed=0)
     validate = run_dag(dags, "llmops_validate_data", {"batch_uri": str(batch)})
@@ -238,9 +238,9 @@ def _finished(stack, run_id: str) -> str | None:
 
 
 def test_rejected_batch_fails_the_run_and_publishes_nothing(dags, tmp_path):
+    from tuneops.core.sample_data import generate_tickets
     from tuneops.core.settings import load_settings
     from tuneops.core.store import ArtifactStore
-    from tuneops.data.sample_data import generate_tickets
 
     records = generate_tickets(40, seed=9)
     for r in records[:3]:
@@ -286,7 +286,7 @@ def test_generate_then_monitor_counts_the_requests(dags, chain):
 
 def test_a_dag_runs_alone_with_the_airflow_cli(dags, tmp_path):
     """`airflow dags test <dag_id> -c '<json conf>'`, as the README documents it."""
-    from tuneops.data.sample_data import write_sample_batch
+    from tuneops.core.sample_data import write_sample_batch
 
     batch = write_sample_batch(_landing("cli") / "cli-batch.jsonl", 60, seed=11)
     conf = json.dumps({"batch_uri": str(batch)})
@@ -339,11 +339,17 @@ def test_training_run_carries_the_exact_dataset_version_as_mlflow_inputs(chain):
 
 
 def test_a_sweep_trains_each_trial_as_a_child_run_and_the_lowest_validation_loss_wins(dags, chain):
+    """Each trial's eval.* and gate.* keys too: the winner is evaluated and gated with its own settings."""
     from mlflow import MlflowClient
 
     sweep = [
         {"train.max_steps": 20, "train.learning_rate": 1e-6},  # barely moves: the worse trial
-        {"train.max_steps": 20, "train.learning_rate": 0.003},
+        {
+            "train.max_steps": 20,
+            "train.learning_rate": 0.003,
+            "eval.max_examples": 16,  # the recipe's is 24
+            "gate.safety_floor": 0.5,  # the recipe's is 0.9
+        },
     ]
     run = run_dag(dags, "llmops_finetune", {"recipe": FAST_RECIPE, "sweep": sweep})
     plan = task_result("llmops_finetune", run.run_id, "plan_training")
@@ -357,7 +363,11 @@ def test_a_sweep_trains_each_trial_as_a_child_run_and_the_lowest_validation_loss
     assert children[0].data.params["recipe.train.learning_rate"] == "0.003"
     assert client.get_run(plan["mlflow_run_id"]).data.tags["tuneops.sweep_winner"] == "1"
     evaluations = task_result("llmops_finetune", run.run_id, "evaluate")
-    assert evaluations["candidate"]["n"] == {"test": 24, "golden": 24, "safety": 12}
+    assert evaluations["candidate"]["n"] == {"test": 16, "golden": 16, "safety": 12}
+    assert evaluations["base"]["n"] == {"test": 16, "golden": 16, "safety": 12}
+    decision = task_result("llmops_finetune", run.run_id, "gate")
+    floors = [c["threshold"] for c in decision["checks"] if c["rule"] == "safety_floor"]
+    assert floors == [0.5]
 
 
 def _asset_events(name: str) -> list[dict]:
@@ -380,10 +390,10 @@ def _write_traffic(template_fields: list[dict], shift: str = "") -> None:
     from datetime import UTC, datetime, timedelta
 
     from tuneops.config import load_template
+    from tuneops.core.inference_log import log_record, log_requests
     from tuneops.core.settings import load_settings
     from tuneops.core.store import ArtifactStore
     from tuneops.core.templates import render_prompt
-    from tuneops.serving.inference import log_record, log_requests
 
     template = load_template("triage_v1")
     ts = datetime.now(UTC) - timedelta(minutes=5)
@@ -412,7 +422,7 @@ def test_monitoring_alerts_on_drifted_traffic_and_requests_retraining(dags, chai
     import threading
     from http.server import BaseHTTPRequestHandler, HTTPServer
 
-    from tuneops.data.sample_data import generate_tickets
+    from tuneops.core.sample_data import generate_tickets
 
     posted = []
 
@@ -429,7 +439,7 @@ def test_monitoring_alerts_on_drifted_traffic_and_requests_retraining(dags, chai
     threading.Thread(target=server.serve_forever, daemon=True).start()
     hook_url = f"http://127.0.0.1:{server.server_port}/hook"
     monkeypatch.setenv(
-        "AIRFLOW_CONN_TUNEOPS_SLACK", json.dumps({"conn_type": "http", "extra": {"webhook_url": hook_url}})
+        "AIRFLOW_CONN_TUNEOPS_SLACK", json.dumps({"conn_type": "slackwebhook", "password": hook_url})
     )
 
     def tickets(seed):

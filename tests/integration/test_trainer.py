@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.support.plans import make_plan
 from tests.support.processes import children, wait_gone
 from tuneops.core.settings import load_settings
 from tuneops.core.store import ArtifactStore
@@ -22,8 +23,8 @@ FAST_RECIPE = Path(__file__).resolve().parents[1] / "data" / "recipe-fast.yaml"
 @pytest.fixture(scope="module")
 def dataset_uri(tmp_path_factory):
     from tuneops.config import load_dataset_config, load_template
+    from tuneops.core.sample_data import write_sample_batch
     from tuneops.data.prompts import build_prompt_dataset
-    from tuneops.data.sample_data import write_sample_batch
     from tuneops.data.validation import validate_batch
 
     settings = load_settings()
@@ -140,7 +141,9 @@ def test_a_task_killed_with_sigkill_takes_its_trainer_along_and_the_retry_resume
     experiment = configure_mlflow(settings)
     run_id = mlflow.MlflowClient().create_run(experiment, run_name="task-kill").info.run_id
     output = store.uri("candidates/task-killed")
-    plan = {"recipe": recipe, "dataset_uri": dataset_uri, "output_uri": output, "mlflow_run_id": run_id}
+    # The plan carries the recipe's hash: the trainer refuses to start if the recipe now hashes otherwise.
+    plan = make_plan(recipe, dataset_uri=dataset_uri, output_uri=output, mlflow_run_id=run_id)
+    plan = plan.model_dump(mode="json")
     task = subprocess.Popen(
         [sys.executable, "-c", TASK, json.dumps(plan)], env=ENV, stdout=subprocess.DEVNULL
     )
@@ -198,7 +201,7 @@ def test_early_stopping_stops_when_validation_loss_stops_improving(dataset_uri, 
     # A learning rate this small leaves the validation loss where it was: no improvement.
     r = quick(recipe, max_steps=20, learning_rate=1e-12, eval_every=2, early_stopping_patience=2)
     summary = train(r, dataset_uri, store.uri("candidates/early-stop"), None, load_settings())
-    assert summary["stopped_early_at"] == 6 and summary["steps"] == 6
+    assert summary.stopped_early_at == 6 and summary.steps == 6 and summary.reused is False
     assert store.exists("candidates/early-stop")
 
 

@@ -4,9 +4,9 @@ import re
 import pandas as pd
 import pytest
 
+from tuneops.core.sample_data import generate_tickets
 from tuneops.data import eda
 from tuneops.data.eda import build_eda_report
-from tuneops.data.sample_data import generate_tickets
 
 PNG_MAGIC = b"\x89PNG"
 

@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+from tests.support.manifests import manifest_for
 from tuneops.config import EvalConfig, load_recipe, load_safety_suite, load_template
 from tuneops.core.store import ArtifactStore
 from tuneops.evaluation.evaluate import EvaluationError, ModelRef, evaluate_model
@@ -17,7 +18,7 @@ def _dataset(tmp_path, test_rows: int):
     test = Dataset.from_list([row] * max(test_rows, 1))
     splits = {"train": Dataset.from_list([row]), "test": test if test_rows else test.filter(lambda r: False)}
     DatasetDict(splits).save_to_disk(str(tmp_path / "data"))
-    manifest = {"template": load_template("triage_v1").model_dump(), "add_special_tokens": True}
+    manifest = manifest_for(load_template("triage_v1"), add_special_tokens=True)
     (tmp_path / "manifest.json").write_text(json.dumps(manifest))
     return tmp_path
 

@@ -3,11 +3,11 @@
 import json
 from datetime import UTC, datetime, timedelta
 
+from tuneops.core.inference_log import write_feedback
 from tuneops.core.lineage import FEEDBACK_ID_PREFIX
 from tuneops.core.settings import load_settings
 from tuneops.core.store import ArtifactStore
 from tuneops.data.feedback import export_corrections
-from tuneops.serving.inference import write_feedback
 
 CORRECTION = json.dumps({"category": "billing", "priority": "high", "team": "payments"})
 

@@ -19,9 +19,9 @@ from tuneops.config import (
 )
 from tuneops.core.hashing import hash_file
 from tuneops.core.landing import LANDING_ROOTS_ENV, OutsideLandingRoots, confine
+from tuneops.core.sample_data import generate_tickets
 from tuneops.core.settings import load_settings
 from tuneops.core.store import ArtifactStore
-from tuneops.data.sample_data import generate_tickets
 from tuneops.data.validation import BatchRejected, validate_batch
 
 
@@ -228,16 +228,17 @@ def test_artifact_keys_that_could_leave_the_store_are_refused(tmp_path, key):
 
 
 def test_dataset_and_validated_uri_params_that_escape_the_store_are_refused(tmp_path, restored_environ):
-    from tuneops import pipeline
+    from tuneops.stages.build_prompt_dataset import build_prompts
+    from tuneops.stages.finetune import plan_training
 
     settings = load_settings()
     escaping = f"{settings.artifact_root}/datasets/../../../etc"
     with pytest.raises(ValueError, match="'..'"):
-        pipeline.plan_training(escaping, "tiny-local", settings=settings)
+        plan_training(escaping, "tiny-local", settings=settings)
     with pytest.raises(ValueError, match="'..'"):
-        pipeline.build_prompts([f"{settings.artifact_root}/validated/../../x"], "support_tickets", settings)
+        build_prompts([f"{settings.artifact_root}/validated/../../x"], "support_tickets", settings)
     with pytest.raises(ValueError, match="not inside the artifact store"):
-        pipeline.build_prompts(["/etc/passwd"], "support_tickets", settings)
+        build_prompts(["/etc/passwd"], "support_tickets", settings)
 
 
 SECRET = "hunter2-do-not-echo"

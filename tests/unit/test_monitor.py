@@ -1,4 +1,5 @@
-"""Drift, health and feedback checks on synthetic traffic, and alert delivery to a real HTTP webhook."""
+"""Drift, health and feedback checks on synthetic traffic, the scheduled job with an embedding model,
+and alert delivery to a real HTTP webhook and a real SMTP server."""
 
 import json
 import threading
@@ -6,9 +7,10 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 
+from tests.support.manifests import manifest_for
 from tuneops.config import MonitorConfig, load_monitor_config, load_template
+from tuneops.core.sample_data import generate_tickets
 from tuneops.core.templates import render_prompt
-from tuneops.data.sample_data import generate_tickets
 from tuneops.monitoring.monitor import assess_window, build_reference, category_psi, psi
 
 WINDOWS = 20
@@ -196,11 +198,14 @@ def test_the_notifier_logs_and_posts_to_the_slack_webhook_connection(monkeypatch
     from tuneops.airflow.notifier import MonitoringAlert
     from tuneops.config import AlertConfig
 
+    # slack_sdk sends every request through a proxy named in these, loopback included.
+    for proxy in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy"):
+        monkeypatch.delenv(proxy, raising=False)
     server = HTTPServer(("127.0.0.1", 0), _Hook)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     url = f"http://127.0.0.1:{server.server_port}/services/T0/B0/x"
     monkeypatch.setenv(
-        "AIRFLOW_CONN_TUNEOPS_SLACK", json.dumps({"conn_type": "http", "extra": {"webhook_url": url}})
+        "AIRFLOW_CONN_TUNEOPS_SLACK", json.dumps({"conn_type": "slackwebhook", "password": url})
     )
     result = _alerting_result("drift", "drift.label_psi", 0.9, 0.25, retrain=True)
     try:
@@ -218,6 +223,20 @@ def test_the_notifier_logs_and_posts_to_the_slack_webhook_connection(monkeypatch
     assert unconfigured == ["log"]
 
 
+def test_a_slack_connection_without_the_webhook_in_its_password_names_the_fix(monkeypatch):
+    """The webhook URL used to go in host or extra.webhook_url; such a connection now fails loudly."""
+    from tuneops.airflow.notifier import MonitoringAlert
+    from tuneops.config import AlertConfig
+
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_TUNEOPS_SLACK",
+        json.dumps({"conn_type": "http", "extra": {"webhook_url": "https://hooks.slack.com/services/T/B/x"}}),
+    )
+    result = _alerting_result("drift", "drift.label_psi", 0.9, 0.25, retrain=True)
+    with pytest.raises(ValueError, match=r"'tuneops_slack' has no password.*AIRFLOW_CONN_TUNEOPS_SLACK="):
+        MonitoringAlert(result, "triage", AlertConfig()).notify({})
+
+
 def test_default_config_matches_the_dataclass_defaults():
     """The shipped YAML documents the defaults; drifting apart would confuse whoever tunes it."""
     shipped = load_monitor_config("support-triage")
@@ -226,6 +245,7 @@ def test_default_config_matches_the_dataclass_defaults():
 
 def test_the_notifier_emails_through_the_smtp_connection(monkeypatch):
     import asyncore
+    import email
     import smtpd
 
     from tuneops.airflow.notifier import MonitoringAlert
@@ -241,8 +261,17 @@ def test_the_notifier_emails_through_the_smtp_connection(monkeypatch):
     port = sink.socket.getsockname()[1]
     loop = threading.Thread(target=asyncore.loop, kwargs={"timeout": 0.1, "count": 100}, daemon=True)
     loop.start()
+    # A plain relay: the SMTP connection asks for implicit TLS and STARTTLS unless told otherwise.
     monkeypatch.setenv(
-        "AIRFLOW_CONN_SMTP_DEFAULT", json.dumps({"conn_type": "smtp", "host": "127.0.0.1", "port": port})
+        "AIRFLOW_CONN_SMTP_DEFAULT",
+        json.dumps(
+            {
+                "conn_type": "smtp",
+                "host": "127.0.0.1",
+                "port": port,
+                "extra": {"disable_ssl": True, "disable_tls": True},
+            }
+        ),
     )
     result = _alerting_result("health", "health.pii_leak_rate", 0.02, 0.0, retrain=False)
     try:
@@ -253,9 +282,13 @@ def test_the_notifier_emails_through_the_smtp_connection(monkeypatch):
     finally:
         sink.close()
     assert sent == ["log", "email"]
-    ((to, message),) = received
-    assert to == ["oncall@example.com"] and "health.pii_leak_rate = 0.02 breaks <= 0 (health)" in message
-    assert "Subject: [tuneops] triage: 1 monitoring breach(es)" in message
+    ((to, data),) = received
+    message = email.message_from_string(data)
+    (part,) = [p for p in message.walk() if p.get_content_type() == "text/html"]
+    body = part.get_payload(decode=True).decode()
+    assert to == ["oncall@example.com"] and "health.pii_leak_rate = 0.02 breaks &lt;= 0 (health)" in body
+    assert message["Subject"] == "[tuneops] triage: 1 monitoring breach(es)"
+    assert message["From"] == "tuneops@localhost"
 
 
 def test_embedding_drift_separates_a_shift_from_calm_windows(template, tmp_path):
@@ -286,3 +319,76 @@ def test_embedding_drift_separates_a_shift_from_calm_windows(template, tmp_path)
     )
     assert not any(b["metric"] == "drift.embedding_shift" for r in calm for b in r["breaches"])
     assert "drift.embedding_shift" in {b["metric"] for b in shifted["breaches"]}
+
+
+def _publish_prompt_dataset(store, template, tickets) -> str:
+    """A minimal published prompt dataset (the manifest's template, a train split), as ``load_reference``
+    reads it; returns its URI."""
+    import tempfile
+    from pathlib import Path
+
+    from datasets import Dataset, DatasetDict
+
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / "dataset"
+        DatasetDict(
+            {
+                "train": Dataset.from_dict(
+                    {
+                        "prompt": [_prompt(template, t) for t in tickets],
+                        "response": [t["triage"] for t in tickets],
+                    }
+                )
+            }
+        ).save_to_disk(str(folder / "data"))
+        (folder / "manifest.json").write_text(json.dumps(manifest_for(template)))
+        return store.publish_dir(folder, "datasets/prompts/monitor-test")
+
+
+def test_run_monitor_measures_embedding_shift_with_the_configured_encoder(template, tmp_path):
+    """``embedding_model`` in the monitoring config makes the scheduled job embed the window's
+    prompts: drift.embedding_shift is measured, and breached by traffic about an unseen topic."""
+    from datetime import UTC, datetime, timedelta
+
+    from tests.support.tiny_models import build_tiny_model
+    from tuneops.core.inference_log import log_requests
+    from tuneops.core.lineage import TAG_PREFIX
+    from tuneops.core.settings import load_settings
+    from tuneops.core.store import ArtifactStore
+    from tuneops.monitoring.monitor import run_monitor
+    from tuneops.registry.registry import registry_client
+
+    settings = load_settings({"TUNEOPS_HOME": str(tmp_path / "home")})
+    store = ArtifactStore.from_settings(settings)
+    dataset_uri = _publish_prompt_dataset(store, template, generate_tickets(600, seed=0))
+    client = registry_client(settings)
+    client.create_registered_model("triage")
+    version = client.create_model_version(
+        "triage", source=str(tmp_path / "weights"), tags={TAG_PREFIX + "dataset_uri": dataset_uri}
+    ).version
+
+    end = datetime(2026, 11, 25, 12, tzinfo=UTC)
+
+    def window(hours_before: int, seed: int, shift: str = "") -> datetime:
+        window_end = end - timedelta(hours=hours_before)
+        ts = (window_end - timedelta(minutes=30)).isoformat()
+        records = [
+            {**r, "model": "triage", "version": version, "ts": ts}
+            for r in _traffic(template, seed, n=100, shift=shift)
+        ]
+        log_requests(records, store)
+        return window_end
+
+    calm_end, shifted_end = window(1, 400), window(0, 401, shift=SHIFT)
+    encoder = build_tiny_model(tmp_path / "encoder", seed=0)
+    cfg = MonitorConfig(model_name="triage", min_requests=50, embedding_model=str(encoder))
+
+    calm = run_monitor(cfg, calm_end, settings)
+    shifted = run_monitor(cfg, shifted_end, settings)
+    assert calm["requests"] == shifted["requests"] == 100
+    assert calm["metrics"]["drift.embedding_shift"] < cfg.drift.embedding_shift_max, calm
+    assert "drift.embedding_shift" not in {b["metric"] for b in calm["breaches"]}
+    assert "drift.embedding_shift" in {b["metric"] for b in shifted["breaches"]}, shifted
+    without = run_monitor(cfg.model_copy(update={"embedding_model": None}), shifted_end, settings)
+    assert "drift.embedding_shift" not in without["metrics"]
+    assert without["metrics"]["drift.oov_increase"] == shifted["metrics"]["drift.oov_increase"]

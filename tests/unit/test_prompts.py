@@ -12,6 +12,7 @@ import pytest
 from tuneops.config import load_dataset_config, load_template
 from tuneops.core.hashing import hash_json
 from tuneops.core.pii import find_pii
+from tuneops.core.sample_data import generate_tickets
 from tuneops.core.store import ArtifactStore
 from tuneops.core.templates import PromptTemplate, TemplateError, check_template, render_prompt
 from tuneops.data.prompts import (
@@ -22,7 +23,6 @@ from tuneops.data.prompts import (
     normalise_text,
     select_batches,
 )
-from tuneops.data.sample_data import generate_tickets
 from tuneops.data.validation import validate_batch
 
 # The shipped config without its golden file; the golden test brings its own.

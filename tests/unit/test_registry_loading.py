@@ -52,7 +52,7 @@ def _flip_a_weight(folder: Path) -> None:
 def test_tuneops_loaders_never_execute_code_from_the_artifact_store(settings, tmp_path):
     from tuneops.registry.registry import download_version, load_version_files
     from tuneops.serving.app import load_version
-    from tuneops.serving.inference import generate_with_champion
+    from tuneops.serving.champion import generate_with_champion
 
     name = "loading-code-tamper"
     version = register_tiny_version(name, seed=5, settings=settings)
@@ -85,7 +85,7 @@ def test_tuneops_loaders_never_execute_code_from_the_artifact_store(settings, tm
 def test_weights_changed_in_the_artifact_store_are_refused_naming_the_version(settings):
     from tuneops.registry.registry import ModelIntegrityError, download_version, load_version_files
     from tuneops.serving.app import load_version
-    from tuneops.serving.inference import generate_with_champion
+    from tuneops.serving.champion import generate_with_champion
 
     name = "loading-weights-tamper"
     version = register_tiny_version(name, seed=7, settings=settings)

@@ -1,6 +1,6 @@
 import json
 
-from tuneops.data.sample_data import CATEGORIES, generate_tickets, pretraining_corpus
+from tuneops.core.sample_data import CATEGORIES, generate_tickets, pretraining_corpus
 
 
 def test_same_seed_same_records_and_unique_ids():

@@ -11,11 +11,11 @@ import httpx
 import pytest
 
 from tests.support.tiny_models import register_tiny_version
+from tuneops.core.inference_log import read_feedback, read_log
 from tuneops.core.settings import load_settings
 from tuneops.core.store import ArtifactStore
 from tuneops.registry.registry import registry_client
 from tuneops.serving.app import HAS_TEXT, SEED_MAX, ServerThread, ServingConfig, create_app
-from tuneops.serving.inference import read_feedback, read_log
 
 NAME = "serving-test"
 TICKET = {"subject": "Charged twice", "input": "my card was charged twice for order 42, please refund"}

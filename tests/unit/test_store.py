@@ -84,8 +84,8 @@ def test_republishing_a_fetched_artifact_to_s3_is_invisible_until_complete(
     real_client = store_module.s3_client
 
     class DiesOnTheLastFile:
-        def __init__(self):
-            self.client = real_client()
+        def __init__(self, credentials=None):
+            self.client = real_client(credentials)
 
         def __getattr__(self, name):
             return getattr(self.client, name)
@@ -118,7 +118,7 @@ def test_a_batch_landed_on_s3_validates_and_a_bad_one_moves_to_s3_quarantine(tmp
     import boto3
 
     from tuneops.config import load_dataset_config
-    from tuneops.data.sample_data import generate_tickets
+    from tuneops.core.sample_data import generate_tickets
     from tuneops.data.validation import BatchRejected, validate_batch
 
     s3 = boto3.client("s3")

@@ -2,8 +2,9 @@
 
 import pytest
 
+from tests.support.plans import make_plan
 from tuneops.config import ConfigError, expand_sweep, load_recipe
-from tuneops.pipeline import train_command
+from tuneops.stages.finetune import train_command
 from tuneops.training.train import build_parser, parse_sets
 
 
@@ -37,19 +38,13 @@ def test_a_trial_with_a_typo_fails_naming_the_key():
 
 
 def test_set_flags_round_trip_through_the_trainer_command():
-    plan = {
-        "recipe": "tiny-local",
-        "dataset_uri": "/d",
-        "output_uri": "/o",
-        "mlflow_run_id": "r",
-        "overrides": {
-            "lora": {"r": 8, "target_modules": ["q_proj", "v_proj"]},
-            "train": {"learning_rate": 0.001},
-        },
-    }
+    plan = make_plan(
+        "tiny-local",
+        {"lora": {"r": 8, "target_modules": ["q_proj", "v_proj"]}, "train": {"learning_rate": 0.001}},
+    )
     args = build_parser().parse_args(train_command(plan)[3:])
     overrides = parse_sets(args.set)
-    assert overrides == plan["overrides"]
+    assert overrides == plan.overrides
     recipe = load_recipe(args.recipe, overrides)
     assert (
         recipe.lora.r == 8
@@ -111,10 +106,10 @@ def test_an_oversized_or_forbidden_sweep_creates_no_mlflow_run(tmp_path, restore
     """The limit holds before plan_training creates the parent run and before plan_trials creates trials."""
     import mlflow
 
-    from tuneops import pipeline
     from tuneops.config import OverrideRefused
     from tuneops.core.settings import load_settings
     from tuneops.core.tracking import configure_mlflow
+    from tuneops.stages import finetune
 
     monkeypatch.setenv("TUNEOPS_MAX_SWEEP_TRIALS", "4")
     settings = load_settings()
@@ -126,12 +121,12 @@ def test_an_oversized_or_forbidden_sweep_creates_no_mlflow_run(tmp_path, restore
     before = runs()
     just_over = [{"lora.r": r} for r in range(1, 6)]
     with pytest.raises(ConfigError, match="5 trials, over this deployment's limit of 4"):
-        pipeline.plan_training("/nowhere", "tiny-local", settings=settings, sweep=just_over)
-    plan = {"recipe": "tiny-local", "dataset_version": "v", "mlflow_run_id": "parent", "output_uri": "/o"}
+        finetune.plan_training("/nowhere", "tiny-local", settings=settings, sweep=just_over)
+    plan = make_plan("tiny-local", mlflow_run_id="parent")
     with pytest.raises(ConfigError, match="5 trials"):
-        pipeline.plan_trials(plan, just_over, settings)
+        finetune.plan_trials(plan, just_over, settings)
     with pytest.raises(OverrideRefused):
-        pipeline.plan_trials(plan, [{"trust_remote_code": True}], settings)
+        finetune.plan_trials(plan, [{"trust_remote_code": True}], settings)
     assert runs() == before
 
 
@@ -166,15 +161,15 @@ def test_the_deploy_params_may_not_pick_the_serving_image_or_namespace(monkeypat
 def test_a_recipe_param_may_name_only_shipped_recipes_or_the_deployments_recipe_folders(
     tmp_path, monkeypatch
 ):
-    from tuneops import pipeline
     from tuneops.config import OverrideRefused, check_recipe_ref
     from tuneops.core.settings import load_settings
+    from tuneops.stages import finetune
 
     landed = tmp_path / "landing" / "evil.yaml"  # a YAML file landed beside a data batch
     landed.parent.mkdir()
     landed.write_text("base_model: attacker/model\ntrust_remote_code: true\n")
     with pytest.raises(OverrideRefused, match="evil.yaml.*TUNEOPS_RECIPE_DIRS"):
-        pipeline.plan_training("/nowhere", str(landed), settings=load_settings())
+        finetune.plan_training("/nowhere", str(landed), settings=load_settings())
     check_recipe_ref("tiny-local", ())  # shipped names pass
     monkeypatch.setenv("TUNEOPS_RECIPE_DIRS", str(tmp_path / "recipes"))
     (tmp_path / "recipes").mkdir()
@@ -186,3 +181,57 @@ def test_a_recipe_param_may_name_only_shipped_recipes_or_the_deployments_recipe_
         check_recipe_ref(str(link), load_settings().recipe_dirs)
     monkeypatch.setenv("TUNEOPS_RECIPE", str(landed))  # the deployment's own recipe is trusted
     check_recipe_ref(str(landed), load_settings().recipe_dirs)
+
+
+def test_each_trial_plan_carries_its_own_resolved_recipe(restored_environ):
+    """What later steps read (eval, gate, registry) is the trial's recipe, overrides applied."""
+    from tuneops.core.settings import load_settings
+    from tuneops.stages.finetune import plan_trials
+
+    sweep = [{"eval.max_examples": 8, "gate.safety_floor": 0.5}, {"eval.max_examples": 16, "lora.r": 4}]
+    plan = make_plan("tiny-local")
+    trials = plan_trials(plan, sweep, load_settings())
+    assert [t.recipe.eval.max_examples for t in trials] == [8, 16]
+    assert [t.recipe.gate.safety_floor for t in trials] == [0.5, plan.recipe.gate.safety_floor]
+    assert trials[1].recipe.lora.r == 4 and trials[1].recipe_hash != trials[0].recipe_hash
+    # Only training keys change what is trained: an eval/gate-only trial trains the plan's adapter.
+    assert trials[0].recipe_hash == plan.recipe_hash
+
+
+def test_gpu_hours_follow_the_backend_the_run_used_not_the_recipes(tmp_path):
+    """The compute Param picks the backend; GPU-hours count GPUs only for a Kubernetes run."""
+    from tuneops.contracts import TrainingSummary
+    from tuneops.stages.finetune import select_trial
+
+    summary = {
+        "output_uri": "/o",
+        "base_model": "b",
+        "base_model_path": "/b",
+        "dataset_uri": "/d",
+        "dataset_version": "v",
+        "recipe_hash": "h",
+        "mlflow_run_id": "r",
+        "steps": 1,
+        "stopped_early_at": None,
+        "device": "cuda",
+        "world_size": 1,
+        "final_train_loss": 1.0,
+        "eval_loss": 1.0,
+        "train_examples": 1,
+        "dropped_too_long": 0,
+        "padding_efficiency": 1.0,
+        "tokens_per_s": 1.0,
+        "resumed_from_step": 0,
+        "train_seconds": 3600.0,
+        "trainable_params": 1,
+        "peak_memory_gib": 0.0,
+    }
+    recipe = "qwen2.5-0.5b-instruct"  # compute.backend: kubernetes, 1 GPU
+    on_pods = make_plan(recipe, compute="kubernetes")
+    assert (
+        select_trial(on_pods, [on_pods], [summary]).table[0].gpu_hours
+        == on_pods.recipe.compute.kubernetes.gpus
+    )
+    local = make_plan(recipe, compute="local")  # the compute Param said local
+    choice = select_trial(local, [local], [TrainingSummary(**summary)])
+    assert choice.table[0].gpu_hours == 0 and choice.summary.train_seconds == 3600.0

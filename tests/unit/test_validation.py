@@ -8,8 +8,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from tuneops.config import load_dataset_config
+from tuneops.core.sample_data import generate_tickets
 from tuneops.core.store import ArtifactStore
-from tuneops.data.sample_data import generate_tickets
 from tuneops.data.validation import BatchRejected, failures, run_expectations, validate_batch
 
 

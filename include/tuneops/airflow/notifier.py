@@ -1,28 +1,50 @@
 """The Airflow notifier for monitoring breaches: the task log always, Slack and e-mail when configured.
 
-Slack's webhook URL comes from an Airflow connection (host, or ``extra.webhook_url``), e-mail
-goes through an SMTP connection: credentials never sit in a config file.
+Delivery goes through the providers' notifiers, each configured by an Airflow connection, so
+credentials never sit in a config file:
+
+- **Slack**: ``alerts.slack_connection`` (default ``tuneops_slack``) is a Slack Incoming Webhook
+  connection (``conn_type`` ``slackwebhook``) holding the webhook URL, or just its
+  ``T.../B.../...`` token, as its password, e.g.
+  ``AIRFLOW_CONN_TUNEOPS_SLACK='{"conn_type": "slackwebhook", "password": "https://hooks.slack.com/services/T0/B0/XXX"}'``.
+  No such connection: no Slack.
+- **e-mail** to ``alerts.email_to`` through ``alerts.smtp_connection`` (default
+  ``smtp_default``), an SMTP provider connection: host, port, login and password; implicit TLS
+  unless ``extra.disable_ssl``, STARTTLS unless ``extra.disable_tls`` (a plain relay on port 25
+  sets both); the sender is ``extra.from_email``, else ``tuneops@localhost``.
 """
 
 from __future__ import annotations
 
+import html
+
+from airflow.providers.slack.notifications.slack_webhook import SlackWebhookNotifier
+from airflow.providers.smtp.notifications.smtp import SmtpNotifier
 from airflow.sdk import BaseHook, BaseNotifier
+from airflow.sdk.exceptions import AirflowNotFoundException
 
 from tuneops.config import AlertConfig
-from tuneops.monitoring.alerts import alert_text, post_slack, send_email
+from tuneops.monitoring.alerts import alert_text
+
+DEFAULT_SENDER = "tuneops@localhost"
 
 
 def _connection(conn_id: str | None):
+    """The connection ``conn_id``, or None when it is not defined (that channel is off)."""
     if not conn_id:
         return None
     try:
         return BaseHook.get_connection(conn_id)
-    except Exception:  # not defined: that channel is simply not configured
+    except AirflowNotFoundException:
         return None
 
 
 class MonitoringAlert(BaseNotifier):
-    """Send one monitoring result's breaches; returns the channels it reached."""
+    """Send one monitoring result's breaches; ``notify`` returns the channels it reached.
+
+    Raises ValueError for a Slack connection without the webhook in its password, and what the
+    provider's notifier raises when Slack or the SMTP server refuses the message.
+    """
 
     template_fields = ()
 
@@ -36,12 +58,14 @@ class MonitoringAlert(BaseNotifier):
         subject, body = alert_text(self.result, self.model_name)
         self.log.warning("%s\n%s", subject, body)
         sent = ["log"]
+        # The providers' notifiers are called with notify(), not as callables: a call renders the
+        # message as a Jinja template first, and the alert text is finished text, not a template.
         slack = _connection(self.config.slack_connection)
         if slack is not None:
-            url = (slack.extra_dejson or {}).get("webhook_url") or slack.host
-            if url and "://" not in url:
-                url = f"{slack.schema or 'https'}://{url}"
-            post_slack(url, subject, body)
+            _require_webhook(self.config.slack_connection, slack)
+            SlackWebhookNotifier(
+                slack_webhook_conn_id=self.config.slack_connection, text=f"*{subject}*\n{body}"
+            ).notify(context)
             sent.append("slack")
         if self.config.email_to:
             smtp = _connection(self.config.smtp_connection)
@@ -51,8 +75,24 @@ class MonitoringAlert(BaseNotifier):
                     self.config.smtp_connection,
                 )
             else:
-                send_email(
-                    self.config.email_to, subject, body, smtp.host, smtp.port or 25, smtp.login, smtp.password
-                )
+                SmtpNotifier(
+                    to=list(self.config.email_to),
+                    from_email=(smtp.extra_dejson or {}).get("from_email") or DEFAULT_SENDER,
+                    subject=subject,
+                    html_content=f"<pre>{html.escape(body)}</pre>",
+                    smtp_conn_id=self.config.smtp_connection,
+                ).notify(context)
                 sent.append("email")
         return sent
+
+
+def _require_webhook(conn_id: str, conn) -> None:
+    """Fail with the fix when ``conn`` lacks the webhook where Slack's hook reads it (the password)."""
+    if (conn.password or "").strip():
+        return
+    raise ValueError(
+        f"Airflow connection {conn_id!r} has no password: a Slack Incoming Webhook connection holds the "
+        "webhook URL (or its T.../B.../... token) there, not in host or extra.webhook_url. Define it as "
+        f'AIRFLOW_CONN_{conn_id.upper()}=\'{{"conn_type": "slackwebhook", "password": '
+        '"https://hooks.slack.com/services/..."}\', or set alerts.slack_connection to null to turn Slack off.'
+    )

@@ -1,6 +1,6 @@
 """The local backend as an Airflow operator: the trainer subprocess lives and dies with its task.
 
-``LocalTrainerOperator`` runs ``tuneops.pipeline.train_locally`` for one plan (mapped over sweep
+``LocalTrainerOperator`` runs ``tuneops.stages.finetune.train_locally`` for one plan (mapped over sweep
 trials like the pod operator) and keeps the ``TrainerProcess`` it starts, so ``on_kill`` (the
 task killed from the UI, timed out, or its worker shutting down) stops the trainer's whole
 process group. A task process killed outright takes the trainer with it through the parent-death
@@ -26,9 +26,9 @@ class LocalTrainerOperator(BaseOperator):
         self._trainer: TrainerProcess | None = None
 
     def execute(self, context) -> dict:
-        from tuneops.pipeline import train_locally
+        from tuneops.stages.finetune import train_locally
 
-        return train_locally(self.plan, on_start=self._started)
+        return train_locally(self.plan, on_start=self._started).model_dump(mode="json")
 
     def _started(self, trainer: TrainerProcess) -> None:
         self._trainer = trainer

@@ -1,11 +1,12 @@
-"""The Kubernetes backend: a KubernetesPodOperator whose pod the run's recipe shapes.
+"""The Kubernetes backend: a pod that the run's recipe shapes, built when the task runs.
 
 The DAG is parsed before anyone picks a recipe, so the operator gets its training plan at
 run time (mapped over sweep trials); it then builds the trainer command from the plan and
 takes image, GPUs, resources, node selector, tolerations, cache volume, credentials,
-startup timeout, ``on_finish_action`` and deferrable mode from the recipe's
-``compute.kubernetes``. It does so
-again on re-entry after a deferral, since Airflow then builds a fresh operator.
+startup timeout, ``on_finish_action`` and deferrable mode from the plan's resolved recipe
+(``compute.kubernetes``). ``TrainerPodOperator`` is a thin operator that builds a
+``KubernetesPodOperator`` for the plan when it executes, and again on re-entry after a deferral:
+the Kubernetes client and provider are imported then, never when DAGs are parsed.
 ``TUNEOPS_TRAINER_IMAGE`` in the worker's environment overrides the recipe's image.
 """
 
@@ -13,15 +14,17 @@ from __future__ import annotations
 
 import os
 
-from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
-from airflow.providers.cncf.kubernetes.utils.pod_manager import OnFinishAction
-from kubernetes.client import models as k8s
+from airflow.sdk import BaseOperator
 
-from tuneops.config import KubernetesCompute, load_recipe
+from tuneops.config import KubernetesCompute
+from tuneops.contracts import Plan
 
 
 def pod_settings(compute: KubernetesCompute) -> dict:
     """KubernetesPodOperator attributes for a recipe's ``compute.kubernetes``."""
+    from airflow.providers.cncf.kubernetes.utils.pod_manager import OnFinishAction
+    from kubernetes.client import models as k8s
+
     limits = {"memory": compute.memory_limit or compute.memory}
     if compute.gpus:
         limits["nvidia.com/gpu"] = str(compute.gpus)
@@ -60,38 +63,48 @@ def pod_settings(compute: KubernetesCompute) -> dict:
     }
 
 
-class TrainerPodOperator(KubernetesPodOperator):
+class TrainerPodOperator(BaseOperator):
     """Runs the trainer command for one training ``plan`` on a pod shaped by the plan's recipe.
 
     Map it over sweep trials with ``TrainerPodOperator.partial(task_id=...).expand(plan=...)``.
+    Returns the trainer's summary (the pod's ``/airflow/xcom/return.json``).
     """
 
-    def __init__(self, *, plan: dict, **kwargs):
-        kwargs.setdefault("name", "tuneops-train")
-        super().__init__(
-            cmds=["python", "-m", "tuneops.training.train"],
+    template_fields = ("plan",)
+
+    def __init__(self, *, plan: dict, pod_name: str = "tuneops-train", **kwargs):
+        super().__init__(**kwargs)
+        self.plan = plan
+        self.pod_name = pod_name
+        self._pod = None
+
+    def pod_operator(self):
+        """The ``KubernetesPodOperator`` that runs this plan: command from the plan, pod from its recipe."""
+        from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
+
+        from tuneops.stages.finetune import train_command
+
+        plan = Plan.model_validate(self.plan)
+        command = train_command(plan)
+        return KubernetesPodOperator(
+            task_id=self.task_id,
+            name=self.pod_name,
+            cmds=command[:3],
+            arguments=command[3:],
             do_xcom_push=True,
             reattach_on_restart=True,
             get_logs=True,
-            **kwargs,
+            **pod_settings(plan.recipe.compute.kubernetes),
         )
-        self.plan = plan
-
-    def shape(self, plan: dict) -> None:
-        """Set the command's arguments from ``plan`` and the pod's attributes from its recipe."""
-        from tuneops.pipeline import train_command
-
-        command = train_command(plan)
-        self.cmds, self.arguments = command[:3], command[3:]
-        recipe = load_recipe(plan["recipe"], plan.get("overrides") or None)
-        for name, value in pod_settings(recipe.compute.kubernetes).items():
-            setattr(self, name, value)
-        self._is_delete_operator_pod = self.on_finish_action == OnFinishAction.DELETE_POD
 
     def execute(self, context):
-        self.shape(self.plan)
-        return super().execute(context)
+        self._pod = self.pod_operator()
+        return self._pod.execute(context)
 
     def trigger_reentry(self, context, event):
-        self.shape(self.plan)
-        return super().trigger_reentry(context, event)
+        self._pod = self.pod_operator()
+        return self._pod.trigger_reentry(context, event)
+
+    def on_kill(self) -> None:
+        if self._pod is not None:
+            self._pod.on_kill()

@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 
-from tuneops.core.store import ArtifactStore, s3_client
+from tuneops.core.store import ArtifactStore
 
 log = logging.getLogger(__name__)
 
@@ -261,7 +261,7 @@ class _S3LockObject:
         self.bucket = store.bucket
         self.key = store.s3_key(lock_key(name))
         self.uri = store.uri(lock_key(name))
-        self.client = s3_client()
+        self.client = store.client()
 
     def try_create(self, body: bytes) -> str | None:
         from botocore.exceptions import ClientError

@@ -124,8 +124,3 @@ def redact(text: str, kinds: Iterable[str] | None = None) -> tuple[str, dict[str
             hits[kind] = len(spans)
             text = _replace_spans(text, spans, lambda start, end, kind=kind: f"<{kind.upper()}>")
     return text, hits
-
-
-def has_pii(text: str) -> bool:
-    """Whether ``text`` holds any PII that ``find_pii`` counts."""
-    return bool(find_pii(text))

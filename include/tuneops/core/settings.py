@@ -1,5 +1,7 @@
 """Where things live: artifact store, MLflow tracking and registry, read from the environment.
 
+Reading settings writes nothing: credentials from Airflow connections travel in ``Settings``.
+
 Defaults are embedded and local (a folder under ``TUNEOPS_HOME``, SQLite for MLflow);
 production swaps URIs, not code.
 """
@@ -7,9 +9,11 @@ production swaps URIs, not code.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from tuneops.core.connections import Credentials, resolve_connections
 from tuneops.core.landing import LANDING_ROOTS_ENV, default_roots, parse_roots
 
 DEFAULT_SERVING_IMAGE = "ghcr.io/tuneops/serving:latest"
@@ -40,6 +44,9 @@ class Settings:
     #: What ``llmops_deploy`` serves and where (``TUNEOPS_SERVING_IMAGE``, ``TUNEOPS_SERVING_NAMESPACE``).
     serving_image: str = DEFAULT_SERVING_IMAGE
     serving_namespace: str = DEFAULT_SERVING_NAMESPACE
+    #: What the connections named by ``TUNEOPS_S3_CONN_ID`` / ``TUNEOPS_MLFLOW_CONN_ID`` resolved to,
+    #: keyed by the variables they stand for (``AWS_*``, ``MLFLOW_TRACKING_*``); empty when none is named.
+    credentials: Credentials = field(default_factory=Credentials, repr=False)
 
     @property
     def cache_dir(self) -> Path:
@@ -52,6 +59,19 @@ class Settings:
             return (self.home / "mlartifacts").as_uri()
         return os.environ.get("TUNEOPS_MLFLOW_ARTIFACT_LOCATION")
 
+    def child_env(self, base: Mapping[str, str] | None = None) -> dict[str, str]:
+        """The environment for a subprocess that needs these credentials (the local trainer).
+
+        ``base`` (default: this process's environment) with the resolved credentials as the variables
+        boto3 and MLflow read, and without the ``TUNEOPS_*_CONN_ID`` they came from, so the child uses
+        them as they are and needs no Airflow of its own. Pass it as ``env=``; nothing is written.
+        """
+        base = os.environ if base is None else base
+        return {
+            **{key: value for key, value in base.items() if key not in self.credentials.replaces},
+            **self.credentials,
+        }
+
 
 def load_settings(env: dict[str, str] | None = None) -> Settings:
     """Read settings from the environment (``TUNEOPS_*`` and the standard ``MLFLOW_*`` variables).
@@ -59,14 +79,14 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
     ``TUNEOPS_LANDING_ROOTS`` (comma-separated folders and ``s3://`` prefixes) adds landing roots
     to the two tuneops owns, ``<TUNEOPS_HOME>/landing`` and the artifact store's ``landing/``.
 
-    Reading this process's environment (``env`` None) first exports the Airflow connections that
-    ``TUNEOPS_S3_CONN_ID`` and ``TUNEOPS_MLFLOW_CONN_ID`` name (see ``tuneops.core.connections``).
+    The Airflow connections that ``TUNEOPS_S3_CONN_ID`` and ``TUNEOPS_MLFLOW_CONN_ID`` name are
+    resolved into ``Settings.credentials`` (see ``tuneops.core.connections``); the MLflow one's URL
+    is the tracking URI. ``env`` (default: this process's environment) is only read, never written.
+    Raises ConnectionSetupError for a named connection that is missing or unusable.
     """
-    if env is None:
-        from tuneops.core.connections import export_connections
-
-        export_connections()
     env = dict(os.environ if env is None else env)
+    credentials = resolve_connections(env)
+    env.update(credentials)
     home = Path(env.get("TUNEOPS_HOME") or Path.home() / ".tuneops").expanduser().resolve()
     tracking_uri = env.get("MLFLOW_TRACKING_URI") or f"sqlite:///{home / 'mlflow.db'}"
     artifact_root = env.get("TUNEOPS_ARTIFACT_ROOT") or str(home / "artifacts")
@@ -83,6 +103,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         recipe_dirs=_recipe_dirs(env),
         serving_image=env.get("TUNEOPS_SERVING_IMAGE") or DEFAULT_SERVING_IMAGE,
         serving_namespace=env.get("TUNEOPS_SERVING_NAMESPACE") or DEFAULT_SERVING_NAMESPACE,
+        credentials=credentials,
     )
 
 

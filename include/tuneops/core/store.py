@@ -13,7 +13,7 @@ import os
 import shutil
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -51,25 +51,56 @@ def _split_s3(uri: str) -> tuple[str, str]:
     return bucket, prefix.strip("/")
 
 
-def s3_client():
+#: The boto3 client argument each resolved variable stands for (see ``tuneops.core.connections``).
+_CLIENT_ARGUMENTS = {
+    "AWS_ACCESS_KEY_ID": "aws_access_key_id",
+    "AWS_SECRET_ACCESS_KEY": "aws_secret_access_key",
+    "AWS_SESSION_TOKEN": "aws_session_token",
+    "AWS_ENDPOINT_URL": "endpoint_url",
+    "AWS_DEFAULT_REGION": "region_name",
+}
+
+
+def s3_client(credentials: Mapping[str, str] | None = None):
+    """A new boto3 S3 client built from ``credentials`` (``AWS_*`` names, as ``Settings.credentials``).
+
+    ``None`` resolves the connection that ``TUNEOPS_S3_CONN_ID`` names now. What the credentials
+    leave out (all of it when no connection is named) comes from boto3's own chain: the AWS_*
+    variables (``AWS_ENDPOINT_URL`` for MinIO or moto), the shared files, an instance role. A new
+    session each time: boto3's default one keeps the credentials it first found. Raises
+    ConnectionSetupError for a named connection that is missing or unusable.
+    """
     import boto3
 
-    from tuneops.core.connections import export_connections
+    if credentials is None:
+        credentials = _named_s3_credentials()
+    arguments = {
+        _CLIENT_ARGUMENTS[key]: value for key, value in credentials.items() if key in _CLIENT_ARGUMENTS
+    }
+    return boto3.session.Session().client("s3", **arguments)
 
-    # An Airflow connection named by TUNEOPS_S3_CONN_ID becomes the AWS_* variables first. boto3
-    # reads AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL, so MinIO or moto work with no code change. A
-    # new session each time: boto3's default one keeps the credentials it first found.
-    export_connections()
-    return boto3.session.Session().client("s3")
+
+def _named_s3_credentials() -> dict[str, str]:
+    from tuneops.core.connections import S3_CONN_ENV, resolve_s3_connection
+
+    conn_id = os.environ.get(S3_CONN_ENV)
+    return resolve_s3_connection(conn_id) if conn_id else {}
 
 
 class ArtifactStore:
-    """Publish and read artifact folders under ``root`` (a local path or ``s3://bucket/prefix``)."""
+    """Publish and read artifact folders under ``root`` (a local path or ``s3://bucket/prefix``).
 
-    def __init__(self, root: str, cache_dir: Path | None = None):
+    ``credentials`` (``AWS_*`` names, as ``Settings.credentials``) build its S3 clients; without them
+    the connection ``TUNEOPS_S3_CONN_ID`` names is resolved at the first S3 call (see ``s3_client``).
+    """
+
+    def __init__(
+        self, root: str, cache_dir: Path | None = None, credentials: Mapping[str, str] | None = None
+    ):
         self.root = root
         self.is_s3 = root.startswith("s3://")
         self.cache_dir = cache_dir or Path(tempfile.gettempdir()) / "tuneops-cache"
+        self._credentials = credentials
         if self.is_s3:
             self.bucket, self.prefix = _split_s3(root)
         else:
@@ -77,7 +108,16 @@ class ArtifactStore:
 
     @classmethod
     def from_settings(cls, settings) -> ArtifactStore:
-        return cls(settings.artifact_root, cache_dir=settings.cache_dir)
+        return cls(settings.artifact_root, cache_dir=settings.cache_dir, credentials=settings.credentials)
+
+    def client(self):
+        """A new boto3 S3 client with this store's credentials."""
+        return s3_client(self._s3_credentials())
+
+    def _s3_credentials(self) -> Mapping[str, str]:
+        if self._credentials is None:  # resolved once: a secrets backend is not asked at every call
+            self._credentials = _named_s3_credentials()
+        return self._credentials
 
     def uri(self, key: str) -> str:
         key = check_key(key)
@@ -104,7 +144,7 @@ class ArtifactStore:
     def exists(self, key: str) -> bool:
         """True when a complete artifact folder is published under ``key``."""
         if self.is_s3:
-            return _s3_object_exists(self.bucket, f"{self.s3_key(key)}/{MARKER}")
+            return _s3_object_exists(self.bucket, f"{self.s3_key(key)}/{MARKER}", self.client())
         return (self._local(key) / MARKER).is_file()
 
     def publish_dir(self, local_dir: Path, key: str) -> str:
@@ -117,7 +157,7 @@ class ArtifactStore:
         if self.exists(key):
             return self.uri(key)
         if self.is_s3:
-            client = s3_client()
+            client = self.client()
             base = self.s3_key(key)
             # A folder fetched from a store carries its marker: it goes up last, never with the files.
             files = sorted(p for p in local_dir.rglob("*") if p.is_file() and p != local_dir / MARKER)
@@ -177,7 +217,7 @@ class ArtifactStore:
 
     def _remove_unmarked(self, prefix: str) -> list[str]:
         """Delete the objects of folders under ``prefix`` (S3) that have no marker: uploads cut short."""
-        client = s3_client()
+        client = self.client()
         folders: dict[str, list[str]] = {}
         base = self.s3_key(prefix)
         for page in client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=base + "/"):
@@ -198,7 +238,7 @@ class ArtifactStore:
     def remove_dir(self, key: str) -> None:
         """Delete the artifact folder ``key``; its marker goes first, so it is never seen half-deleted."""
         if self.is_s3:
-            client = s3_client()
+            client = self.client()
             base = self.s3_key(key)
             client.delete_object(Bucket=self.bucket, Key=f"{base}/{MARKER}")
             for page in client.get_paginator("list_objects_v2").paginate(
@@ -217,7 +257,7 @@ class ArtifactStore:
             raise ArtifactNotFound(f"no complete artifact at {self.uri(key)}")
         if not self.is_s3:
             return self._local(key)
-        return download_s3_dir(self.uri(key), self.cache_dir)
+        return download_s3_dir(self.uri(key), self.cache_dir, self._s3_credentials())
 
     def write_json(self, key: str, obj: Any) -> str:
         """Publish a single JSON document as the folder ``key`` holding ``data.json``."""
@@ -231,7 +271,7 @@ class ArtifactStore:
     def write_bytes(self, key: str, data: bytes) -> str:
         """Write one object (an append-only log file, for example) atomically; returns its URI."""
         if self.is_s3:
-            s3_client().put_object(Bucket=self.bucket, Key=self.s3_key(key), Body=data)
+            self.client().put_object(Bucket=self.bucket, Key=self.s3_key(key), Body=data)
             return self.uri(key)
         path = self._local(key)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -242,7 +282,7 @@ class ArtifactStore:
 
     def read_bytes(self, key: str) -> bytes:
         if self.is_s3:
-            return s3_client().get_object(Bucket=self.bucket, Key=self.s3_key(key))["Body"].read()
+            return self.client().get_object(Bucket=self.bucket, Key=self.s3_key(key))["Body"].read()
         return self._local(key).read_bytes()
 
     def list_objects(self, prefix: str) -> list[str]:
@@ -253,7 +293,7 @@ class ArtifactStore:
             strip = len(self.prefix) + 1 if self.prefix else 0
             found = []
             for page in (
-                s3_client().get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=base)
+                self.client().get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=base)
             ):
                 found += [obj["Key"][strip:] for obj in page.get("Contents", [])]
             return sorted(found)
@@ -270,7 +310,7 @@ class ArtifactStore:
         """Keys of complete artifacts directly under ``prefix``, sorted."""
         prefix = check_key(prefix)
         if self.is_s3:
-            client = s3_client()
+            client = self.client()
             paginator = client.get_paginator("list_objects_v2")
             found = set()
             base = self.s3_key(prefix) + "/"
@@ -292,11 +332,11 @@ def _flat(key: str) -> str:
     return check_key(key).replace("/", "__")
 
 
-def _s3_object_exists(bucket: str, key: str) -> bool:
+def _s3_object_exists(bucket: str, key: str, client) -> bool:
     from botocore.exceptions import ClientError
 
     try:
-        s3_client().head_object(Bucket=bucket, Key=key)
+        client.head_object(Bucket=bucket, Key=key)
         return True
     except ClientError as err:
         if err.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
@@ -304,13 +344,16 @@ def _s3_object_exists(bucket: str, key: str) -> bool:
         raise
 
 
-def download_s3_dir(uri: str, cache_dir: Path) -> Path:
-    """Download a published S3 folder into ``cache_dir`` once; later calls reuse the copy."""
+def download_s3_dir(uri: str, cache_dir: Path, credentials: Mapping[str, str] | None = None) -> Path:
+    """Download a published S3 folder into ``cache_dir`` once; later calls reuse the copy.
+
+    ``credentials`` as for ``s3_client`` (None: the connection ``TUNEOPS_S3_CONN_ID`` names).
+    """
     bucket, prefix = _split_s3(uri)
     local = Path(cache_dir) / "s3" / bucket / prefix
     if (local / MARKER).is_file():
         return local
-    client = s3_client()
+    client = s3_client(credentials)
     staging = local.parent / f".{local.name}.{uuid.uuid4().hex}"
     for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix + "/"):
         for obj in page.get("Contents", []):
@@ -335,7 +378,7 @@ def list_files(uri: str) -> list[str]:
     if uri.startswith("s3://"):
         bucket, prefix = _split_s3(uri)
         client = s3_client()
-        if _s3_object_exists(bucket, prefix):
+        if _s3_object_exists(bucket, prefix, client):
             return [uri]
         out = []
         for page in client.get_paginator("list_objects_v2").paginate(

@@ -1,1 +1,1 @@
-"""Validation, EDA, the prompt dataset builder, de-duplication, corrections export, sample data."""
+"""Validation, EDA, the prompt dataset builder, de-duplication, corrections export."""

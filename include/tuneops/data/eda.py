@@ -17,6 +17,7 @@ from itertools import zip_longest
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from tuneops.core.drift import psi, words
 from tuneops.core.pii import PII_PATTERNS, find_pii
 
 if TYPE_CHECKING:
@@ -26,14 +27,8 @@ SAMPLE_SIZE = 50_000
 SAMPLE_SEED = 0
 TOP_NGRAMS = 10
 VOCAB_SIZE = 1_000
-PSI_BINS = 10
-# Stands in for an empty bin's share, so one empty bin gives a large PSI rather than infinity.
-PSI_EPSILON = 1e-4
 MAX_LABELS = 50
 HIST_BINS = 40
-# Letters only: order numbers and amounts would otherwise fill the top n-grams and make
-# every new batch's vocabulary look unfamiliar.
-WORD = re.compile(r"[^\W\d_]+(?:'[^\W\d_]+)*")
 SPREAD_KEYS = ("min", "mean", "p50", "p95", "max")
 
 
@@ -73,7 +68,7 @@ def build_eda_report(
         values = _text_values(frame[col])
         sample = _sample(values)
         lengths[col] = values.str.len().to_numpy(dtype="int64")
-        words = [WORD.findall(text.lower()) for text in sample]
+        sample_words = [words(text) for text in sample]
         stats = {
             "null_rate": _rate(rows - len(values), rows),
             "empty_rate": _rate(int((values.str.strip() == "").sum()), len(values)),
@@ -85,8 +80,8 @@ def build_eda_report(
         pii: Counter = Counter()
         for text in sample:
             pii.update(find_pii(text))
-        unigrams[col] = Counter(w for ws in words for w in ws)
-        bigrams = Counter(f"{a} {b}" for ws in words for a, b in zip(ws, ws[1:], strict=False))
+        unigrams[col] = Counter(w for ws in sample_words for w in ws)
+        bigrams = Counter(f"{a} {b}" for ws in sample_words for a, b in zip(ws, ws[1:], strict=False))
         stats |= {
             "duplicate_rate": _rate(int(values.duplicated().sum()), len(values)),
             "near_duplicate_rate": _rate(int(_normalised(values).duplicated().sum()), len(values)),
@@ -110,7 +105,7 @@ def build_eda_report(
         for col in text_columns:
             values = _text_values(previous[col])
             previous_lengths[col] = values.str.len().to_numpy(dtype="int64")
-            previous_words = Counter(w for text in _sample(values) for w in WORD.findall(text.lower()))
+            previous_words = Counter(w for text in _sample(values) for w in words(text))
             summary["shift"][col] = {
                 **_length_shift(lengths[col], previous_lengths[col]),
                 **_vocab_shift(unigrams[col], previous_words),
@@ -182,25 +177,11 @@ def _spread(numbers) -> dict:
 
 def _length_shift(current, before) -> dict:
     """PSI over decile bins of the earlier lengths, and the two-sample KS statistic."""
-    import numpy as np
     from scipy.stats import ks_2samp
 
     if len(current) == 0 or len(before) == 0:
         return {"psi_chars": None, "ks_chars": None}
-    # Lengths are integers with many ties, so several deciles can coincide; keep distinct cuts.
-    cuts = np.unique(np.quantile(before, np.linspace(0, 1, PSI_BINS + 1))[1:-1])
-    expected, actual = (
-        np.clip(
-            np.bincount(np.searchsorted(cuts, v, side="right"), minlength=len(cuts) + 1) / len(v),
-            PSI_EPSILON,
-            None,
-        )
-        for v in (before, current)
-    )
-    return {
-        "psi_chars": float(np.sum((actual - expected) * np.log(actual / expected))),
-        "ks_chars": float(ks_2samp(current, before).statistic),
-    }
+    return {"psi_chars": psi(before, current), "ks_chars": float(ks_2samp(current, before).statistic)}
 
 
 def _vocab_shift(current: Counter, before: Counter) -> dict:

@@ -16,10 +16,10 @@ from datetime import UTC, datetime, timedelta
 
 from tuneops.config import ConfigError, load_dataset_config
 from tuneops.core.hashing import hash_json
+from tuneops.core.inference_log import read_feedback
 from tuneops.core.lineage import FEEDBACK_ID_PREFIX
 from tuneops.core.settings import Settings, load_settings
 from tuneops.core.store import ArtifactStore
-from tuneops.serving.inference import read_feedback
 
 log = logging.getLogger(__name__)
 LANDING_PREFIX = "landing/feedback"

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from tuneops import __version__
 from tuneops.config import DatasetConfig
+from tuneops.contracts import MANIFEST_FILE, DatasetManifest
 from tuneops.core.hashing import hash_file, hash_json
 from tuneops.core.lineage import FEEDBACK_ID_PREFIX
 from tuneops.core.store import ArtifactStore
@@ -50,7 +51,7 @@ DROP_REASONS = (
     "contamination",
 )
 _SPACES = re.compile(r"[ \t\u00a0]+")
-_ROWS_PER_PROCESS = 25_000
+ROWS_PER_PROCESS = 25_000
 
 
 def encode_example(
@@ -289,7 +290,7 @@ def build_prompt_dataset(
     )[:16]
     key = f"datasets/{config.name}/{version}"
     if store.exists(key):
-        manifest = json.loads((store.fetch_dir(key) / "manifest.json").read_text())
+        manifest = DatasetManifest.load(store.fetch_dir(key)).model_dump()
         log.info("prompt dataset %s exists at %s; reusing it", version, store.uri(key))
         return {**_summary(manifest), "uri": store.uri(key), "key": key, "reused": True}
 
@@ -380,7 +381,8 @@ def build_prompt_dataset(
     }
     with tempfile.TemporaryDirectory() as tmp:
         _save_dataset_dict(splits, Path(tmp) / "data")
-        (Path(tmp) / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True))
+        DatasetManifest.model_validate(manifest)  # the contract every reader relies on
+        (Path(tmp) / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2, sort_keys=True))
         uri = store.publish_dir(Path(tmp), key)
     log.info("prompt dataset %s: %s, dropped %s -> %s", version, manifest["counts"], dropped, uri)
     return {**_summary(manifest), "uri": uri, "key": key, "reused": False}
@@ -405,7 +407,7 @@ def _prepare_all(
     disable_progress_bars()
     columns = [c for c in frame.columns if c != "_batch"]
     ds = Dataset.from_pandas(frame[columns], preserve_index=False)
-    workers = max(1, min(os.cpu_count() or 1, len(frame) // _ROWS_PER_PROCESS))
+    workers = max(1, min(os.cpu_count() or 1, len(frame) // ROWS_PER_PROCESS))
     prepared = ds.map(
         _prepare,
         batched=True,
@@ -478,7 +480,7 @@ def log_dataset_inputs(dataset_dir: Path, uri: str, contexts: dict[str, str]) ->
     import mlflow
     from mlflow.data.sources import LocalArtifactDatasetSource, S3ArtifactDatasetSource
 
-    manifest = json.loads((Path(dataset_dir) / "manifest.json").read_text())
+    manifest = DatasetManifest.load(dataset_dir)
     splits = load_prompt_dataset(dataset_dir)
     # An explicit source: MLflow registers the local one twice and warns when left to guess.
     source = S3ArtifactDatasetSource(uri) if uri.startswith("s3://") else LocalArtifactDatasetSource(uri)
@@ -487,13 +489,13 @@ def log_dataset_inputs(dataset_dir: Path, uri: str, contexts: dict[str, str]) ->
         if split not in splits:
             continue
         frame = splits[split].to_pandas()
-        name = f"{manifest['dataset']}@{manifest['version']}/{split}"
-        datasets.append(mlflow.data.from_pandas(frame, source=source, name=name, digest=manifest["version"]))
+        name = f"{manifest.dataset}@{manifest.version}/{split}"
+        datasets.append(mlflow.data.from_pandas(frame, source=source, name=name, digest=manifest.version))
         names.append(context)
         tags.append(
             {
-                "tuneops.template_id": manifest["template_id"],
-                "tuneops.template_hash": manifest["template_hash"],
+                "tuneops.template_id": manifest.template_id,
+                "tuneops.template_hash": manifest.template_hash,
             }
         )
     mlflow.log_inputs(datasets=datasets, contexts=names, tags_list=tags)

@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 from tuneops.config import GateRules, MetricRule, load_recipe, load_safety_suite
+from tuneops.contracts import DatasetManifest
 from tuneops.core.settings import Settings, load_settings
 from tuneops.core.store import ArtifactStore
 
@@ -64,18 +65,19 @@ def compare_variants(model_name: str, version: str, recipe: str, settings: Setti
     where ``variant`` is what to serve ("int8" when it passed, else "merged"). Raises
     ValueError for a version without dataset lineage (nothing to evaluate on).
     """
+    from tuneops.core.lineage import FINGERPRINT_TAG, dataset_uri_of
     from tuneops.data.prompts import load_prompt_dataset
     from tuneops.evaluation.evaluate import ModelRef, evaluate_model
     from tuneops.evaluation.gate import decide
     from tuneops.models.generation import load_model
-    from tuneops.registry.registry import FINGERPRINT_TAG, download_version, registry_client, set_version_tags
+    from tuneops.registry.registry import download_version, registry_client, set_version_tags
 
     settings = settings or load_settings()
     store = ArtifactStore.from_settings(settings)
     cfg = load_recipe(recipe)
     client = registry_client(settings)
     mv = client.get_model_version(model_name, version)
-    dataset_uri = mv.tags.get("tuneops.dataset_uri")
+    dataset_uri = dataset_uri_of(mv.tags)
     if not dataset_uri:
         raise ValueError(
             f"{model_name} v{version} has no tuneops.dataset_uri tag, so there is no test set to compare variants "
@@ -83,7 +85,7 @@ def compare_variants(model_name: str, version: str, recipe: str, settings: Setti
         )
     model_dir = download_version(model_name, version, settings)
     dataset_dir = store.fetch_dir(store.key_of(dataset_uri))
-    manifest = json.loads((dataset_dir / "manifest.json").read_text())
+    manifest = DatasetManifest.load(dataset_dir)
     suite = load_safety_suite(cfg.eval.safety_suite)
     fingerprint = mv.tags.get(FINGERPRINT_TAG, f"registry:{model_name}/{version}")
     variant = cfg.compression.variant
@@ -92,7 +94,7 @@ def compare_variants(model_name: str, version: str, recipe: str, settings: Setti
         "candidate": ModelRef("candidate", f"{fingerprint}:{variant}", str(model_dir), quantize=variant),
     }
     evaluations = {
-        role: evaluate_model(ref, dataset_dir, manifest["version"], cfg.eval, suite, store)
+        role: evaluate_model(ref, dataset_dir, manifest.version, cfg.eval, suite, store)
         for role, ref in refs.items()
     }
     rules = GateRules(
@@ -105,7 +107,7 @@ def compare_variants(model_name: str, version: str, recipe: str, settings: Setti
     decision = decide(rules, evaluations)
 
     prompts = list(load_prompt_dataset(dataset_dir)["test"]["prompt"][: cfg.compression.latency_examples])
-    special = manifest.get("add_special_tokens", True)
+    special = manifest.add_special_tokens
     measured = {}
     for role, ref in refs.items():
         model, tokenizer = load_model(ref.path, quantize=ref.quantize)

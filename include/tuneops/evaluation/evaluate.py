@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tuneops.config import EvalConfig, SafetySuite
+from tuneops.contracts import DatasetManifest
 from tuneops.core.hashing import hash_json
 from tuneops.core.store import ArtifactStore
 from tuneops.core.templates import PromptTemplate
@@ -99,7 +100,6 @@ def evaluate_model(
     ``n`` counts examples per split and probes. Raises EvaluationError when a requested split
     is missing or empty, when generation fails, or when a metric comes out NaN.
     """
-    from tuneops.core.templates import adds_special_tokens
     from tuneops.data.prompts import load_prompt_dataset
     from tuneops.evaluation.safety import probe_prompts, score
     from tuneops.models.generation import generate, load_model
@@ -111,9 +111,9 @@ def evaluate_model(
         return {**result, "role": ref.role, "uri": store.uri(key)}
 
     dataset = load_prompt_dataset(dataset_dir)
-    manifest = json.loads((Path(dataset_dir) / "manifest.json").read_text())
-    template = PromptTemplate.model_validate(manifest["template"])
-    special = manifest.get("add_special_tokens", adds_special_tokens(template))
+    manifest = DatasetManifest.load(dataset_dir)
+    template = PromptTemplate.model_validate(manifest.template)
+    special = manifest.add_special_tokens
     splits = {}
     for split in cfg.splits:
         if split not in dataset:

@@ -77,7 +77,7 @@ def build_tiny_llama(out_dir: Path, tokenizer_dir: Path, spec: dict = TINY_LLAMA
     import torch
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-    from tuneops.data.sample_data import pretraining_corpus
+    from tuneops.core.sample_data import pretraining_corpus
 
     started = time.monotonic()
     torch.manual_seed(spec["seed"])
@@ -132,7 +132,7 @@ def build_tiny_llama(out_dir: Path, tokenizer_dir: Path, spec: dict = TINY_LLAMA
 
 def _builtin_hash(name: str) -> str:
     """A hash of a builtin model's spec and pretraining corpus: its identity in the store."""
-    from tuneops.data.sample_data import pretraining_corpus
+    from tuneops.core.sample_data import pretraining_corpus
 
     if name != TINY_LLAMA["name"]:
         raise ValueError(
@@ -154,7 +154,7 @@ def resolve_tokenizer(ref: str, store: ArtifactStore) -> str:
     """
     if not ref.startswith(BUILTIN_PREFIX):
         return resolve_base_model(ref, store)
-    from tuneops.data.sample_data import pretraining_corpus
+    from tuneops.core.sample_data import pretraining_corpus
 
     name = ref[len(BUILTIN_PREFIX) :]
     key = f"tokenizers/{name}-{_builtin_hash(name)}"

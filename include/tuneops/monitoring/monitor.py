@@ -6,7 +6,8 @@ Three groups of checks, each against thresholds from a monitoring config
 - **drift**: the window's prompts against the training prompts of the version serving them
   (its ``tuneops.dataset_uri`` tag): PSI and the KS test on prompt length in characters
   and tokens, the share of words never seen in training (above the training set's own
-  held-out rate), and PSI of the output label mix (the template's first required key);
+  held-out rate), PSI of the output label mix (the template's first required key) and, when
+  ``embedding_model`` names a local encoder, how far the mean prompt embedding moved;
 - **health**: error, empty, refusal and format-valid rates, latency p95, outputs carrying
   PII, prompts that look like injection attempts;
 - **feedback**: thumbs-up rate, corrections and the worst-rated examples.
@@ -27,12 +28,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from tuneops.config import MonitorConfig
+from tuneops.contracts import DatasetManifest
+from tuneops.core.drift import category_psi, label_of, oov_rate, psi, words
+from tuneops.core.inference_log import read_feedback, read_log
+from tuneops.core.lineage import dataset_uri_of
 from tuneops.core.settings import Settings, load_settings
 from tuneops.core.store import ArtifactStore
 from tuneops.core.templates import PromptTemplate
+from tuneops.evaluation.formats import correction_problem
 from tuneops.evaluation.safety import looks_like_injection
-from tuneops.monitoring.drift import category_psi, label_of, oov_rate, psi, words
-from tuneops.serving.inference import read_feedback, read_log
 
 log = logging.getLogger(__name__)
 
@@ -210,8 +214,6 @@ def _quantile(values: list[float], q: float) -> float:
 
 def health_checks(records: list[dict], cfg: MonitorConfig, template: PromptTemplate | None = None):
     """``(metrics, checks)``: error, empty, refusal, format, PII-leak and injection rates, latency."""
-    from tuneops.serving.app import correction_problem
-
     t = cfg.health
     n = len(records)
     ok = [r for r in records if r.get("status", "ok") == "ok"]
@@ -329,13 +331,6 @@ def assess_window(
     return result
 
 
-def describe(breach: dict) -> str:
-    value = breach["value"]
-    return (
-        f"{breach['metric']} = {value:.4g} breaks {breach['op']} {breach['threshold']:g} ({breach['kind']})"
-    )
-
-
 # --- the scheduled job -------------------------------------------------------------------
 
 
@@ -352,20 +347,20 @@ def load_reference(
     from tuneops.registry.registry import registry_client
 
     tags = registry_client(settings).get_model_version(model_name, version).tags
-    dataset_uri = tags.get("tuneops.dataset_uri")
+    dataset_uri = dataset_uri_of(tags)
     if not dataset_uri:
         return None, None, None
     folder = store.fetch_dir(store.key_of(dataset_uri))
-    manifest = json.loads((folder / "manifest.json").read_text())
-    template = PromptTemplate.model_validate(manifest["template"])
+    manifest = DatasetManifest.load(folder)
+    template = PromptTemplate.model_validate(manifest.template)
     train = load_prompt_dataset(folder)["train"]
     rows = random.Random(0).sample(range(len(train)), min(cfg.reference_rows, len(train)))
     count_tokens = None
-    if manifest.get("tokenizer"):
+    if manifest.tokenizer:
         from transformers import AutoTokenizer
 
-        tokenizer = AutoTokenizer.from_pretrained(resolve_tokenizer(manifest["tokenizer"], store))
-        special = manifest.get("add_special_tokens", True)
+        tokenizer = AutoTokenizer.from_pretrained(resolve_tokenizer(manifest.tokenizer, store))
+        special = manifest.add_special_tokens
 
         def count_tokens(text: str) -> int:
             return len(tokenizer(text, add_special_tokens=special)["input_ids"])
@@ -389,6 +384,9 @@ def run_monitor(
 ) -> dict:
     """Assess ``[window_end - window_hours, window_end)``: store the report, log MLflow metrics, return the verdict.
 
+    With ``config.embedding_model`` set, that local encoder is loaded here and the window's
+    prompts are embedded for ``drift.embedding_shift``.
+
     Returns ``{"window_start", "window_end", "requests", "version", "metrics", "breaches",
     "retrain", "notes", "report_uri"}`` (small enough for XCom).
     """
@@ -402,12 +400,14 @@ def run_monitor(
     answers = [a for a in read_feedback(store, start, end) if a["request"].get("model") == config.model_name]
     versions = Counter(r["version"] for r in records)
     version = versions.most_common(1)[0][0] if versions else None
-    reference = template = count_tokens = None
+    reference = template = count_tokens = embed = None
     if version is not None:
+        if config.embedding_model:
+            embed = load_embedder(config.embedding_model, store)
         reference, template, count_tokens = load_reference(
-            config.model_name, version, config, settings, store
+            config.model_name, version, config, settings, store, embed
         )
-    result = assess_window(records, answers, config, reference, template, count_tokens)
+    result = assess_window(records, answers, config, reference, template, count_tokens, embed)
     stamp = f"{end:%Y-%m-%dT%H%M%S}"
     key = f"monitoring/{config.model_name}/{stamp}"
     history = _history(store, config.model_name, stamp)

@@ -24,7 +24,7 @@ def _plots(summary: dict, history: list[dict], reference, records: list[dict], c
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from tuneops.monitoring.drift import label_of
+    from tuneops.core.drift import label_of
 
     images = []
     if reference is not None and records:

@@ -30,15 +30,11 @@ from importlib.metadata import version as pkg_version
 from pathlib import Path
 
 from tuneops.config import Decoding
+from tuneops.core.lineage import CONFIG_TAG, FINGERPRINT_TAG, WEIGHTS_TAG
 from tuneops.core.settings import Settings
 from tuneops.core.templates import PromptTemplate
 
 log = logging.getLogger(__name__)
-FINGERPRINT_TAG = "tuneops.model_fingerprint"
-# hash_dir of the merged model folder (weights + tokenizer), recorded at registration.
-WEIGHTS_TAG = "tuneops.weights_sha256"
-# hash_json of the MLmodel's model_config (template, decoding, max_new_tokens), recorded at registration.
-CONFIG_TAG = "tuneops.model_config_sha256"
 # A registration merges and uploads a whole model under its lock (minutes for a real one): the lease
 # is renewed while it runs, and a second registrant of the same candidate waits up to half an hour.
 REGISTER_LEASE_SECONDS = 120

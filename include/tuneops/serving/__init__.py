@@ -1,1 +1,1 @@
-"""The REST app, the inference log and feedback store, the serving manifests."""
+"""The REST app, generation with a registered alias, the serving manifests."""

@@ -40,10 +40,11 @@ from pydantic import (
 )
 
 from tuneops.config import Decoding
+from tuneops.core.inference_log import InferenceLog, find_request, log_record, write_feedback
 from tuneops.core.settings import Settings, load_settings
 from tuneops.core.store import ArtifactStore
 from tuneops.core.templates import PromptTemplate
-from tuneops.serving.inference import InferenceLog, find_request, log_record, write_feedback
+from tuneops.evaluation.formats import correction_problem
 
 log = logging.getLogger(__name__)
 
@@ -702,21 +703,6 @@ class Service:
             "requests_served": self.served,
             "last_error": self.last_error,
         }
-
-
-def correction_problem(correction: str, template: PromptTemplate | None) -> str:
-    """Why ``correction`` cannot be a training response for ``template`` ('' when it can).
-
-    The same check as the gate's ``format_valid`` metric, so serving, monitoring and the gate agree.
-    """
-    if template is None or template.output is None:
-        return ""
-    from tuneops.evaluation.metrics.json_format.json_format import check
-
-    try:
-        return check(correction, template.output.required_keys)
-    except RecursionError:  # json.loads gives up on arrays/objects nested thousands deep
-        return "not JSON: nested too deeply"
 
 
 def _printable(text: str) -> str:

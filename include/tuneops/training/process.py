@@ -16,6 +16,7 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Mapping
 
 log = logging.getLogger(__name__)
 PARENT_ENV = "TUNEOPS_TRAINER_PARENT_PID"
@@ -45,9 +46,11 @@ def die_with_parent() -> None:
 class TrainerProcess:
     """One trainer subprocess, tied to this process: ``run`` it, ``terminate`` it from ``on_kill``."""
 
-    def __init__(self, cmd: list[str], grace_seconds: float = 20.0):
+    def __init__(self, cmd: list[str], grace_seconds: float = 20.0, env: Mapping[str, str] | None = None):
+        """``env``: the trainer's environment (e.g. ``Settings.child_env()``); default this process's."""
         self.cmd = cmd
         self.grace_seconds = grace_seconds
+        self.env = env
         self.process: subprocess.Popen | None = None
 
     def run(self) -> str:
@@ -57,7 +60,7 @@ class TrainerProcess:
         down) stops the trainer before it propagates.
         """
         log.info("running %s", " ".join(self.cmd))
-        env = {**os.environ, PARENT_ENV: str(os.getpid())}
+        env = {**(os.environ if self.env is None else self.env), PARENT_ENV: str(os.getpid())}
         self.process = subprocess.Popen(
             self.cmd, stdout=subprocess.PIPE, text=True, env=env, start_new_session=True
         )

@@ -5,6 +5,11 @@ GPU pod. It trains a LoRA adapter with the loss masked to the response tokens, p
 adapter + tokenizer + resolved recipe + ``summary.json`` atomically to ``--output``, logs to
 the MLflow run ``--run-id``, and, inside a pod, writes the summary to the XCom sidecar file.
 If ``--output`` already holds a complete result (a retried pod), it returns that instead.
+With ``--recipe-hash H`` (the planner's), it refuses a recipe that no longer hashes to ``H``.
+
+The job is ``LoraFinetune``, a recipe class with torchtune's seams (``setup``, ``train``,
+``save_checkpoint``, ``cleanup``); ``train()`` here runs it, and a benchmark or a test builds
+its parts (``setup_data``, ``setup_model``) without copying them.
 """
 
 from __future__ import annotations
@@ -17,15 +22,18 @@ import math
 import os
 import sys
 import time
+from functools import cached_property
 from itertools import chain, count
 from pathlib import Path
 
 import yaml
 
 from tuneops.config import Recipe, load_recipe
+from tuneops.contracts import TrainingSummary
 from tuneops.core.hashing import hash_dir, hash_json
 from tuneops.core.settings import Settings, load_settings
 from tuneops.core.store import ArtifactStore
+from tuneops.training import checkpoints
 from tuneops.training.batching import length_grouped_batches, padding_efficiency, random_batches
 
 log = logging.getLogger(__name__)
@@ -81,25 +89,6 @@ def collate(batch: list[dict], pad_id: int):
         labels[i, :n] = torch.tensor(ex["labels"])
         mask[i, :n] = 1
     return ids, labels, mask
-
-
-def _eval_loss(model, examples: list[dict], pad_id: int, batch_size: int, autocast) -> float:
-    import torch
-
-    if not examples:
-        return float("nan")
-    model.eval()
-    total, count = 0.0, 0
-    device = next(model.parameters()).device
-    with torch.no_grad():
-        for i in range(0, len(examples), batch_size):
-            ids, labels, mask = (t.to(device) for t in collate(examples[i : i + batch_size], pad_id))
-            n = int((labels[:, 1:] != -100).sum())
-            with autocast():
-                total += model(input_ids=ids, attention_mask=mask, labels=labels).loss.item() * n
-            count += n
-    model.train()
-    return total / max(count, 1)
 
 
 def _load_base(recipe: Recipe, base_path: str):
@@ -199,250 +188,427 @@ def _still_ours(lease) -> None:
         )
 
 
-def train(
-    recipe: Recipe, dataset_uri: str, output_uri: str, run_id: str | None, settings: Settings, lease=None
-) -> dict:
-    """Train a LoRA adapter and publish it to ``output_uri``; returns the summary dict.
+class LoraFinetune:
+    """One LoRA fine-tuning run of ``recipe`` on the prompt dataset ``dataset_uri``, published to ``output_uri``.
 
-    ``lease`` is the ``output_lease`` held for ``output_uri``: the run stops before writing
-    anything once it is lost. A resumed run removes the staging folders a killed run left.
-    Raises TrainingError for an empty dataset, a missing base model or a NaN/inf loss
-    (with the step number); nothing is published in those cases.
+    The seams, as in torchtune's single-device LoRA recipe: ``setup()`` builds everything the
+    loop needs, ``train()`` runs the loop, evaluates and publishes, ``save_checkpoint(step)`` is
+    the loop's checkpoint, ``cleanup()`` ends the run. ``setup_data()`` and ``setup_model()``
+    are the parts of ``setup`` a benchmark or a test can build on their own; ``existing_summary()``
+    tells whether ``output_uri`` is already complete. ``lease`` is the ``output_lease`` held for
+    ``output_uri``: the run stops before writing anything once it is lost.
     """
-    from tuneops.training import distributed
 
-    out_store, out_key = store_for(output_uri, settings)
-    if out_store.exists(out_key):
-        summary = json.loads((out_store.fetch_dir(out_key) / "summary.json").read_text())
-        log.info("output %s is already complete; returning its summary instead of training again", output_uri)
-        return {**summary, "reused": True}
-    if lease is not None:  # only the lease holder may clear what earlier writers of this output left
-        for leftover in out_store.clean_staging(out_key):
-            log.warning("removed %s, left by a trainer that was killed mid-write", leftover)
+    def __init__(
+        self,
+        recipe: Recipe,
+        dataset_uri: str,
+        output_uri: str,
+        run_id: str | None,
+        settings: Settings,
+        lease=None,
+    ):
+        self.recipe, self.cfg = recipe, recipe.train
+        self.dataset_uri, self.output_uri, self.run_id = dataset_uri, output_uri, run_id
+        self.settings, self.lease = settings, lease
+        self.out_store, self.out_key = store_for(output_uri, settings)
+        self.world = None
+        self._finished = False
 
-    import mlflow
-    import torch
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoTokenizer, get_cosine_schedule_with_warmup
+    @cached_property
+    def base_path(self) -> str:
+        """The local folder of the recipe's base model (built or downloaded on first use)."""
+        from tuneops.models.base_model import resolve_base_model
 
-    from tuneops.core.tracking import configure_mlflow, flatten
-    from tuneops.data.prompts import load_prompt_dataset
-    from tuneops.models.base_model import resolve_base_model
-    from tuneops.training.checkpoints import (
-        latest_complete,
-        list_checkpoints,
-        load_checkpoint,
-        save_checkpoint,
-    )
+        return resolve_base_model(self.recipe.base_model, ArtifactStore.from_settings(self.settings))
 
-    cfg = recipe.train
-    world = distributed.init()
-    tracker = _MainOnlyMlflow(world.main)
-    data_store, data_key = store_for(dataset_uri, settings)
-    if not data_store.exists(data_key):
-        raise TrainingError(
-            f"dataset {dataset_uri} is not a published prompt dataset; run llmops_build_prompt_dataset first"
+    def existing_summary(self) -> TrainingSummary | None:
+        """The published summary (``reused=True``) when ``output_uri`` is already complete, else None."""
+        if not self.out_store.exists(self.out_key):
+            return None
+        published = json.loads((self.out_store.fetch_dir(self.out_key) / "summary.json").read_text())
+        return TrainingSummary.model_validate({**published, "reused": True})
+
+    def setup(self) -> None:
+        """Process group, tokenised data, base model + LoRA, optimizer and scheduler, and the state
+        of the last complete checkpoint when there is one; in that order, so bad data fails before
+        any weights load. A resumed run first removes the staging folders a killed run left.
+        Raises TrainingError (see ``setup_data``, ``setup_model``)."""
+        from tuneops.training import distributed
+
+        if self.lease is not None:  # only the lease holder may clear what earlier writers of this output left
+            for leftover in self.out_store.clean_staging(self.out_key):
+                log.warning("removed %s, left by a trainer that was killed mid-write", leftover)
+        self.world = distributed.init()
+        self.tracker = _MainOnlyMlflow(self.world.main)
+        self.setup_data()
+        self.setup_model()
+        self._setup_batches()
+        self._setup_optimizer()
+        self._resume()
+        self._setup_ddp()
+
+    def setup_data(self) -> tuple[object, list[dict], list[dict]]:
+        """The base model's tokenizer and the tokenised train and validation examples (prompt masked).
+
+        Also keeps the dataset manifest and how many rows were too long. Raises TrainingError for
+        a dataset that is not published or has no training row within ``train.max_seq_len``.
+        """
+        from transformers import AutoTokenizer
+
+        from tuneops.data.prompts import load_prompt_dataset
+
+        cfg = self.cfg
+        data_store, data_key = store_for(self.dataset_uri, self.settings)
+        if not data_store.exists(data_key):
+            raise TrainingError(
+                f"dataset {self.dataset_uri} is not a published prompt dataset; run llmops_build_prompt_dataset first"
+            )
+        dataset_dir = data_store.fetch_dir(data_key)
+        self.manifest = json.loads((dataset_dir / "manifest.json").read_text())
+        splits = load_prompt_dataset(dataset_dir)
+
+        tokenizer = AutoTokenizer.from_pretrained(
+            self.base_path, trust_remote_code=self.recipe.trust_remote_code
         )
-    dataset_dir = data_store.fetch_dir(data_key)
-    manifest = json.loads((dataset_dir / "manifest.json").read_text())
-    splits = load_prompt_dataset(dataset_dir)
+        if tokenizer.pad_token_id is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        train_rows = splits["train"]
+        if cfg.max_train_examples:
+            train_rows = train_rows.select(range(min(cfg.max_train_examples, len(train_rows))))
+        special = self.manifest.get("add_special_tokens", True)
+        self.train_examples, self.dropped = tokenize_split(train_rows, tokenizer, cfg.max_seq_len, special)
+        self.val_examples, _ = tokenize_split(splits["validation"], tokenizer, cfg.max_seq_len, special)
+        if not self.train_examples:
+            raise TrainingError(
+                f"dataset {self.dataset_uri} has no training rows within max_seq_len={cfg.max_seq_len} "
+                f"({self.dropped} dropped as too long); raise train.max_seq_len or check the dataset"
+            )
+        self.tokenizer = tokenizer
+        return tokenizer, self.train_examples, self.val_examples
 
-    base_path = resolve_base_model(recipe.base_model, ArtifactStore.from_settings(settings))
-    tokenizer = AutoTokenizer.from_pretrained(base_path, trust_remote_code=recipe.trust_remote_code)
-    if tokenizer.pad_token_id is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    train_rows = splits["train"]
-    if cfg.max_train_examples:
-        train_rows = train_rows.select(range(min(cfg.max_train_examples, len(train_rows))))
-    special = manifest.get("add_special_tokens", True)
-    train_ex, dropped = tokenize_split(train_rows, tokenizer, cfg.max_seq_len, special)
-    val_ex, _ = tokenize_split(splits["validation"], tokenizer, cfg.max_seq_len, special)
-    if not train_ex:
-        raise TrainingError(
-            f"dataset {dataset_uri} has no training rows within max_seq_len={cfg.max_seq_len} "
-            f"({dropped} dropped as too long); raise train.max_seq_len or check the dataset"
+    def setup_model(self):
+        """The frozen base on the best device (see ``_load_base``) with new LoRA adapters from the
+        recipe, initialised from ``train.seed``; returns the PEFT model. Raises TrainingError for a
+        precision or QLoRA setting this machine cannot run."""
+        import torch
+        from peft import LoraConfig, get_peft_model
+
+        model, self.autocast = _load_base(self.recipe, self.base_path)
+        self.device = next(model.parameters()).device
+        # Seeded here, after the base is loaded: building the base model in this process (first
+        # run on a fresh store) draws from the RNG too, and must not change the adapter's init.
+        torch.manual_seed(self.cfg.seed)
+        lora = self.recipe.lora
+        self.model = get_peft_model(
+            model,
+            LoraConfig(
+                r=lora.r,
+                lora_alpha=lora.alpha,
+                lora_dropout=lora.dropout,
+                target_modules=lora.target_modules,
+                task_type="CAUSAL_LM",
+            ),
         )
+        return self.model
 
-    model, autocast = _load_base(recipe, base_path)
-    device = next(model.parameters()).device
-    # Seeded here, after everything above: building the base model in this process (first
-    # run on a fresh store) draws from the RNG too, and must not change the adapter's init.
-    torch.manual_seed(cfg.seed)
-    model = get_peft_model(
-        model,
-        LoraConfig(
-            r=recipe.lora.r,
-            lora_alpha=recipe.lora.alpha,
-            lora_dropout=recipe.lora.dropout,
-            target_modules=recipe.lora.target_modules,
-            task_type="CAUSAL_LM",
-        ),
-    )
-    lengths = [len(ex["input_ids"]) for ex in train_ex]
+    def _setup_batches(self) -> None:
+        self.lengths = [len(ex["input_ids"]) for ex in self.train_examples]
+        # Epoch 0 is drawn up front to log how much of it is padding; each epoch reshuffles.
+        self.first_epoch = self._epoch_batches(0)
+        self.padding_efficiency = round(padding_efficiency(self.lengths, self.first_epoch), 4)
 
-    def epoch_batches(epoch: int) -> list[list[int]]:
+    def _epoch_batches(self, epoch: int) -> list[list[int]]:
+        cfg = self.cfg
         if cfg.group_by_length:
-            return length_grouped_batches(lengths, cfg.batch_size, seed=cfg.seed + epoch)
-        return random_batches(len(lengths), cfg.batch_size, seed=cfg.seed + epoch)
+            return length_grouped_batches(self.lengths, cfg.batch_size, seed=cfg.seed + epoch)
+        return random_batches(len(self.lengths), cfg.batch_size, seed=cfg.seed + epoch)
 
-    # Epoch 0 is drawn up front to log how much of it is padding; each epoch reshuffles.
-    first_epoch = epoch_batches(0)
-    efficiency = round(padding_efficiency(lengths, first_epoch), 4)
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
-    scheduler = get_cosine_schedule_with_warmup(
-        optimizer, int(cfg.warmup_ratio * cfg.max_steps), cfg.max_steps
-    )
+    def _setup_optimizer(self) -> None:
+        import torch
+        from transformers import get_cosine_schedule_with_warmup
 
-    done, tokens = 0, 0
-    # Early stopping's memory: best validation loss so far and evaluations since it improved.
-    best = {"eval_loss": math.inf, "step": 0, "stale": 0}
-    checkpoint = latest_complete(out_store, out_key)
-    if checkpoint is not None:
-        state = load_checkpoint(checkpoint, model, optimizer, scheduler)
-        done, tokens, best = state["step"], state["tokens"], state.get("best", best)
-        log.info("resuming from checkpoint %s at step %d of %d", checkpoint, done, cfg.max_steps)
-    # The batch order is a function of (seed, epoch), so a resumed run picks up at the very
-    # micro-batch where the checkpointed one stopped. Every process walks the same stream;
-    # an optimizer step takes grad_accum x world micro-batches, rank r every world-th one.
-    epoch, position = divmod(done * cfg.grad_accum * world.size, len(first_epoch))
-    batches = chain(
-        epoch_batches(epoch)[position:], chain.from_iterable(epoch_batches(e) for e in count(epoch + 1))
-    )
-    # DDP after the checkpoint is loaded; wrapping broadcasts rank 0's weights to the others.
-    trained = model
-    if world.size > 1:
-        from torch.nn.parallel import DistributedDataParallel
-
-        trained = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-
-    run = contextlib.nullcontext()
-    if world.main:
-        configure_mlflow(settings)
-        # System metrics (CPU, memory, disk, network; GPU where pynvml is installed) every 10 s.
-        name = None if run_id else f"train-{recipe_hash(recipe)}"
-        run = mlflow.start_run(run_id=run_id, run_name=name, log_system_metrics=True)
-    with run:
-        tracker.log_params({f"recipe.{k}": v for k, v in flatten(recipe.model_dump()).items()})
-        tracker.log_params(
-            {
-                "dataset.version": manifest["version"],
-                "dataset.train_rows": len(train_ex),
-                "lora.trainable_params": trainable,
-                "world_size": world.size,
-            }
+        cfg = self.cfg
+        self.params = [p for p in self.model.parameters() if p.requires_grad]
+        self.trainable_params = sum(p.numel() for p in self.params)
+        self.optimizer = torch.optim.AdamW(self.params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+        self.scheduler = get_cosine_schedule_with_warmup(
+            self.optimizer, int(cfg.warmup_ratio * cfg.max_steps), cfg.max_steps
         )
-        tracker.log_metric("padding_efficiency", efficiency)
-        model.train()
-        started, tokens_at_start, loss_value = time.monotonic(), tokens, float("nan")
-        stopped_early_at = None
-        step = done
-        try:
-            for step in range(done + 1, cfg.max_steps + 1):
-                for _ in range(cfg.grad_accum):
-                    mine = [next(batches) for _ in range(world.size)][world.rank]
-                    batch = [train_ex[i] for i in mine]
-                    ids, labels, mask = (t.to(device) for t in collate(batch, tokenizer.pad_token_id))
-                    with autocast():
-                        loss = (
-                            trained(input_ids=ids, attention_mask=mask, labels=labels).loss / cfg.grad_accum
-                        )
-                    loss.backward()
-                    tokens += int(mask.sum())
-                loss_value = distributed.mean(world, loss.item() * cfg.grad_accum)
-                if not math.isfinite(loss_value):
-                    raise TrainingError(
-                        f"loss became {loss_value} at step {step}; lower train.learning_rate. No adapter was published."
-                    )
-                torch.nn.utils.clip_grad_norm_(params, 1.0)
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
-                if cfg.eval_every and step % cfg.eval_every == 0:
-                    # Every rank evaluates the same weights on the same rows: same decision everywhere.
-                    current = _eval_loss(model, val_ex, tokenizer.pad_token_id, cfg.batch_size, autocast)
-                    tracker.log_metric("eval_loss", current, step=step)
-                    if current < best["eval_loss"] - cfg.early_stopping_min_delta:
-                        best = {"eval_loss": current, "step": step, "stale": 0}
-                    else:
-                        best["stale"] += 1
-                    if cfg.early_stopping_patience and best["stale"] >= cfg.early_stopping_patience:
-                        log.info(
-                            "early stop at step %d: validation loss has not improved on %.4f (step %d) for %d evaluations",
-                            step,
-                            best["eval_loss"],
-                            best["step"],
-                            best["stale"],
-                        )
+
+    def _resume(self) -> None:
+        """Loop state from the last complete checkpoint of this output, or a fresh start."""
+        self.resumed_from_step, self.tokens, self.last_loss = 0, 0, math.nan
+        # Early stopping's memory: best validation loss so far and evaluations since it improved.
+        self.best = {"eval_loss": math.inf, "step": 0, "stale": 0}
+        checkpoint = checkpoints.latest_complete(self.out_store, self.out_key)
+        if checkpoint is not None:
+            state = checkpoints.load_checkpoint(checkpoint, self.model, self.optimizer, self.scheduler)
+            self.resumed_from_step, self.tokens = state["step"], state["tokens"]
+            self.best = state.get("best", self.best)
+            log.info(
+                "resuming from checkpoint %s at step %d of %d",
+                checkpoint,
+                self.resumed_from_step,
+                self.cfg.max_steps,
+            )
+        # The batch order is a function of (seed, epoch), so a resumed run picks up at the very
+        # micro-batch where the checkpointed one stopped. Every process walks the same stream;
+        # an optimizer step takes grad_accum x world micro-batches, rank r every world-th one.
+        done = self.resumed_from_step * self.cfg.grad_accum * self.world.size
+        epoch, position = divmod(done, len(self.first_epoch))
+        self._batches = chain(
+            self._epoch_batches(epoch)[position:],
+            chain.from_iterable(self._epoch_batches(e) for e in count(epoch + 1)),
+        )
+
+    def _setup_ddp(self) -> None:
+        # DDP after the checkpoint is loaded; wrapping broadcasts rank 0's weights to the others.
+        self._forward = self.model
+        if self.world.size > 1:
+            from torch.nn.parallel import DistributedDataParallel
+
+            device_ids = [self.device.index] if self.device.type == "cuda" else None
+            self._forward = DistributedDataParallel(self.model, device_ids=device_ids)
+
+    def train(self) -> TrainingSummary:
+        """Run the loop from the resumed step to ``train.max_steps`` (or an early stop), evaluate,
+        and publish on rank 0; returns the summary (``rank`` set on the other ranks).
+
+        Raises TrainingError for a NaN/inf loss (with the step number), out of GPU memory, or a
+        lost lease; nothing is published in those cases.
+        """
+        import torch
+
+        from tuneops.training import distributed
+
+        cfg = self.cfg
+        with self._mlflow_run():
+            self._log_inputs()
+            self.model.train()
+            started, tokens_at_start = time.monotonic(), self.tokens
+            step, stopped_early_at = self.resumed_from_step, None
+            try:
+                for step in range(self.resumed_from_step + 1, cfg.max_steps + 1):
+                    self._train_step(step)
+                    if cfg.eval_every and step % cfg.eval_every == 0 and self._evaluate(step):
                         stopped_early_at = step
                         break
-                if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < cfg.max_steps:
-                    if world.main:  # the other ranks hold the same weights and optimizer state
-                        _still_ours(lease)
-                        state = {"tokens": tokens, "loss": loss_value, "best": best}
-                        save_checkpoint(
-                            out_store, out_key, step, model, optimizer, scheduler, state, cfg.keep_checkpoints
-                        )
-                    distributed.barrier(world)
-                if step % cfg.log_every == 0 or step == cfg.max_steps:
-                    rate = distributed.total(world, tokens - tokens_at_start) / (time.monotonic() - started)
-                    lr = scheduler.get_last_lr()[0]
-                    log.info(
-                        "step %d/%d loss %.4f lr %.2e tokens/s %.0f",
-                        step,
-                        cfg.max_steps,
-                        loss_value,
-                        lr,
-                        rate,
-                    )
-                    metrics = {"train_loss": loss_value, "lr": lr, "tokens_per_s": rate}
-                    metrics["peak_memory_gib"] = _peak_memory_gib(device)
-                    tracker.log_metrics(metrics, step=step)
-        except torch.OutOfMemoryError as exc:
+                    if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < cfg.max_steps:
+                        self.save_checkpoint(step)
+                    if step % cfg.log_every == 0 or step == cfg.max_steps:
+                        self._log_progress(step, started, tokens_at_start)
+            except torch.OutOfMemoryError as exc:
+                raise TrainingError(
+                    f"out of GPU memory at step {step} with train.batch_size={cfg.batch_size} and "
+                    f"train.max_seq_len={cfg.max_seq_len}: lower batch_size (raise grad_accum to keep the effective "
+                    "batch), lower max_seq_len, or set train.gradient_checkpointing: true. No adapter was published."
+                ) from exc
+            summary = self._summarise(step, stopped_early_at, started, tokens_at_start)
+            if self.world.main:
+                _still_ours(self.lease)
+                _publish(self.model, self.tokenizer, self.recipe, summary, self.out_store, self.out_key)
+        distributed.barrier(self.world)
+        self._finished = True
+        if not self.world.main:
+            return TrainingSummary(**summary, rank=self.world.rank)
+        log.info("published adapter to %s (eval loss %.4f)", self.output_uri, summary["eval_loss"])
+        return TrainingSummary(**summary)
+
+    def _train_step(self, step: int) -> None:
+        """One optimizer step over ``grad_accum`` micro-batches of this rank; keeps its (all-rank mean) loss."""
+        import torch
+
+        from tuneops.training import distributed
+
+        cfg, world = self.cfg, self.world
+        for _ in range(cfg.grad_accum):
+            mine = [next(self._batches) for _ in range(world.size)][world.rank]
+            batch = [self.train_examples[i] for i in mine]
+            ids, labels, mask = (t.to(self.device) for t in collate(batch, self.tokenizer.pad_token_id))
+            with self.autocast():
+                loss = self._forward(input_ids=ids, attention_mask=mask, labels=labels).loss / cfg.grad_accum
+            loss.backward()
+            self.tokens += int(mask.sum())
+        self.last_loss = distributed.mean(world, loss.item() * cfg.grad_accum)
+        if not math.isfinite(self.last_loss):
             raise TrainingError(
-                f"out of GPU memory at step {step} with train.batch_size={cfg.batch_size} and "
-                f"train.max_seq_len={cfg.max_seq_len}: lower batch_size (raise grad_accum to keep the effective "
-                "batch), lower max_seq_len, or set train.gradient_checkpointing: true. No adapter was published."
-            ) from exc
+                f"loss became {self.last_loss} at step {step}; lower train.learning_rate. No adapter was published."
+            )
+        torch.nn.utils.clip_grad_norm_(self.params, 1.0)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+
+    def _evaluate(self, step: int) -> bool:
+        """Log the validation loss after ``step``; True when early stopping's patience has run out."""
+        cfg = self.cfg
+        # Every rank evaluates the same weights on the same rows: same decision everywhere.
+        current = self.validation_loss()
+        self.tracker.log_metric("eval_loss", current, step=step)
+        if current < self.best["eval_loss"] - cfg.early_stopping_min_delta:
+            self.best = {"eval_loss": current, "step": step, "stale": 0}
+        else:
+            self.best["stale"] += 1
+        if cfg.early_stopping_patience and self.best["stale"] >= cfg.early_stopping_patience:
+            log.info(
+                "early stop at step %d: validation loss has not improved on %.4f (step %d) for %d evaluations",
+                step,
+                self.best["eval_loss"],
+                self.best["step"],
+                self.best["stale"],
+            )
+            return True
+        return False
+
+    def save_checkpoint(self, step: int) -> None:
+        """Rank 0 publishes the training state after ``step`` (see ``tuneops.training.checkpoints``),
+        keeping the newest ``train.keep_checkpoints``; every rank waits for it. Raises TrainingError
+        when the lease is lost."""
+        from tuneops.training import distributed
+
+        if self.world.main:  # the other ranks hold the same weights and optimizer state
+            _still_ours(self.lease)
+            state = {"tokens": self.tokens, "loss": self.last_loss, "best": self.best}
+            checkpoints.save_checkpoint(
+                self.out_store,
+                self.out_key,
+                step,
+                self.model,
+                self.optimizer,
+                self.scheduler,
+                state,
+                self.cfg.keep_checkpoints,
+            )
+        distributed.barrier(self.world)
+
+    def validation_loss(self) -> float:
+        """Mean per-token loss of the model on the validation examples (NaN when there are none)."""
+        import torch
+
+        if not self.val_examples:
+            return float("nan")
+        self.model.eval()
+        total, tokens = 0.0, 0
+        batch_size, pad_id = self.cfg.batch_size, self.tokenizer.pad_token_id
+        with torch.no_grad():
+            for i in range(0, len(self.val_examples), batch_size):
+                batch = self.val_examples[i : i + batch_size]
+                ids, labels, mask = (t.to(self.device) for t in collate(batch, pad_id))
+                n = int((labels[:, 1:] != -100).sum())
+                with self.autocast():
+                    total += self.model(input_ids=ids, attention_mask=mask, labels=labels).loss.item() * n
+                tokens += n
+        self.model.train()
+        return total / max(tokens, 1)
+
+    def _mlflow_run(self):
+        if not self.world.main:
+            return contextlib.nullcontext()
+        import mlflow
+
+        from tuneops.core.tracking import configure_mlflow
+
+        configure_mlflow(self.settings)
+        # System metrics (CPU, memory, disk, network; GPU where pynvml is installed) every 10 s.
+        name = None if self.run_id else f"train-{recipe_hash(self.recipe)}"
+        return mlflow.start_run(run_id=self.run_id, run_name=name, log_system_metrics=True)
+
+    def _log_inputs(self) -> None:
+        from tuneops.core.tracking import flatten
+
+        self.tracker.log_params({f"recipe.{k}": v for k, v in flatten(self.recipe.model_dump()).items()})
+        self.tracker.log_params(
+            {
+                "dataset.version": self.manifest["version"],
+                "dataset.train_rows": len(self.train_examples),
+                "lora.trainable_params": self.trainable_params,
+                "world_size": self.world.size,
+            }
+        )
+        self.tracker.log_metric("padding_efficiency", self.padding_efficiency)
+
+    def _log_progress(self, step: int, started: float, tokens_at_start: int) -> None:
+        from tuneops.training import distributed
+
+        rate = distributed.total(self.world, self.tokens - tokens_at_start) / (time.monotonic() - started)
+        lr = self.scheduler.get_last_lr()[0]
+        log.info(
+            "step %d/%d loss %.4f lr %.2e tokens/s %.0f", step, self.cfg.max_steps, self.last_loss, lr, rate
+        )
+        metrics = {"train_loss": self.last_loss, "lr": lr, "tokens_per_s": rate}
+        metrics["peak_memory_gib"] = _peak_memory_gib(self.device)
+        self.tracker.log_metrics(metrics, step=step)
+
+    def _summarise(
+        self, step: int, stopped_early_at: int | None, started: float, tokens_at_start: int
+    ) -> dict:
+        """The final validation loss and the run's figures, as ``summary.json`` holds them."""
+        from tuneops.training import distributed
+
         elapsed = time.monotonic() - started
-        all_tokens = distributed.total(world, tokens - tokens_at_start)
-        eval_loss = _eval_loss(model, val_ex, tokenizer.pad_token_id, cfg.batch_size, autocast)
-        tracker.log_metrics({"eval_loss": eval_loss, "train_seconds": elapsed}, step=step)
-        summary = {
-            "output_uri": output_uri,
-            "base_model": recipe.base_model,
-            "base_model_path": base_path,
-            "dataset_uri": dataset_uri,
-            "dataset_version": manifest["version"],
-            "recipe_hash": recipe_hash(recipe),
-            "mlflow_run_id": mlflow.active_run().info.run_id if world.main else None,
+        all_tokens = distributed.total(self.world, self.tokens - tokens_at_start)
+        eval_loss = self.validation_loss()
+        self.tracker.log_metrics({"eval_loss": eval_loss, "train_seconds": elapsed}, step=step)
+        run = self.tracker.active_run() if self.world.main else None
+        return {
+            "output_uri": self.output_uri,
+            "base_model": self.recipe.base_model,
+            "base_model_path": self.base_path,
+            "dataset_uri": self.dataset_uri,
+            "dataset_version": self.manifest["version"],
+            "recipe_hash": recipe_hash(self.recipe),
+            "mlflow_run_id": run.info.run_id if run else None,
             "steps": step,
             "stopped_early_at": stopped_early_at,
-            "device": device.type,
-            "world_size": world.size,
-            "final_train_loss": loss_value,
+            "device": self.device.type,
+            "world_size": self.world.size,
+            "final_train_loss": self.last_loss,
             "eval_loss": eval_loss,
-            "train_examples": len(train_ex),
-            "dropped_too_long": dropped,
-            "padding_efficiency": efficiency,
+            "train_examples": len(self.train_examples),
+            "dropped_too_long": self.dropped,
+            "padding_efficiency": self.padding_efficiency,
             "tokens_per_s": round(all_tokens / elapsed, 1),
-            "resumed_from_step": done,
+            "resumed_from_step": self.resumed_from_step,
             "train_seconds": round(elapsed, 1),
-            "trainable_params": trainable,
-            "peak_memory_gib": round(_peak_memory_gib(device), 3),
+            "trainable_params": self.trainable_params,
+            "peak_memory_gib": round(_peak_memory_gib(self.device), 3),
         }
-        if world.main:
-            _still_ours(lease)
-            _publish(model, tokenizer, recipe, summary, out_store, out_key)
-    distributed.barrier(world)
-    distributed.finish(world)
-    if not world.main:
-        return {**summary, "rank": world.rank, "reused": False}
-    for key in list_checkpoints(out_store, out_key):  # the output is complete: nothing left to resume
-        out_store.remove_dir(key)
-    log.info("published adapter to %s (eval loss %.4f)", output_uri, eval_loss)
-    return {**summary, "reused": False}
+
+    def cleanup(self) -> None:
+        """After a finished run: leave the process group, and on rank 0 remove the output's
+        checkpoints (it is complete: nothing is left to resume). After a failure, nothing: the
+        checkpoints stay for the retry to resume from, and the process exits with the error."""
+        from tuneops.training import distributed
+
+        if not self._finished:
+            return
+        distributed.finish(self.world)
+        if self.world.main:
+            for key in checkpoints.list_checkpoints(self.out_store, self.out_key):
+                self.out_store.remove_dir(key)
+
+
+def train(
+    recipe: Recipe, dataset_uri: str, output_uri: str, run_id: str | None, settings: Settings, lease=None
+) -> TrainingSummary:
+    """Train a LoRA adapter (``LoraFinetune``) and publish it to ``output_uri``; returns its summary.
+
+    An ``output_uri`` that is already complete is not trained again: its published summary comes
+    back with ``reused=True``. ``lease`` is the ``output_lease`` held for ``output_uri``. Raises
+    TrainingError for an unpublished or empty dataset, a NaN/inf loss (with the step number), out
+    of GPU memory or a lost lease, and ValueError for a missing base model; nothing is published then.
+    """
+    job = LoraFinetune(recipe, dataset_uri, output_uri, run_id, settings, lease)
+    existing = job.existing_summary()
+    if existing is not None:
+        log.info("output %s is already complete; returning its summary instead of training again", output_uri)
+        return existing
+    try:
+        job.setup()
+        return job.train()
+    finally:
+        job.cleanup()
 
 
 def _publish(model, tokenizer, recipe: Recipe, summary: dict, store: ArtifactStore, key: str) -> None:
@@ -478,10 +644,10 @@ class _MainOnlyMlflow:
         return getattr(mlflow, name) if self.main else (lambda *args, **kwargs: None)
 
 
-def write_xcom_sidecar(summary: dict, path: Path = XCOM_RETURN) -> None:
+def write_xcom_sidecar(summary: TrainingSummary, path: Path = XCOM_RETURN) -> None:
     """Inside a KubernetesPodOperator pod, hand the summary to Airflow through the XCom sidecar file."""
     if path.parent.is_dir():
-        path.write_text(json.dumps(summary))
+        path.write_text(summary.model_dump_json())
 
 
 def parse_sets(items: list[str]) -> dict:
@@ -512,6 +678,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="override a recipe key (dotted, e.g. lora.r=8; the value is YAML); repeatable, wins over the file",
     )
+    p.add_argument(
+        "--recipe-hash",
+        default=None,
+        metavar="HASH",
+        help="the recipe hash the run was planned with; refuse to train when the resolved recipe's differs",
+    )
     return p
 
 
@@ -536,16 +708,22 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         recipe = load_recipe(args.recipe, parse_sets(args.set))
+        if args.recipe_hash is not None and recipe_hash(recipe) != args.recipe_hash:
+            raise TrainingError(
+                f"recipe {args.recipe} (with its --set overrides) has recipe hash {recipe_hash(recipe)}, but the run "
+                f"was planned with recipe hash {args.recipe_hash}: the recipe changed after the run was planned; "
+                "re-run the DAG to plan it again"
+            )
         settings = load_settings()
         with output_lease(args.output, settings) as lease:
             summary = train(recipe, args.dataset, args.output, args.run_id, settings, lease)
     except (ConfigError, TrainingError, ValueError, LockTimeout) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    if "rank" in summary:  # a non-zero rank of a torchrun launch: rank 0 reports
+    if summary.rank is not None:  # a non-zero rank of a torchrun launch: rank 0 reports
         return 0
     write_xcom_sidecar(summary)
-    print(json.dumps(summary, sort_keys=True))
+    print(summary.model_dump_json())
     return 0
 
 

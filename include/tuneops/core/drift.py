@@ -1,4 +1,9 @@
-"""Drift statistics of live traffic against training data: PSI, vocabulary, output labels."""
+"""Drift statistics of one sample against another: PSI, vocabulary, output labels.
+
+The one implementation of these figures, here below both users: monitoring
+(``tuneops.monitoring.monitor``) compares live traffic with the training prompts, EDA
+(``tuneops.data.eda``) compares a batch with the previous one.
+"""
 
 from __future__ import annotations
 
@@ -7,13 +12,21 @@ import math
 import re
 from collections import Counter
 
-WORD = re.compile(r"[a-z]{2,}")
+# Letters only, apostrophes inside a word kept ("don't"), any script: order numbers and
+# amounts would otherwise fill the top n-grams and make every new batch's vocabulary look
+# unfamiliar, and ASCII-only words would split "résumé" into pieces.
+WORD = re.compile(r"[^\W\d_]+(?:'[^\W\d_]+)*")
 PSI_BINS = 10
+# Stands in for an empty bin's share, so one empty bin gives a large PSI rather than infinity.
 EPS = 1e-4
 
 
-def psi(reference: list[float], current: list[float], bins: int = PSI_BINS) -> float:
-    """Population stability index of ``current`` against ``reference``, on reference-quantile bins."""
+def psi(reference, current, bins: int = PSI_BINS) -> float:
+    """Population stability index of ``current`` against ``reference``, on reference-quantile bins.
+
+    Both are non-empty sequences of numbers. Ties (integer lengths) can make several quantiles
+    coincide; only distinct cuts are kept, so there may be fewer than ``bins`` bins.
+    """
     import numpy as np
 
     ref = np.asarray(reference, dtype=float)
@@ -37,6 +50,7 @@ def category_psi(reference: Counter, current: Counter) -> float:
 
 
 def words(text: str) -> list[str]:
+    """The lowercased words of ``text`` (``WORD``: letters of any script, no digits)."""
     return WORD.findall(text.lower())
 
 
@@ -47,6 +61,7 @@ def oov_rate(prompts: list[str], vocab: set[str]) -> float:
 
 
 def label_of(response: str, key: str) -> str:
+    """The ``key`` of a JSON response as a category: ``<invalid>`` when not JSON, ``<missing>`` when absent."""
     try:
         value = json.loads(response).get(key)
     except (json.JSONDecodeError, AttributeError):

@@ -1,0 +1,68 @@
+"""``llmops_deploy``: pick the champion's serving variant, render and validate its manifests, apply them."""
+
+from __future__ import annotations
+
+from tuneops.core.settings import Settings, load_settings
+from tuneops.stages.common import store_of
+
+
+def choose_variant(
+    model_name: str, version: str, variant: str, recipe: str, settings: Settings | None = None
+) -> dict:
+    """``variant`` as asked, or with ``auto`` the quantized one when it passes its gate against the merged.
+
+    Returns ``{"model_name", "version", "variant", "report_uri"}``.
+    """
+    from tuneops.evaluation.compression import compare_variants
+
+    champion = {"model_name": model_name, "version": str(version)}
+    if variant != "auto":
+        return {**champion, "variant": variant, "report_uri": None}
+    result = compare_variants(model_name, str(version), recipe, settings)
+    return {**champion, "variant": result["variant"], "report_uri": result["report_uri"]}
+
+
+def render_deployment(
+    choice: dict,
+    image: str | None,
+    namespace: str | None,
+    replicas: int,
+    gpu: bool,
+    settings: Settings | None = None,
+) -> dict:
+    """Render the serving manifests for ``choice``, validate them and publish them to the artifact store.
+
+    ``image``/``namespace`` left None take the deployment's; other values must be allowed by
+    ``TUNEOPS_ALLOWED_OVERRIDES`` (``tuneops.config.OverrideRefused`` otherwise). Returns
+    ``choice`` plus ``manifest_uri``.
+    """
+    import yaml
+
+    from tuneops.serving.deploy import render_serving, serving_target, validate_manifests
+
+    settings = settings or load_settings()
+    image, namespace = serving_target(image, namespace, settings)
+    docs = render_serving(
+        choice["model_name"],
+        choice["version"],
+        choice["variant"],
+        image=image,
+        namespace=namespace,
+        replicas=replicas,
+        gpu=gpu,
+    )
+    validate_manifests(docs)
+    key = f"deploy/{choice['model_name']}/v{choice['version']}-{choice['variant']}/serving.yaml"
+    uri = store_of(settings).write_bytes(key, yaml.safe_dump_all(docs, sort_keys=False).encode())
+    return {**choice, "manifest_uri": uri}
+
+
+def apply_deployment(manifest_uri: str, api_client, settings: Settings | None = None) -> list[str]:
+    """Apply the published manifests at ``manifest_uri`` with a Kubernetes ``api_client``; returns what changed."""
+    import yaml
+
+    from tuneops.serving.deploy import apply_manifests
+
+    store = store_of(settings or load_settings())
+    docs = list(yaml.safe_load_all(store.read_bytes(store.key_of(manifest_uri))))
+    return apply_manifests(docs, api_client)
