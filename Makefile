@@ -20,11 +20,12 @@ export PYTHONUNBUFFERED ?= 1
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: requirements.txt pyproject.toml
+# Every runtime extra and the dev group, pinned by the full lock (docs/dependencies.md); pip >= 25.1
+# for --group. torch==2.13.0 is the CPU wheel where pip's find-links offer one, as on this machine.
+$(VENV)/.installed: pyproject.toml constraints/all.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements.txt
-	$(PY) -m pip install --quiet --no-deps -e .
+	$(PY) -m pip install --quiet --upgrade "pip>=25.1"
+	$(PY) -m pip install --quiet -c constraints/all.txt -e ".[all]" --group dev
 	touch $@
 
 $(AIRFLOW_HOME)/airflow.db: | install

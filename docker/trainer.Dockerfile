@@ -1,15 +1,18 @@
-# The trainer image the KubernetesPodOperator runs: CUDA, pinned deps, the tuneops package.
+# The trainer image the KubernetesPodOperator runs: CUDA and the tuneops package with its `train`
+# extra only (torch, transformers, peft, datasets, mlflow; no Airflow, no test tools), pinned by
+# constraints/trainer.txt. PyPI's torch==2.13.0 is the CUDA build; it pins its nvidia-* wheels.
 # Entry point: python -m tuneops.training.train --recipe ... --dataset ... --output ... --run-id ...
 FROM nvidia/cuda:12.8.1-cudnn-runtime-ubuntu24.04
 RUN apt-get update && apt-get install -y --no-install-recommends python3.11 python3.11-venv git \
     && rm -rf /var/lib/apt/lists/* \
     && python3.11 -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 HF_HOME=/cache/hf
-COPY requirements.txt /opt/tuneops/requirements.txt
-RUN pip install --no-cache-dir -r /opt/tuneops/requirements.txt
+# The pinned closure first, so a code change does not reinstall it.
+COPY constraints/trainer.txt /opt/tuneops/constraints/trainer.txt
+RUN pip install --no-cache-dir -c /opt/tuneops/constraints/trainer.txt -r /opt/tuneops/constraints/trainer.txt
 COPY pyproject.toml /opt/tuneops/pyproject.toml
 COPY include /opt/tuneops/include
-RUN pip install --no-cache-dir --no-deps /opt/tuneops
+RUN pip install --no-cache-dir -c /opt/tuneops/constraints/trainer.txt "/opt/tuneops[train]" && pip check
 WORKDIR /work
 ENTRYPOINT []
 CMD ["python", "-m", "tuneops.training.train", "--help"]

@@ -94,7 +94,7 @@ def test_the_stack_uses_production_auth_with_every_secret_from_env():
     compose = _compose()
     airflow_env = compose["services"]["airflow-scheduler"]["environment"]
     assert airflow_env["AIRFLOW__CORE__AUTH_MANAGER"].endswith("fab_auth_manager.FabAuthManager")
-    pins = (REPO / "requirements.txt").read_text().splitlines()
+    pins = (REPO / "constraints" / "all.txt").read_text().splitlines()
     assert any(p.startswith("apache-airflow-providers-fab==") for p in pins)
     init = " ".join(compose["services"]["airflow-init"]["command"])
     assert 'airflow users create --role Admin --username admin --password "$$AIRFLOW_ADMIN_PASSWORD"' in init
@@ -143,7 +143,7 @@ def test_the_celery_profile_scales_out_with_the_executor_the_tests_run():
     assert env["AIRFLOW__CORE__EXECUTOR"] == "${AIRFLOW_EXECUTOR:-LocalExecutor}"
     assert env["AIRFLOW__CELERY__BROKER_URL"].startswith("redis://redis:6379/")
     assert env["AIRFLOW__CELERY__RESULT_BACKEND"].startswith("db+postgresql+psycopg2://")
-    pins = (REPO / "requirements.txt").read_text().splitlines()
+    pins = (REPO / "constraints" / "all.txt").read_text().splitlines()
     assert any(p.startswith("apache-airflow-providers-celery==") for p in pins)
     assert any(p.startswith("redis==") for p in pins)
 

@@ -112,7 +112,7 @@ def test_the_image_and_executors_are_what_the_project_pins_and_tests():
     values = _values()
     pinned = {
         line.split("==")[0]: line.split("==")[1]
-        for line in (REPO / "requirements.txt").read_text().splitlines()
+        for line in (REPO / "constraints" / "all.txt").read_text().splitlines()
         if "==" in line
     }
     assert values["airflowVersion"] == values["defaultAirflowTag"] == pinned["apache-airflow"]

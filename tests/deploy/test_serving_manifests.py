@@ -78,7 +78,7 @@ def test_the_mlflow_manifests_are_valid_and_run_the_pinned_mlflow_with_auth():
     (container,) = docs[0]["spec"]["template"]["spec"]["containers"]
     pinned = next(
         line.split("==")[1]
-        for line in (MANIFEST.parents[4] / "requirements.txt").read_text().splitlines()
+        for line in (MANIFEST.parents[4] / "constraints" / "all.txt").read_text().splitlines()
         if line.startswith("mlflow==")
     )
     assert container["image"].endswith(f":v{pinned}"), (
