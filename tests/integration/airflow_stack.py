@@ -178,8 +178,7 @@ class AirflowStack:
                 "create",
                 "--username",
                 ADMIN,
-                "--password",
-                self.admin_password,
+                f"--password={self.admin_password}",  # a token_urlsafe password may start with "-"
                 "--role",
                 "Admin",
                 "--firstname",
