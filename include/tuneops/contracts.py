@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, RootModel
 
-from tuneops.config import Recipe
+from tuneops.config import Recipe, recipe_hash
 
 MANIFEST_FILE = "manifest.json"
 
@@ -63,7 +63,6 @@ class Plan(Contract):
 
     recipe_ref: str
     recipe: Recipe
-    recipe_hash: str
     overrides: dict[str, Any] = {}
     trial: int = 0
     dataset_uri: str
@@ -72,8 +71,16 @@ class Plan(Contract):
     template_hash: str
     output_uri: str
     mlflow_run_id: str
-    model_name: str
     compute: Literal["local", "kubernetes"]
+
+    @property
+    def recipe_hash(self) -> str:
+        """What decides the trained weights (``tuneops.config.recipe_hash``); the trainer checks it."""
+        return recipe_hash(self.recipe)
+
+    @property
+    def model_name(self) -> str:
+        return self.recipe.registry.model_name
 
 
 class TrainingSummary(Contract):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from tuneops.config import load_recipe
 from tuneops.contracts import Plan
-from tuneops.training.train import recipe_hash
 
 
 def make_plan(recipe_ref: str = "tiny-local", overrides: dict | None = None, **fields) -> Plan:
@@ -13,7 +12,6 @@ def make_plan(recipe_ref: str = "tiny-local", overrides: dict | None = None, **f
     values = {
         "recipe_ref": recipe_ref,
         "recipe": recipe,
-        "recipe_hash": recipe_hash(recipe),
         "overrides": overrides or {},
         "dataset_uri": "/d",
         "dataset_version": "v",
@@ -21,7 +19,6 @@ def make_plan(recipe_ref: str = "tiny-local", overrides: dict | None = None, **f
         "template_hash": "h",
         "output_uri": "/o",
         "mlflow_run_id": "r",
-        "model_name": recipe.registry.model_name,
         "compute": recipe.compute.backend,
     }
     return Plan(**{**values, **fields})

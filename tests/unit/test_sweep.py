@@ -198,7 +198,7 @@ def test_each_trial_plan_carries_its_own_resolved_recipe(restored_environ):
     assert trials[0].recipe_hash == plan.recipe_hash
 
 
-def test_gpu_hours_follow_the_backend_the_run_used_not_the_recipes(tmp_path):
+def test_gpu_hours_follow_the_backend_the_run_used_not_the_recipes():
     """The compute Param picks the backend; GPU-hours count GPUs only for a Kubernetes run."""
     from tuneops.contracts import TrainingSummary
     from tuneops.stages.finetune import select_trial

@@ -8,12 +8,12 @@ import sys
 
 import pytest
 
-from tuneops.config import load_recipe
+from tuneops.config import load_recipe, recipe_hash
 from tuneops.contracts import TrainingSummary
 from tuneops.core.settings import load_settings
 from tuneops.core.store import ArtifactStore
 from tuneops.models.base_model import resolve_base_model
-from tuneops.training.train import TrainingError, recipe_hash, train, write_xcom_sidecar
+from tuneops.training.train import TrainingError, train, write_xcom_sidecar
 
 
 def _run(*args):

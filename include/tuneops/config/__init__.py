@@ -70,6 +70,7 @@ from tuneops.config.recipe import (
     TrainConfig,
     load_recipe,
     metric_names,
+    recipe_hash,
 )
 from tuneops.config.safety import (
     SAFETY_KINDS,
@@ -128,6 +129,7 @@ __all__ = [
     "RegistryConfig",
     "TrainConfig",
     "load_recipe",
+    "recipe_hash",
     "metric_names",
     "SAFETY_KINDS",
     "SAFETY_METRICS",

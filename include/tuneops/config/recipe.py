@@ -10,6 +10,7 @@ from pydantic import Field, model_validator
 from tuneops.config.compute import ComputeConfig
 from tuneops.config.loading import StrictModel, load_model
 from tuneops.config.safety import SAFETY_METRICS
+from tuneops.core.hashing import hash_json
 
 
 class LoraConfig(StrictModel):
@@ -135,6 +136,12 @@ class Recipe(StrictModel):
     registry: RegistryConfig = RegistryConfig()
     compute: ComputeConfig = ComputeConfig()
     compression: CompressionConfig = CompressionConfig()
+
+
+def recipe_hash(recipe: Recipe) -> str:
+    """Hash of what decides the trained weights (base model, LoRA, training); eval, gate,
+    registry and compute settings are left out, so changing a gate threshold does not retrain."""
+    return hash_json(recipe.model_dump(include={"base_model", "trust_remote_code", "lora", "train"}))[:12]
 
 
 def load_recipe(ref: str | Path, overrides: dict | None = None) -> Recipe:

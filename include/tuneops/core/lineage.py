@@ -1,8 +1,8 @@
 """Where a row or a model came from: the one schema of the lineage tags every runtime writes and reads.
 
 A registered version carries its lineage as MLflow tags named ``tuneops.<field>``. They are
-written from a ``Lineage`` (``Lineage.tags``) and read back with ``Lineage.from_tags``, so no
-module spells a tag name of its own.
+written from a ``Lineage`` (``Lineage.tags``); readers use the names here (``dataset_uri_of``,
+the ``*_TAG`` constants), so no module spells a tag name of its own.
 """
 
 from __future__ import annotations
@@ -40,17 +40,6 @@ class Lineage(BaseModel):
         """The MLflow tags: ``tuneops.<field>`` for each field and each label."""
         fields = self.model_dump(exclude={"labels"})
         return {TAG_PREFIX + k: str(v) for k, v in {**fields, **self.labels}.items()}
-
-    @classmethod
-    def from_tags(cls, tags: dict[str, str]) -> Lineage:
-        """The lineage recorded in a version's tags; raises ValueError naming the missing tags."""
-        names = [name for name in cls.model_fields if name != "labels"]
-        missing = [
-            TAG_PREFIX + n for n in names if TAG_PREFIX + n not in tags and cls.model_fields[n].is_required()
-        ]
-        if missing:
-            raise ValueError(f"the version has no lineage tag(s) {missing}: it was not registered by tuneops")
-        return cls(**{n: tags[TAG_PREFIX + n] for n in names if TAG_PREFIX + n in tags})
 
 
 def dataset_uri_of(tags: dict[str, str]) -> str | None:

@@ -8,6 +8,7 @@ folders, so a crash mid-write never leaves a partial artifact that looks finishe
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -81,10 +82,21 @@ def s3_client(credentials: Mapping[str, str] | None = None):
 
 
 def _named_s3_credentials() -> dict[str, str]:
-    from tuneops.core.connections import S3_CONN_ENV, resolve_s3_connection
+    from tuneops.core.connections import S3_CONN_ENV
 
     conn_id = os.environ.get(S3_CONN_ENV)
-    return resolve_s3_connection(conn_id) if conn_id else {}
+    if not conn_id:
+        return {}
+    # Once per process and definition, as before: a batch of many files asks the secrets backend once.
+    return dict(_resolved_s3_connection(conn_id, os.environ.get(f"AIRFLOW_CONN_{conn_id.upper()}")))
+
+
+@functools.lru_cache(maxsize=8)
+def _resolved_s3_connection(conn_id: str, definition: str | None) -> tuple[tuple[str, str], ...]:
+    """The connection's credentials; ``definition`` (its ``AIRFLOW_CONN_*`` value) is part of the key."""
+    from tuneops.core.connections import resolve_s3_connection
+
+    return tuple(sorted(resolve_s3_connection(conn_id).items()))
 
 
 class ArtifactStore:

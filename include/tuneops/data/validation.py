@@ -525,13 +525,10 @@ def validate_batch(
 
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)
-        try:
-            frame, columns_seen = read_raw_batch(local_files, config)
-            canonical = to_canonical(frame, config, columns_seen)
-        except BatchRejected as exc:
-            report = f"# Rejected batch {batch_hash}\n\n{exc}\n"
-            raise _reject(
-                str(exc),
+
+        def reject(message: str, report: str) -> BatchRejected:
+            return _reject(
+                message,
                 report,
                 out,
                 local_files,
@@ -540,7 +537,14 @@ def validate_batch(
                 quarantine_key,
                 landing_roots,
                 cache_dir,
-            ) from None
+            )
+
+        try:
+            frame, columns_seen = read_raw_batch(local_files, config)
+            canonical = to_canonical(frame, config, columns_seen)
+        except BatchRejected as exc:
+            report = f"# Rejected batch {batch_hash}\n\n{exc}\n"
+            raise reject(str(exc), report) from None
         tokenizer = _tokenizer(config, store)
         checked = canonical
         count_tokens = None
@@ -565,17 +569,7 @@ def validate_batch(
                 + "\n  - ".join(describe(f) for f in critical)
             )
             report = f"# Rejected batch {batch_hash}\n\n" + "\n".join(f"- {x}" for x in lines) + "\n"
-            raise _reject(
-                message,
-                report,
-                out,
-                local_files,
-                file_hashes,
-                store,
-                quarantine_key,
-                landing_roots,
-                cache_dir,
-            )
+            raise reject(message, report)
         eda = build_report(canonical, config, _previous_batch(store, config, key), count_tokens, out / "eda")
         meta = {
             "dataset": config.name,

@@ -6,7 +6,7 @@ from tuneops.config import load_dataset_config, load_template
 from tuneops.contracts import MANIFEST_FILE
 from tuneops.core.settings import Settings, load_settings
 from tuneops.core.store import ArtifactStore
-from tuneops.stages.common import published_key, store_of
+from tuneops.stages.common import published_key
 
 
 def build_prompts(validated_uris: list[str], dataset: str, settings: Settings | None = None) -> dict:
@@ -18,7 +18,7 @@ def build_prompts(validated_uris: list[str], dataset: str, settings: Settings | 
     from tuneops.data.prompts import build_prompt_dataset, select_batches
 
     settings = settings or load_settings()
-    store = store_of(settings)
+    store = ArtifactStore.from_settings(settings)
     config = load_dataset_config(dataset)
     keys = select_batches([published_key(uri, store) for uri in validated_uris], config, store)
     result = build_prompt_dataset(keys, config, load_template(config.template), store, settings.cache_dir)

@@ -1,13 +1,8 @@
-"""What every stage needs: the artifact store of the settings, and a published input by URI."""
+"""What every stage needs: a published input by its URI."""
 
 from __future__ import annotations
 
-from tuneops.core.settings import Settings
 from tuneops.core.store import ArtifactStore
-
-
-def store_of(settings: Settings) -> ArtifactStore:
-    return ArtifactStore.from_settings(settings)
 
 
 def published_key(uri: str, store: ArtifactStore) -> str:

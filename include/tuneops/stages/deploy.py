@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from tuneops.core.settings import Settings, load_settings
-from tuneops.stages.common import store_of
+from tuneops.core.store import ArtifactStore
 
 
 def choose_variant(
@@ -53,7 +53,9 @@ def render_deployment(
     )
     validate_manifests(docs)
     key = f"deploy/{choice['model_name']}/v{choice['version']}-{choice['variant']}/serving.yaml"
-    uri = store_of(settings).write_bytes(key, yaml.safe_dump_all(docs, sort_keys=False).encode())
+    uri = ArtifactStore.from_settings(settings).write_bytes(
+        key, yaml.safe_dump_all(docs, sort_keys=False).encode()
+    )
     return {**choice, "manifest_uri": uri}
 
 
@@ -63,6 +65,6 @@ def apply_deployment(manifest_uri: str, api_client, settings: Settings | None = 
 
     from tuneops.serving.deploy import apply_manifests
 
-    store = store_of(settings or load_settings())
+    store = ArtifactStore.from_settings(settings or load_settings())
     docs = list(yaml.safe_load_all(store.read_bytes(store.key_of(manifest_uri))))
     return apply_manifests(docs, api_client)

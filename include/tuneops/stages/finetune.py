@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from tuneops.config import load_recipe
+from tuneops.config import load_recipe, recipe_hash
 from tuneops.contracts import (
     DatasetManifest,
     Evaluations,
@@ -29,7 +29,8 @@ from tuneops.contracts import (
     TrainingSummary,
 )
 from tuneops.core.settings import Settings, load_settings
-from tuneops.stages.common import published_key, store_of
+from tuneops.core.store import ArtifactStore
+from tuneops.stages.common import published_key
 
 log = logging.getLogger(__name__)
 
@@ -59,13 +60,12 @@ def plan_training(
     from tuneops.config import check_recipe_ref, check_sweep
     from tuneops.core.tracking import configure_mlflow
     from tuneops.data.prompts import log_dataset_inputs
-    from tuneops.training.train import recipe_hash
 
     settings = settings or load_settings()
     if check_recipe:
         check_recipe_ref(recipe, settings.recipe_dirs)
     check_sweep(sweep, settings.max_sweep_trials, settings.allowed_overrides)
-    store = store_of(settings)
+    store = ArtifactStore.from_settings(settings)
     resolved = load_recipe(recipe)
     dataset_dir = store.fetch_dir(published_key(dataset_uri, store))
     manifest = DatasetManifest.load(dataset_dir)
@@ -99,14 +99,12 @@ def plan_training(
     return Plan(
         recipe_ref=recipe,
         recipe=resolved,
-        recipe_hash=resolved_hash,
         dataset_uri=dataset_uri,
         dataset_version=manifest.version,
         template_id=manifest.template_id,
         template_hash=manifest.template_hash,
         output_uri=store.uri(f"candidates/{train_key}"),
         mlflow_run_id=run_id,
-        model_name=resolved.registry.model_name,
         compute=compute or resolved.compute.backend,
     )
 
@@ -123,7 +121,6 @@ def plan_trials(plan: Plan | dict, sweep: list | dict | None, settings: Settings
 
     from tuneops.config import check_sweep, expand_sweep
     from tuneops.core.tracking import configure_mlflow, flatten
-    from tuneops.training.train import recipe_hash
 
     plan = Plan.model_validate(plan)
     settings = settings or load_settings()
@@ -131,7 +128,7 @@ def plan_trials(plan: Plan | dict, sweep: list | dict | None, settings: Settings
     overrides = expand_sweep(sweep)
     if overrides == [{}]:
         return [plan.model_copy(update={"trial": 0, "overrides": {}})]
-    store = store_of(settings)
+    store = ArtifactStore.from_settings(settings)
     experiment_id = configure_mlflow(settings)
     client = mlflow.MlflowClient()
     trials = []
@@ -162,8 +159,6 @@ def plan_trials(plan: Plan | dict, sweep: list | dict | None, settings: Settings
                     "trial": number,
                     "overrides": override,
                     "recipe": resolved,
-                    "recipe_hash": resolved_hash,
-                    "model_name": resolved.registry.model_name,
                     "output_uri": store.uri(f"candidates/{train_key}"),
                     "mlflow_run_id": run_id,
                 }
@@ -264,7 +259,7 @@ def train_command(plan: Plan | dict) -> list[str]:
     ]
 
 
-def train_locally(plan: Plan | dict, on_start=None) -> TrainingSummary:
+def train_locally(plan: Plan | dict, on_start=None, settings: Settings | None = None) -> TrainingSummary:
     """Run the trainer as a subprocess with this interpreter, tied to this process; returns its summary.
 
     See ``tuneops.training.process``: the trainer dies with this process, and ``on_start`` gets the
@@ -273,7 +268,8 @@ def train_locally(plan: Plan | dict, on_start=None) -> TrainingSummary:
     from tuneops.training.process import TrainerProcess
 
     # The trainer has no Airflow task context: it gets the connections' credentials as variables.
-    trainer = TrainerProcess([sys.executable, *train_command(plan)[1:]], env=load_settings().child_env())
+    settings = settings or load_settings()
+    trainer = TrainerProcess([sys.executable, *train_command(plan)[1:]], env=settings.child_env())
     if on_start is not None:
         on_start(trainer)
     return TrainingSummary.model_validate_json(trainer.run().strip().splitlines()[-1])
@@ -284,7 +280,7 @@ def _base_ref(plan: Plan, settings: Settings):
     from tuneops.evaluation.evaluate import ModelRef
     from tuneops.models.base_model import resolve_base_model
 
-    path = resolve_base_model(plan.recipe.base_model, store_of(settings))
+    path = resolve_base_model(plan.recipe.base_model, ArtifactStore.from_settings(settings))
     fingerprint = hash_dir(Path(path)) if Path(path).is_dir() else plan.recipe.base_model
     return ModelRef("base", f"base:{fingerprint}", path)
 
@@ -313,7 +309,7 @@ def evaluate_models(
 
     plan, summary = Plan.model_validate(plan), TrainingSummary.model_validate(summary)
     settings = settings or load_settings()
-    store = store_of(settings)
+    store = ArtifactStore.from_settings(settings)
     suite = load_safety_suite(plan.recipe.eval.safety_suite)
     dataset_dir = store.fetch_dir(published_key(plan.dataset_uri, store))
     base = _base_ref(plan, settings)
@@ -368,7 +364,7 @@ def run_gate(
 
     plan, evaluations = Plan.model_validate(plan), Evaluations.model_validate(evaluations)
     settings = settings or load_settings()
-    store = store_of(settings)
+    store = ArtifactStore.from_settings(settings)
     roles = evaluations.as_dicts()
     decided = decide(plan.recipe.gate, roles)
     champion = evaluations.root.get("champion")
@@ -426,7 +422,7 @@ def register_challenger(
             "refusing to register a candidate that failed the gate: " + "; ".join(decision.reasons)
         )
     settings = settings or load_settings()
-    store = store_of(settings)
+    store = ArtifactStore.from_settings(settings)
     base = _base_ref(plan, settings)
     dataset_dir = store.fetch_dir(published_key(plan.dataset_uri, store))
     manifest = DatasetManifest.load(dataset_dir)
@@ -528,13 +524,14 @@ def finetune(dataset_uri: str, recipe: str, labels: dict[str, str], check_recipe
     Returns ``{"decision", "registered", "promoted"}`` (the last two None when the gate failed
     or the version waits for a reviewer).
     """
-    plan = plan_training(dataset_uri, recipe, labels, check_recipe=check_recipe)
-    summary = train_locally(plan)
-    evaluations = evaluate_models(plan, summary)
-    decision = run_gate(plan, evaluations)
+    settings = load_settings()
+    plan = plan_training(dataset_uri, recipe, labels, settings, check_recipe=check_recipe)
+    summary = train_locally(plan, settings=settings)
+    evaluations = evaluate_models(plan, summary, settings)
+    decision = run_gate(plan, evaluations, settings)
     registered = promoted = None
     if decision.passed:
-        registered = register_challenger(plan, summary, evaluations, decision, labels)
+        registered = register_challenger(plan, summary, evaluations, decision, labels, settings)
         if registered.auto_approve:
-            promoted = promote_challenger(registered, None, labels)
+            promoted = promote_challenger(registered, None, labels, settings)
     return {"decision": decision, "registered": registered, "promoted": promoted}

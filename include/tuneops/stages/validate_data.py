@@ -7,7 +7,6 @@ from pathlib import Path
 from tuneops.config import load_dataset_config
 from tuneops.core.settings import Settings, load_settings
 from tuneops.core.store import ArtifactStore
-from tuneops.stages.common import store_of
 
 
 def validate(batch_uri: str, dataset: str, settings: Settings | None = None) -> dict:
@@ -23,7 +22,7 @@ def validate(batch_uri: str, dataset: str, settings: Settings | None = None) -> 
             "batch_uri is empty: pass the file or folder of the landed batch (local path or s3://...)"
         )
     settings = settings or load_settings()
-    store = store_of(settings)
+    store = ArtifactStore.from_settings(settings)
     config = load_dataset_config(dataset)
     try:
         result = validate_batch(batch_uri, config, store, settings.cache_dir, settings.landing_roots)

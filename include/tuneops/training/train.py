@@ -28,9 +28,9 @@ from pathlib import Path
 
 import yaml
 
-from tuneops.config import Recipe, load_recipe
+from tuneops.config import Recipe, load_recipe, recipe_hash
 from tuneops.contracts import TrainingSummary
-from tuneops.core.hashing import hash_dir, hash_json
+from tuneops.core.hashing import hash_dir
 from tuneops.core.settings import Settings, load_settings
 from tuneops.core.store import ArtifactStore
 from tuneops.training import checkpoints
@@ -42,12 +42,6 @@ XCOM_RETURN = Path("/airflow/xcom/return.json")
 
 class TrainingError(RuntimeError):
     """Training cannot start or did not converge to a publishable adapter."""
-
-
-def recipe_hash(recipe: Recipe) -> str:
-    """Hash of what decides the trained weights (base model, LoRA, training); eval, gate,
-    registry and compute settings are left out, so changing a gate threshold does not retrain."""
-    return hash_json(recipe.model_dump(include={"base_model", "trust_remote_code", "lora", "train"}))[:12]
 
 
 def store_for(uri: str, settings: Settings) -> tuple[ArtifactStore, str]:
