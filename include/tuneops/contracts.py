@@ -47,6 +47,8 @@ class DatasetManifest(BaseModel):
     template: dict[str, Any]
     library_version: str
     cleaning_version: int
+    # End-of-text markers stripped from responses, by marker; absent from older manifests.
+    markers_stripped: dict[str, int] = {}
 
     @classmethod
     def load(cls, dataset_dir: Path | str) -> DatasetManifest:
@@ -61,8 +63,12 @@ class Plan(Contract):
     they all use exactly what training used.
     """
 
+    #: The project the run is for (``tuneops.config.project``); None for a CLI run given only a recipe.
+    project: str | None = None
     recipe_ref: str
     recipe: Recipe
+    #: What the project sets in the recipe (registered model name, safety suite); never in the recipe hash.
+    project_overrides: dict[str, Any] = {}
     overrides: dict[str, Any] = {}
     trial: int = 0
     dataset_uri: str
@@ -177,3 +183,4 @@ class Registration(Contract):
     version: str
     reused: bool
     auto_approve: bool
+    project: str | None = None

@@ -60,3 +60,8 @@ def test_threshold_decides_what_counts_as_near():
     sigs = signatures([a, b])
     assert near_duplicate_clusters(sigs, threshold=0.9).tolist() == [0, 1]
     assert near_duplicate_clusters(sigs, threshold=max(similarity - 0.15, 0.05)).tolist() == [0, 0]
+
+
+def test_no_rows_give_an_empty_index_array():
+    clusters = near_duplicate_clusters(np.empty((0, 128), dtype=np.uint32), threshold=0.85)
+    assert clusters.shape == (0,) and np.arange(3)[clusters].tolist() == []

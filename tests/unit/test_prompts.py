@@ -1,4 +1,5 @@
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -9,7 +10,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tuneops.config import load_dataset_config, load_template
+from tuneops.config import ConfigError, load_dataset_config, load_template
+from tuneops.contracts import DatasetManifest
 from tuneops.core.hashing import hash_json
 from tuneops.core.pii import find_pii
 from tuneops.core.sample_data import generate_tickets
@@ -22,6 +24,7 @@ from tuneops.data.prompts import (
     load_prompt_dataset,
     normalise_text,
     select_batches,
+    strip_end_markers,
 )
 from tuneops.data.validation import validate_batch
 
@@ -194,6 +197,37 @@ def test_exact_and_near_duplicates_are_dropped_and_counted(store):
 
 def _train_id_like(prefix: str) -> str:
     return next(f"{prefix}-{i}" for i in range(1000) if assign_split(f"{prefix}-{i}", 0.1, 0.1) == "train")
+
+
+def test_exact_duplicates_compare_the_rendered_prompt_and_response(store):
+    config = CONFIG.model_copy(
+        update={"columns": CONFIG.columns.model_copy(update={"instruction": "instruction"})}
+    )
+    # Instruction-only rows: the near-duplicate field (input) is empty in all of them.
+    asks = [
+        {
+            "id": _train_id_like(f"ASK{i}"),
+            "instruction": f"List {i + 2} ways to speed up a slow {topic} without new hardware.",
+            "input": "",
+            "response": f'{{"answer": "{topic} tips, {i + 2} of them"}}',
+            "label": "web",
+            "subject": "",
+        }
+        for i, topic in enumerate(["laptop", "database", "website", "build", "network", "phone"])
+    ]
+    copy = {**asks[0], "id": _train_id_like("ASKCOPY")}
+    records = tickets(150, seed=3)
+    twin = next(r for r in records if assign_split(r["id"], 0.1, 0.1) == "train")
+    other_answer = {**twin, "id": _train_id_like("Z-ANSWER"), "response": '{"category": "other"}'}
+    batch = publish_batch(store, [*records, *asks, copy, other_answer])
+    result = build(store, [batch], config=config, template=load_template("generic_v1"))
+    train = splits_of(store, result)["train"]
+    assert {a["id"] for a in asks} <= set(train) and copy["id"] not in train and twin["id"] in train
+    assert train[asks[1]["id"]]["prompt"].count("### Instruction\n") == 1
+    assert "### Input" not in train[asks[1]["id"]]["prompt"]
+    # Same input, another response: not an exact copy, still a near one on `fields: [input]`.
+    assert other_answer["id"] not in train
+    assert result["dropped"]["duplicate_exact"] >= 1 and result["dropped"]["near_duplicate"] >= 1
 
 
 def test_near_duplicate_of_a_test_row_in_a_new_batch_is_removed_from_train(store):
@@ -389,3 +423,143 @@ def test_shipped_golden_file_is_found_next_to_its_config(tmp_path):
     moved.write_text(Path(shipped.golden).parents[1].joinpath("datasets/support_tickets.yaml").read_text())
     with pytest.raises(ConfigError, match="golden file ../golden/support_tickets.jsonl not found"):
         load_dataset_config(moved)
+
+
+MARKERS = ["<|endoftext|>", "</s>", "<eos>", "<|im_end|>", "<|eot_id|>", "<|end|>"]
+
+
+def test_strip_end_markers_removes_only_trailing_markers():
+    assert strip_end_markers("answer</s> <|endoftext|>\n", MARKERS) == ("answer", ["<|endoftext|>", "</s>"])
+    assert strip_end_markers("a </s> in the middle", MARKERS) == ("a </s> in the middle", [])
+    assert strip_end_markers("<|end|>x", MARKERS) == ("<|end|>x", [])
+    assert strip_end_markers("answer</s>", []) == ("answer</s>", [])
+
+
+def test_end_markers_are_stripped_from_every_split_and_counted(store, tmp_path):
+    golden_rows = generate_tickets(12, seed=98)
+    golden_rows[0]["triage"] += "</s>"
+    golden = tmp_path / "golden.jsonl"
+    golden.write_text("".join(json.dumps(r) + "\n" for r in golden_rows))
+    records = tickets(150, seed=21)
+    records[0]["response"] += "<|endoftext|>"
+    records[1]["response"] += "</s> <|endoftext|>\n"
+    records[2]["response"] = "<|im_end|> " + records[2]["response"]  # not at the end: stays
+    config = CONFIG.model_copy(update={"golden": str(golden)})
+    result = build(store, [publish_batch(store, records)], config=config)
+    rows = {i: row for split in splits_of(store, result).values() for i, row in split.items()}
+    assert rows[golden_rows[0]["ticket_id"]]["response"] == golden_rows[0]["triage"].removesuffix("</s>")
+    for record in records[:2]:
+        assert json.loads(rows[record["id"]]["response"])
+    assert rows[records[2]["id"]]["response"].startswith("<|im_end|> ")
+    assert manifest_of(store, result)["markers_stripped"] == {
+        "<|endoftext|>": 2,
+        "</s>": 2,
+        "<eos>": 0,
+        "<|im_end|>": 0,
+        "<|eot_id|>": 0,
+        "<|end|>": 0,
+    }
+    kept_as_is = CONFIG.model_copy(
+        update={"cleaning": CONFIG.cleaning.model_copy(update={"end_markers": []})}
+    )
+    plain = build(store, [publish_batch(store, records)], config=kept_as_is)
+    assert plain["version"] != result["version"]
+    rows = {i: row for split in splits_of(store, plain).values() for i, row in split.items()}
+    assert rows[records[0]["id"]]["response"].endswith("<|endoftext|>")
+    assert manifest_of(store, plain)["markers_stripped"] == {}
+
+
+def test_a_response_that_ended_in_a_marker_ends_in_exactly_one_eos_when_encoded(store):
+    from transformers import AutoTokenizer
+
+    from tuneops.models.base_model import resolve_tokenizer
+
+    records = tickets(150, seed=22)
+    marked = next(r for r in records if assign_split(r["id"], 0.1, 0.1) == "train")
+    clean = marked["response"]
+    marked["response"] = clean + "<|endoftext|>"
+    result = build(store, [publish_batch(store, records)])
+    row = splits_of(store, result)["train"][marked["id"]]
+    tokenizer = AutoTokenizer.from_pretrained(resolve_tokenizer(CONFIG.tokenizer, store))
+    _, response_ids = encode_example(tokenizer, row["prompt"], row["response"])
+    eos = tokenizer.eos_token_id
+    assert response_ids[-1] == eos and response_ids.count(eos) == 1
+    assert response_ids == [*tokenizer(clean, add_special_tokens=False)["input_ids"], eos]
+    marker_ids = tokenizer("<|endoftext|>", add_special_tokens=False)["input_ids"]
+    assert not {marker_ids[0], marker_ids[1], marker_ids[-1]} & set(response_ids)  # "<", "|", ">"
+
+
+def test_a_manifest_from_before_marker_stripping_still_loads(store):
+    result = build(store, [publish_batch(store, tickets(120, seed=23))])
+    older = manifest_of(store, result)
+    del older["markers_stripped"]
+    assert DatasetManifest.model_validate(older).markers_stripped == {}
+
+
+def test_generic_template_fits_any_record_shape():
+    generic = load_template("generic_v1")
+    assert generic.format == "instruction" and generic.output is None and generic.system
+    check_template(generic, {"id", "input", "response"})
+    check_template(generic, {"id", "input", "response", "instruction"})
+    both = render_prompt(generic, {"instruction": "Summarise.", "input": "A long text."})
+    assert (
+        both
+        == f"### System\n{generic.system}\n### Instruction\nSummarise.\n### Input\nA long text.\n### Response\n"
+    )
+    assert render_prompt(generic, {"instruction": "Name a colour.", "input": ""}) == (
+        f"### System\n{generic.system}\n### Instruction\nName a colour.\n### Response\n"
+    )
+    assert (
+        render_prompt(generic, {"input": "Hello"})
+        == f"### System\n{generic.system}\n### Input\nHello\n### Response\n"
+    )
+
+
+def _config_file(folder: Path, template_line: str) -> Path:
+    """The shipped dataset config with its template line replaced and no golden file."""
+    shipped = Path(load_dataset_config("support_tickets").golden).parents[1] / "datasets/support_tickets.yaml"
+    text = shipped.read_text().replace("template: triage_v1", template_line)
+    path = folder / "tickets.yaml"
+    path.write_text("\n".join(line for line in text.splitlines() if not line.startswith("golden:")))
+    return path
+
+
+def test_a_config_without_a_template_uses_generic_v1(tmp_path):
+    config = load_dataset_config(_config_file(tmp_path, ""))
+    assert config.template == "generic_v1" and load_template(config.template).id == "generic_v1"
+
+
+def test_a_relative_template_path_is_found_next_to_its_config(tmp_path):
+    (tmp_path / "templates").mkdir()
+    copy = tmp_path / "templates" / "triage.yaml"
+    copy.write_text(load_template("triage_v1").model_dump_json())  # JSON is YAML
+    config = load_dataset_config(_config_file(tmp_path, "template: templates/triage.yaml"))
+    assert config.template == str(copy.resolve()) and load_template(config.template).id == "triage_v1"
+    assert (
+        load_dataset_config(_config_file(tmp_path, "template: triage_chat_v1")).template == "triage_chat_v1"
+    )
+    moved = _config_file(tmp_path, "template: templates/missing.yaml")
+    looked_for = tmp_path / "templates" / "missing.yaml"
+    with pytest.raises(
+        ConfigError,
+        match=re.escape(f"{moved}: template file templates/missing.yaml not found (looked for {looked_for})"),
+    ):
+        load_dataset_config(moved)
+
+
+def test_the_same_template_by_another_path_gives_the_same_version(store, tmp_path):
+    copy = tmp_path / "triage.yaml"
+    copy.write_text(TEMPLATE.model_dump_json())
+    keys = [publish_batch(store, tickets(120, seed=24))]
+    by_name = build(store, keys)
+    by_path = build(
+        store, keys, config=CONFIG.model_copy(update={"template": str(copy)}), template=load_template(copy)
+    )
+    assert by_path["version"] == by_name["version"] and by_path["reused"] is True
+
+
+def test_a_blank_end_marker_is_refused():
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="empty or blank marker"):
+        CONFIG.cleaning.model_validate({"end_markers": ["</s>", " "]})

@@ -15,17 +15,43 @@ from tuneops.core.templates import PromptTemplate
 
 
 class ColumnMapping(StrictModel):
-    """Canonical column <- raw column. ``instruction`` and ``label`` are optional.
+    """Canonical column <- raw column. Only ``response`` (or ``messages``) is required.
 
-    With ``explode`` set in the dataset config, fields of the exploded list's items are
-    named ``<list>.<field>`` (e.g. ``instances.output``).
+    Without ``id``, each row's id is a content hash of its canonical values; without
+    ``input``, every input is "" (instruction-only data). ``messages`` maps a chat
+    conversation (a list of ``{"role", "content"}``) that yields ``instruction``, ``input``
+    and ``response`` itself, so it replaces those three. With ``explode`` set in the dataset
+    config, fields of the exploded list's items are named ``<list>.<field>`` (e.g.
+    ``instances.output``).
     """
 
-    id: str
-    input: str
-    response: str
+    id: str | None = None
+    input: str | None = None
+    response: str | None = None
     instruction: str | None = None
     label: str | None = None
+    messages: str | None = None
+
+    @model_validator(mode="after")
+    def _one_source_of_text(self):
+        if self.messages is not None:
+            clash = [name for name in ("instruction", "input", "response") if getattr(self, name)]
+            if clash:
+                raise ValueError(
+                    f"'messages' already yields instruction, input and response: map 'messages' or {clash}, not both"
+                )
+        elif self.response is None:
+            raise ValueError("map 'response' (or 'messages') to the raw column holding the target text")
+        return self
+
+    def canonical_fields(self) -> set[str]:
+        """The canonical fields a validated batch holds (besides ``keep`` columns)."""
+        fields = {"id", "input", "response"}
+        if self.instruction or self.messages:
+            fields.add("instruction")
+        if self.label:
+            fields.add("label")
+        return fields
 
 
 RULES = (
@@ -47,7 +73,13 @@ RULES = (
 
 
 class ValidationRules(StrictModel):
-    """The data contract's expectations; each is critical unless named in ``warn_only``."""
+    """The data contract's expectations; each is critical unless named in ``warn_only``.
+
+    The prompt-side rules (``not_null``, ``not_empty``, ``encoding``, ``input_chars``,
+    ``input_tokens``, ``max_duplicate_rate``, ``max_pii_rate``) check the prompt text: the
+    input, or with an instruction mapped, the instruction and input joined by a blank line.
+    ``unique_id`` applies only to a mapped id (generated ids repeat for repeated rows).
+    """
 
     min_rows: int = Field(10, ge=1)
     input_chars: tuple[int, int] = (1, 8000)
@@ -74,18 +106,33 @@ class Splits(StrictModel):
 
 
 class NearDuplicates(StrictModel):
-    """MinHash/LSH near-duplicate removal; ``threshold: null`` keeps exact dedup only."""
+    """MinHash/LSH near-duplicate removal over ``fields`` (joined); ``threshold: null`` keeps exact dedup only.
+
+    Exact duplicates are always decided on the whole rendered prompt and response. A row
+    whose ``fields`` hold no text takes no part in near-duplicate clustering.
+    """
 
     threshold: float | None = Field(0.85, gt=0, le=1)
     fields: list[str] = ["input"]
 
 
 class Cleaning(StrictModel):
-    """What the prompt dataset builder does to validated records before splitting."""
+    """What the prompt dataset builder does to validated records before splitting.
+
+    ``end_markers`` are end-of-text markers stripped from the end of each response (the
+    trainer appends the model's own EOS); ``[]`` keeps responses as they are.
+    """
 
     redact_pii: list[Literal["email", "phone", "card", "ip"]] = ["email", "phone", "card", "ip"]
     near_duplicates: NearDuplicates = NearDuplicates()
     token_bounds: tuple[int, int] | None = None  # prompt + response tokens, counted with ``tokenizer``
+    end_markers: list[str] = ["<|endoftext|>", "</s>", "<eos>", "<|im_end|>", "<|eot_id|>", "<|end|>"]
+
+    @model_validator(mode="after")
+    def _markers_have_text(self):
+        if any(not marker.strip() for marker in self.end_markers):
+            raise ValueError("end_markers must not hold an empty or blank marker")
+        return self
 
 
 class Accumulate(StrictModel):
@@ -113,7 +160,7 @@ class DatasetConfig(StrictModel):
     keep: list[str] = []
     tokenizer: str | None = None
     validation: ValidationRules = ValidationRules()
-    template: str
+    template: str = "generic_v1"  # a shipped name, or a .yaml path relative to this file
     splits: Splits = Splits()
     cleaning: Cleaning = Cleaning()
     accumulate: Accumulate = Accumulate()
@@ -129,17 +176,27 @@ class DatasetConfig(StrictModel):
 
 
 def load_dataset_config(ref: str | Path) -> DatasetConfig:
-    """A dataset config; a relative ``golden`` path is taken relative to the config file."""
+    """A dataset config; relative ``golden`` and ``template`` paths are taken relative to the config file.
+
+    ``template`` is a path when it ends in ``.yaml``/``.yml``, else a shipped template's name.
+    Raises ConfigError naming the config file and the path looked for when either is missing.
+    """
+    source = resolve_config_path(ref, "datasets")
     config = load_model(DatasetConfig, ref, "datasets")
-    golden = config.golden
-    if golden and "://" not in golden and not Path(golden).is_absolute():
-        path = resolve_config_path(ref, "datasets").parent / golden
+
+    def next_to_config(relative: str, what: str) -> str:
+        path = source.parent / relative
         if not path.is_file():
-            raise ConfigError(
-                f"{resolve_config_path(ref, 'datasets')}: golden file {golden} not found (looked for {path})"
-            )
-        config = config.model_copy(update={"golden": str(path.resolve())})
-    return config
+            raise ConfigError(f"{source}: {what} {relative} not found (looked for {path})")
+        return str(path.resolve())
+
+    updates = {}
+    golden, template = config.golden, config.template
+    if golden and "://" not in golden and not Path(golden).is_absolute():
+        updates["golden"] = next_to_config(golden, "golden file")
+    if Path(template).suffix in (".yaml", ".yml") and not Path(template).is_absolute():
+        updates["template"] = next_to_config(template, "template file")
+    return config.model_copy(update=updates)
 
 
 def load_template(ref: str | Path) -> PromptTemplate:

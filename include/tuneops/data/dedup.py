@@ -80,7 +80,8 @@ def near_duplicate_clusters(sigs: np.ndarray, threshold: float) -> np.ndarray:
     """Cluster id per row: rows whose estimated similarity reaches ``threshold`` share one.
 
     The cluster id is the index of the cluster's earliest row, so callers that order rows
-    by priority (pinned first, then oldest) keep that row as the representative.
+    by priority (pinned first, then oldest) keep that row as the representative. No rows
+    give an empty index array, usable to index with like any other.
     """
     n, num_perm = sigs.shape
     parent = np.arange(n)
@@ -110,4 +111,4 @@ def near_duplicate_clusters(sigs: np.ndarray, threshold: float) -> np.ndarray:
                 ra, rb = find(head), find(int(member))
                 if ra != rb:
                     parent[max(ra, rb)] = min(ra, rb)
-    return np.array([find(i) for i in range(n)])
+    return np.array([find(i) for i in range(n)], dtype=np.intp)

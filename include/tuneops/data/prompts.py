@@ -1,9 +1,10 @@
 """Turn validated batches into a versioned prompt dataset (HF ``datasets``).
 
-Records are cleaned (Unicode/whitespace normalisation, typed PII redaction), rendered
-through a versioned template in a sandboxed Jinja2 environment (or the tokenizer's own chat
-template), measured in tokens with the dataset's tokenizer, deduplicated exactly and by
-MinHash near-duplicates, split by a hash of the record id (new batches never move old rows
+Records are cleaned (Unicode/whitespace normalisation, typed PII redaction, end-of-text
+markers stripped from responses), rendered through a versioned template in a sandboxed
+Jinja2 environment (or the tokenizer's own chat template), measured in tokens with the
+dataset's tokenizer, deduplicated exactly (on the rendered prompt and response) and by
+MinHash near-duplicates (on the configured fields), split by a hash of the record id (new batches never move old rows
 between splits), checked so no validation/test/golden example, exact or near, is also in
 train, and saved under ``datasets/<name>/<version>``. The version hashes the input batches,
 the golden file, the template, the config and the library version: same inputs, same
@@ -39,7 +40,7 @@ from tuneops.core.templates import (
 log = logging.getLogger(__name__)
 
 # Bump when cleaning changes what a row becomes: it is part of every dataset version.
-CLEANING_VERSION = 2
+CLEANING_VERSION = 3
 SPLITS = ("train", "validation", "test", "golden")
 # Drop reasons, in the order they are applied; the manifest lists each, zeros included.
 DROP_REASONS = (
@@ -76,6 +77,21 @@ def normalise_text(text):
     return "\n".join(_SPACES.sub(" ", line).strip() for line in text.strip().splitlines())
 
 
+def strip_end_markers(text: str, markers: list[str]) -> tuple[str, list[str]]:
+    """``text`` without the end-of-text markers (and whitespace) that end it, and the markers removed.
+
+    Markers are removed from the end again and again (``"done</s> <|endoftext|>"`` loses
+    both); a marker anywhere else in the text stays.
+    """
+    removed = []
+    text = text.rstrip()
+    longest_first = sorted(markers, key=len, reverse=True)
+    while marker := next((m for m in longest_first if text.endswith(m)), None):
+        removed.append(marker)
+        text = text[: -len(marker)].rstrip()
+    return text, removed
+
+
 def assign_split(record_id: str, validation: float, test: float) -> str:
     """Stable split from a hash of the record id: adding batches never moves existing rows."""
     bucket = int(hashlib.sha256(record_id.encode()).hexdigest()[:8], 16) / 0x1_0000_0000
@@ -99,6 +115,7 @@ def _prepare(
     template_json: str,
     text_fields: list,
     pii_kinds: list,
+    end_markers: list,
     dedup_fields: list,
     tokenizer_path: str | None,
     num_perm: int | None,
@@ -118,15 +135,27 @@ def _prepare(
                 pii[kind][i] += count
             cleaned.append(value)
         batch[field] = cleaned
+    # The trainer appends the model's own EOS; a marker left in would be trained on as text.
+    markers = {j: [0] * n for j in range(len(end_markers))}
+    responses = []
+    for i, value in enumerate(batch["response"]):
+        if isinstance(value, str):
+            value, removed = strip_end_markers(value, end_markers)
+            for marker in removed:
+                markers[end_markers.index(marker)][i] += 1
+        responses.append(value)
+    batch["response"] = responses
     records = [{key: batch[key][i] for key in batch} for i in range(n)]
     rendered = [render_example(template, rec, tokenizer) for rec in records]
     out = {
         "prompt": [p for p, _ in rendered],
         "response": [r for _, r in rendered],
         **{f"_pii_{kind}": counts for kind, counts in pii.items()},
+        **{f"_marker_{j}": counts for j, counts in markers.items()},
     }
-    dedup_text = ["\n".join(str(rec.get(f) or "") for f in dedup_fields) for rec in records]
-    out["_exact"] = [hashlib.sha1(t.encode()).hexdigest() for t in dedup_text]
+    # Exact copies are decided on everything the model sees: two rows are the same example
+    # only when their prompts and responses are, whatever fields they differ in.
+    out["_exact"] = [hashlib.sha1(f"{p}\x00{r}".encode()).hexdigest() for p, r in rendered]
     if tokenizer is not None:
         prompt_ids = tokenizer(out["prompt"], add_special_tokens=adds_special_tokens(template))["input_ids"]
         response_ids = tokenizer(out["response"], add_special_tokens=False)["input_ids"]
@@ -136,7 +165,9 @@ def _prepare(
     if num_perm:
         from tuneops.data.dedup import signatures
 
-        out["_signature"] = signatures(dedup_text, num_perm).tolist()
+        near_text = ["\n".join(str(rec.get(f) or "") for f in dedup_fields) for rec in records]
+        out["_signature"] = signatures(near_text, num_perm).tolist()
+        out["_has_near_text"] = [bool(t.strip()) for t in near_text]
     return out
 
 
@@ -146,6 +177,8 @@ def _resolve_duplicates(frame, sigs, threshold: float | None):
     Each cluster keeps its earliest row: golden rows first, then batches oldest first, so
     a new batch never displaces a row that an earlier dataset version already held. A
     dropped train row whose kept twin is in validation, test or golden is contamination.
+    Rows without near-duplicate text (``_has_near_text`` false) join no near-duplicate
+    cluster: empty fields would make them all look alike.
     """
     import numpy as np
     import pandas as pd
@@ -157,7 +190,7 @@ def _resolve_duplicates(frame, sigs, threshold: float | None):
     first_of = np.unique(codes, return_index=True)[1][codes]  # earliest row with the same text
     rep = first_of
     if threshold is not None and n:
-        heads = np.flatnonzero(first_of == np.arange(n))
+        heads = np.flatnonzero((first_of == np.arange(n)) & frame["_has_near_text"].to_numpy(dtype=bool))
         head_rep = np.arange(n)
         head_rep[heads] = heads[near_duplicate_clusters(sigs[heads], threshold)]
         rep = head_rep[first_of]
@@ -257,8 +290,8 @@ def build_prompt_dataset(
     if not validated_keys:
         raise ValueError("no validated batches given: run llmops_validate_data first or pass validated_uri")
     cache_dir = cache_dir or Path(tempfile.gettempdir()) / "tuneops-cache"
-    optional = {name for name in ("instruction", "label") if getattr(config.columns, name)}
-    fields = {"id", "input", "response", *config.keep} | optional
+    canonical = config.columns.canonical_fields()
+    fields = canonical | set(config.keep)
     unknown = sorted(set(config.cleaning.near_duplicates.fields) - fields)
     if unknown:
         raise ValueError(
@@ -283,7 +316,8 @@ def build_prompt_dataset(
             "golden": golden_hash,
             "template": t_hash,
             "tokenizer": _tokenizer_identity(tokenizer_path),
-            "config": config.model_dump(exclude={"validation", "golden", "accumulate"}),
+            # The template's content is hashed above; where its file lies does not matter.
+            "config": config.model_dump(exclude={"validation", "golden", "accumulate", "template"}),
             "cleaning": CLEANING_VERSION,
             "lib": __version__,
         }
@@ -301,7 +335,7 @@ def build_prompt_dataset(
         parts.append(part.sort_values("id", kind="stable").assign(_batch=m["batch_hash"]))
     frame = pd.concat(parts, ignore_index=True)
     text_fields = ["input", "response", *config.keep] + (
-        ["instruction"] if config.columns.instruction else []
+        ["instruction"] if "instruction" in canonical else []
     )
     frame = frame[[c for c in frame.columns if c in fields or c == "_batch"]]
     for col in text_fields:
@@ -349,6 +383,9 @@ def build_prompt_dataset(
         "counts": {name: len(part) for name, part in splits.items()},
         "dropped": dropped,
         "pii_redacted": {k: int(frame[f"_pii_{k}"].sum()) for k in config.cleaning.redact_pii},
+        "markers_stripped": {
+            marker: int(frame[f"_marker_{j}"].sum()) for j, marker in enumerate(_end_markers(config))
+        },
         "token_lengths": (
             {name: _token_stats(part["_tokens"]) for name, part in splits.items()}
             if tokenizer is not None
@@ -418,6 +455,7 @@ def _prepare_all(
             "template_json": template.model_dump_json(),
             "text_fields": text_fields,
             "pii_kinds": list(config.cleaning.redact_pii),
+            "end_markers": _end_markers(config),
             "dedup_fields": list(config.cleaning.near_duplicates.fields),
             "tokenizer_path": tokenizer_path,
             "num_perm": NUM_PERM if threshold is not None else None,
@@ -428,6 +466,11 @@ def _prepare_all(
         )[:16],
     )
     return prepared.to_pandas()
+
+
+def _end_markers(config: DatasetConfig) -> list[str]:
+    """The configured end-of-text markers, each once, in their configured order."""
+    return list(dict.fromkeys(config.cleaning.end_markers))
 
 
 def _save_dataset_dict(splits: dict, path: Path) -> None:

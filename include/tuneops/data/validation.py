@@ -12,6 +12,7 @@ and nothing is published under ``validated/``.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import json
 import logging
@@ -49,6 +50,44 @@ class BatchRejected(ValueError):
 
 # --- reading --------------------------------------------------------------------------
 
+# Leading bytes of compressed files someone may land instead of the text inside them.
+COMPRESSED = {
+    b"\x1f\x8b": ("gzip", "gunzip -c"),
+    b"PK\x03\x04": ("zip", "unzip -p"),
+    b"BZh": ("bzip2", "bunzip2 -c"),
+    b"\xfd7zXZ\x00": ("xz", "unxz -c"),
+}
+
+
+def check_text_file(path: Path, uri: str) -> None:
+    """Refuse a JSONL/CSV file that is compressed or UTF-16, naming what it is and how to fix it."""
+    with open(path, "rb") as fh:
+        head = fh.read(64)
+    for magic, (kind, tool) in COMPRESSED.items():
+        if head.startswith(magic):
+            raise BatchRejected(
+                f"{uri} is {kind}-compressed: decompress it (`{tool} {Path(uri).name} > out`) or land the uncompressed file"
+            )
+    encoding = _utf16_encoding(head)
+    if encoding:
+        raise BatchRejected(
+            f"{uri} is UTF-16 text, not UTF-8: re-encode it (`iconv -f {encoding} -t UTF-8 in > out`) and land the result"
+        )
+
+
+def _utf16_encoding(head: bytes) -> str | None:
+    """The iconv name of the UTF-16 flavour ``head`` starts, or None: by BOM, else by NULs in every other byte."""
+    if head[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        return "UTF-16"
+    pairs = head[: len(head) // 2 * 2]
+    if len(pairs) < 4:
+        return None
+    if not any(pairs[1::2]):
+        return "UTF-16LE"
+    if not any(pairs[0::2]):
+        return "UTF-16BE"
+    return None
+
 
 def _utf8_error(uri: str, raw: bytes, exc: UnicodeDecodeError, line: int) -> BatchRejected:
     return BatchRejected(
@@ -57,10 +96,12 @@ def _utf8_error(uri: str, raw: bytes, exc: UnicodeDecodeError, line: int) -> Bat
 
 
 def iter_jsonl(path: Path, uri: str):
-    """Stream the records of a JSON Lines file; names the line of bad bytes, bad JSON or a non-object."""
+    """Stream ``(line number, record)`` of a JSON Lines file; names the line of bad bytes, bad JSON or a non-object."""
     seen_content = False
     with open(path, "rb") as fh:
         for number, raw in enumerate(fh, start=1):
+            if number == 1:
+                raw = raw.removeprefix(codecs.BOM_UTF8)
             try:
                 line = raw.decode("utf-8")
             except UnicodeDecodeError as exc:
@@ -78,14 +119,15 @@ def iter_jsonl(path: Path, uri: str):
                 raise BatchRejected(
                     f"{uri} line {number}: expected a JSON object per line, got {type(record).__name__}"
                 )
-            yield record
+            yield number, record
     if not seen_content:
         raise BatchRejected(f"{uri} is empty: write at least one record")
 
 
 def iter_csv(path: Path, uri: str, columns_seen: set):
-    """Stream the records of a CSV file with a header; names ragged rows and unclosed quotes by line."""
-    with open(path, encoding="utf-8", newline="") as fh:
+    """Stream ``(start line, record)`` of a CSV file with a header; names ragged rows and unclosed quotes by line."""
+    records = 0
+    with open(path, encoding="utf-8-sig", newline="") as fh:
         reader = csv.reader(fh, strict=True)
         header = None
         while True:
@@ -110,13 +152,18 @@ def iter_csv(path: Path, uri: str, columns_seen: set):
                 raise BatchRejected(
                     f"{uri} line {start}: {len(row)} fields, but the header has {len(header)} ({excerpt(header)})"
                 )
-            yield dict(zip(header, row, strict=True))
+            records += 1
+            yield start, dict(zip(header, row, strict=True))
     if header is None:
         raise BatchRejected(f"{uri} is empty: write a header line and at least one record")
+    if not records:
+        raise BatchRejected(
+            f"{uri} has a header but no records ({excerpt(header)}): write at least one record below the header"
+        )
 
 
 def iter_parquet(path: Path, uri: str, needed: list[str], columns_seen: set):
-    """Stream the records of a Parquet file in record batches, reading only the needed columns."""
+    """Stream ``(row index, record)`` of a Parquet file in record batches, reading only the needed columns."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -134,8 +181,11 @@ def iter_parquet(path: Path, uri: str, needed: list[str], columns_seen: set):
         parquet = pq.ParquetFile(path)
         names = parquet.schema_arrow.names
         columns_seen.update(names)
+        index = 0
         for batch in parquet.iter_batches(batch_size=65536, columns=[c for c in needed if c in names]):
-            yield from batch.to_pylist()
+            for record in batch.to_pylist():
+                yield index, record
+                index += 1
     except (pa.ArrowException, OSError) as exc:
         raise BatchRejected(f"{uri} is not a readable Parquet file: {exc}") from None
 
@@ -153,97 +203,248 @@ def batch_files(batch_uri: str) -> list[str]:
     return files
 
 
+def file_format(uri: str, config: DatasetConfig) -> str:
+    """The format a batch file is read as: the config's ``format``, else the file's extension."""
+    fmt = config.format if config.format != "auto" else READERS.get(Path(uri).suffix.lower())
+    if fmt is None:
+        raise BatchRejected(
+            f"cannot tell the format of {uri}: use a .jsonl, .csv or .parquet file, or set 'format' in the dataset config"
+        )
+    return fmt
+
+
+def _position(fmt: str) -> str:
+    """What a raw row's number counts in a file of this format."""
+    return "row index" if fmt == "parquet" else "line"
+
+
 def read_raw_batch(local_files: dict[str, Path], config: DatasetConfig):
     """Read a batch (``{uri: local path}``) into a DataFrame of the columns the config needs.
 
     Records are streamed and only the mapped and kept fields are collected, so memory grows
-    with those columns, not with the raw files. Returns ``(frame, columns the batch has)``.
+    with those columns, not with the raw files. Private columns say where each row was read
+    (``_source``: its file's uri; ``_line``: JSONL line, CSV record start line or Parquet row
+    index; ``_item``: the exploded item's index) for error messages; they are never published.
+    Returns ``(frame, columns the batch has)``.
     """
     import pandas as pd
 
     needed = [raw for raw in config.columns.model_dump().values() if raw is not None] + list(config.keep)
     read = [config.explode] if config.explode else needed
-    columns: dict[str, list] = {name: [] for name in needed + (["_item"] if config.explode else [])}
+    fields = needed + (["_item"] if config.explode else [])
+    columns: dict[str, list] = {name: [] for name in [*fields, "_source", "_line"]}
     seen: set[str] = set()
     for uri, local in local_files.items():
-        fmt = config.format if config.format != "auto" else READERS.get(Path(uri).suffix.lower())
-        if fmt is None:
-            raise BatchRejected(
-                f"cannot tell the format of {uri}: use a .jsonl, .csv or .parquet file, or set 'format' in the dataset config"
-            )
+        fmt = file_format(uri, config)
         if fmt == "parquet":
             records = iter_parquet(local, uri, sorted(set(needed) | set(read)), seen)
-        elif fmt == "csv":
-            records = iter_csv(local, uri, seen)
         else:
-            records = iter_jsonl(local, uri)
+            check_text_file(local, uri)
+            records = iter_csv(local, uri, seen) if fmt == "csv" else iter_jsonl(local, uri)
         if config.explode:
-            records = _explode(records, config, uri)
-        for record in records:
+            records = _explode(records, config, f"{uri} {_position(fmt)}")
+        for line, record in records:
             if fmt == "jsonl" or config.explode:
                 seen.update(record)
-            for name in columns:
+            for name in fields:
                 columns[name].append(record.get(name))
+            columns["_source"].append(uri)
+            columns["_line"].append(line)
     return pd.DataFrame(columns), seen
 
 
-def _explode(records, config: DatasetConfig, uri: str):
-    """One row per item of each record's ``config.explode`` list, item fields as ``<list>.<field>``."""
+def _explode(records, config: DatasetConfig, where: str):
+    """One row per item of each record's ``config.explode`` list, item fields as ``<list>.<field>``.
+
+    ``where`` names the file and what its row numbers count (``<uri> line``), for errors.
+    """
     field = config.explode
-    for number, record in enumerate(records, start=1):
+    for number, record in records:
         items = record.get(field)
         if hasattr(items, "tolist"):
             items = items.tolist()
         if not isinstance(items, list):
             raise BatchRejected(
-                f"{uri} record {number}: '{field}' must be a list to explode, got {type(items).__name__}"
+                f"{where} {number}: '{field}' must be a list to explode, got {type(items).__name__}"
             )
         parent = {k: v for k, v in record.items() if k != field}
         for i, item in enumerate(items):
             if not isinstance(item, dict):
                 raise BatchRejected(
-                    f"{uri} record {number}: item {i} of '{field}' must be an object, got {type(item).__name__}"
+                    f"{where} {number}: item {i} of '{field}' must be an object, got {type(item).__name__}"
                 )
-            yield {**parent, **{f"{field}.{k}": v for k, v in item.items()}, "_item": i}
+            yield number, {**parent, **{f"{field}.{k}": v for k, v in item.items()}, "_item": i}
 
 
-def to_canonical(frame, config: DatasetConfig, columns_seen: set[str]):
-    """Rename mapped raw columns to canonical ones; checks presence, types and field size."""
-    import pandas as pd
+def _where(frame, row: int, config: DatasetConfig) -> str:
+    """Where the raw row at position ``row`` was read: its file, line or row index, and exploded item."""
+    uri = frame["_source"].iat[row]
+    text = f"{uri} {_position(file_format(uri, config))} {frame['_line'].iat[row]}"
+    if config.explode:
+        text += f" item {frame['_item'].iat[row]}"
+    return text
 
-    mapping = {canon: raw for canon, raw in config.columns.model_dump().items() if raw is not None}
-    wanted = list(mapping.values()) + list(config.keep)
+
+# --- mapping to canonical columns -----------------------------------------------------
+
+CHAT_ROLES = ("system", "user", "assistant")
+CHAT_FIX = (
+    'write each conversation as a list of {"role": "system" | "user" | "assistant", "content": "..."} '
+    "objects that ends with the assistant's reply"
+)
+
+
+def split_conversation(messages) -> tuple[str, str, str]:
+    """``(instruction, input, response)`` of a chat conversation (a list of ``{"role", "content"}``).
+
+    The instruction is the first system message ("" without one), the response the final
+    assistant message, and the input what comes between: a lone user turn's content, or
+    ``User: ...`` / ``Assistant: ...`` lines for several turns. Raises ValueError saying what
+    is wrong with the conversation.
+    """
+    if not isinstance(messages, list) or not all(
+        isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str)
+        for m in messages
+    ):
+        raise ValueError(f"must be a list of objects with text 'role' and 'content', got {excerpt(messages)}")
+    roles = [m["role"] for m in messages]
+    unknown = sorted(set(roles) - set(CHAT_ROLES))
+    if unknown:
+        raise ValueError(f"has role(s) {unknown}; the roles are {', '.join(CHAT_ROLES)}")
+    if not roles or roles[-1] != "assistant":
+        last = repr(roles[-1]) if roles else "nothing"
+        raise ValueError(f"must end with an assistant message (the response to learn), but ends with {last}")
+    system = roles.index("system") if "system" in roles else None
+    turns = [m for i, m in enumerate(messages[:-1]) if i != system]
+    if len(turns) == 1 and turns[0]["role"] == "user":
+        prompt = turns[0]["content"]
+    else:
+        prompt = "\n".join(f"{m['role'].capitalize()}: {m['content']}" for m in turns)
+    instruction = messages[system]["content"] if system is not None else ""
+    return instruction, prompt, messages[-1]["content"]
+
+
+def _conversations(frame, config: DatasetConfig) -> dict[str, list[str]]:
+    """Canonical ``instruction``, ``input`` and ``response`` from the mapped ``messages`` column."""
+    column = config.columns.messages
+    parts = []
+    for row, messages in enumerate(frame[column]):
+        try:
+            parts.append(split_conversation(messages))
+        except ValueError as exc:
+            raise BatchRejected(f"{_where(frame, row, config)}: '{column}' {exc}; {CHAT_FIX}") from None
+    instructions, prompts, responses = (list(values) for values in zip(*parts, strict=True))
+    return {"instruction": instructions, "input": prompts, "response": responses}
+
+
+def _check_mapped_columns(config: DatasetConfig, columns_seen: set[str]) -> None:
+    wanted = [raw for raw in config.columns.model_dump().values() if raw is not None] + list(config.keep)
     missing = [c for c in wanted if c not in columns_seen]
     if missing:
         raise BatchRejected(
             f"dataset config '{config.name}' maps column(s) {missing} that the batch does not have; "
             f"the batch has columns {excerpt(sorted(str(c) for c in columns_seen if c != '_item'), 300)}. Fix 'columns'/'keep' in the dataset config."
         )
-    out = pd.DataFrame({canon: frame[raw] for canon, raw in mapping.items()})
+
+
+def _check_text_types(frame, mapping: dict[str, str], config: DatasetConfig) -> None:
+    """Every mapped text column holds text or nulls; names each one that does not, with its first example."""
+    problems = []
+    for canon, raw in mapping.items():
+        values = frame[raw]
+        wrong = (values.notna() & ~values.map(lambda v: isinstance(v, str))).to_numpy().nonzero()[0]
+        if len(wrong):
+            example = values.iat[wrong[0]]
+            problems.append(
+                f"column '{raw}' (mapped to {canon}) must hold text, but {len(wrong)} row(s) hold other types, "
+                f"e.g. {_where(frame, wrong[0], config)}: {excerpt(example)} ({type(example).__name__})"
+            )
+    if problems:
+        raise BatchRejected("; ".join(problems) + "; quote the values or fix the producer")
+
+
+def _check_field_sizes(out, frame, config: DatasetConfig) -> None:
+    """No canonical text value over ``validation.max_field_bytes``; names the first one that is."""
+    limit = config.validation.max_field_bytes
+    for canon in [c for c in TEXT_COLUMNS if c in out.columns]:
+        size = out[canon].map(lambda v: len(v.encode("utf-8")) if isinstance(v, str) else 0)
+        over = (size > limit).to_numpy().nonzero()[0]
+        if len(over):
+            raw = getattr(config.columns, canon) or config.columns.messages
+            raise BatchRejected(
+                f"{_where(frame, over[0], config)}: column '{raw}' (mapped to {canon}) is {int(size.iat[over[0]])} bytes, "
+                f"over the limit of {limit} (validation.max_field_bytes); split or drop such records"
+            )
+
+
+def _ids(out, frame, config: DatasetConfig):
+    """Row ids: the mapped id (``-<item>`` per exploded item), or a content hash of the row's canonical values.
+
+    A generated id is the first 16 hex digits of the SHA-256 of the row's canonical JSON, so
+    repeated rows share an id (the prompt builder drops the repeats as ``duplicate_id``).
+    """
+    if config.columns.id is not None:
+        if config.explode:
+            # Exploded items share their parent's id; the item index keeps ids unique and stable.
+            return out["id"].astype(str) + "-" + frame["_item"].astype(str)
+        return out["id"]
+    fields = sorted(config.columns.canonical_fields() - {"id"})
+    rows = zip(*(out[f] for f in fields), strict=True)
+    return [hash_json(dict(zip(fields, values, strict=True)))[:16] for values in rows]
+
+
+def to_canonical(frame, config: DatasetConfig, columns_seen: set[str]):
+    """Map a raw frame to the canonical columns (``canonical_fields()`` plus ``keep``), in that order.
+
+    Checks presence, types and field size, and splits a mapped ``messages`` conversation.
+    Raises BatchRejected naming the file and line of the first offending row.
+    """
+    import pandas as pd
+
+    _check_mapped_columns(config, columns_seen)
+    if len(frame) == 0:
+        raise BatchRejected(f"the batch has no rows after mapping with dataset config '{config.name}'")
+    mapping = {
+        canon: raw
+        for canon, raw in config.columns.model_dump().items()
+        if raw is not None and canon != "messages"
+    }
+    _check_text_types(frame, mapping, config)
+    out = pd.DataFrame({canon: frame[raw] for canon, raw in mapping.items()}, index=frame.index)
+    if config.columns.messages:
+        out = out.assign(**_conversations(frame, config))
+    fields = config.columns.canonical_fields()
+    if "input" not in out.columns:
+        out["input"] = ""
+    elif "instruction" in fields:
+        # With an instruction, an empty input is valid: it is "" rather than missing.
+        out["input"] = out["input"].where(out["input"].notna(), "")
+    _check_field_sizes(out, frame, config)
+    out["id"] = _ids(out, frame, config)
     for col in config.keep:
         out[col] = frame[col]
-    if config.explode:
-        # Exploded items share their parent's id; the item index keeps ids unique and stable.
-        out["id"] = out["id"].astype(str) + "-" + frame["_item"].astype(str)
-    if len(out) == 0:
-        raise BatchRejected(f"the batch has no rows after mapping with dataset config '{config.name}'")
-    for canon in [c for c in TEXT_COLUMNS if c in out.columns]:
-        values = out[canon]
-        wrong = values[values.notna() & ~values.map(lambda v: isinstance(v, str))]
-        if len(wrong):
-            example = wrong.iloc[0]
-            raise BatchRejected(
-                f"column '{mapping[canon]}' (mapped to {canon}) must hold text, but {len(wrong)} row(s) hold other types, "
-                f"e.g. row {wrong.index[0] + 1}: {excerpt(example)} ({type(example).__name__}); quote the values or fix the producer"
-            )
-        size = values.dropna().map(lambda v: len(v.encode("utf-8")))
-        over = size[size > config.validation.max_field_bytes]
-        if len(over):
-            raise BatchRejected(
-                f"column '{mapping[canon]}' row {over.index[0] + 1} is {int(over.iloc[0])} bytes, over the limit of "
-                f"{config.validation.max_field_bytes} (validation.max_field_bytes); split or drop such records"
-            )
-    return out
+    return out[[c for c in TEXT_COLUMNS if c in fields] + list(config.keep)]
+
+
+def prompt_column(config: DatasetConfig) -> str:
+    """The checked frame's column the prompt-side rules apply to: ``input``, or ``instruction+input``."""
+    return "instruction+input" if "instruction" in config.columns.canonical_fields() else "input"
+
+
+def with_prompt_text(canonical, config: DatasetConfig):
+    """``canonical`` plus the prompt text to check, when an instruction is mapped (never published).
+
+    The prompt text is the instruction and the input joined by a blank line, the input left
+    out when empty; it is null only when both are missing.
+    """
+    column = prompt_column(config)
+    if column == "input":
+        return canonical
+    texts = [
+        None if instruction is None and not text else "\n\n".join(p for p in (instruction, text) if p)
+        for instruction, text in zip(canonical["instruction"], canonical["input"], strict=True)
+    ]
+    return canonical.assign(**{column: texts})
 
 
 # --- expectations ---------------------------------------------------------------------
@@ -255,7 +456,8 @@ def build_expectations(config: DatasetConfig, token_counts: bool = False) -> lis
     import great_expectations.expectations as gxe
 
     rules = config.validation
-    text_cols = ["input", "response"]
+    prompt = prompt_column(config)
+    text_cols = [prompt, "response"]
 
     def meta(rule: str) -> dict:
         return {"rule": rule, "severity": "warning" if rule in rules.warn_only else "critical"}
@@ -268,10 +470,12 @@ def build_expectations(config: DatasetConfig, token_counts: bool = False) -> lis
         exps.append(
             gxe.ExpectColumnValuesToNotMatchRegex(column=col, regex=BAD_ENCODING, meta=meta("encoding"))
         )
+    if config.columns.id is not None:
+        # Generated ids are content hashes: repeats are counted by max_duplicate_rate instead.
+        exps.append(gxe.ExpectColumnValuesToBeUnique(column="id", meta=meta("unique_id")))
     exps += [
-        gxe.ExpectColumnValuesToBeUnique(column="id", meta=meta("unique_id")),
         gxe.ExpectColumnValueLengthsToBeBetween(
-            column="input",
+            column=prompt,
             min_value=rules.input_chars[0],
             max_value=rules.input_chars[1],
             meta=meta("input_chars"),
@@ -283,10 +487,10 @@ def build_expectations(config: DatasetConfig, token_counts: bool = False) -> lis
             meta=meta("response_chars"),
         ),
         gxe.ExpectColumnProportionOfUniqueValuesToBeBetween(
-            column="input", min_value=1 - rules.max_duplicate_rate, meta=meta("max_duplicate_rate")
+            column=prompt, min_value=1 - rules.max_duplicate_rate, meta=meta("max_duplicate_rate")
         ),
         gxe.ExpectColumnValuesToNotMatchRegexList(
-            column="input",
+            column=prompt,
             regex_list=[p.pattern for p in PII_PATTERNS.values()],
             mostly=1 - rules.max_pii_rate,
             meta=meta("max_pii_rate"),
@@ -546,12 +750,12 @@ def validate_batch(
             report = f"# Rejected batch {batch_hash}\n\n{exc}\n"
             raise reject(str(exc), report) from None
         tokenizer = _tokenizer(config, store)
-        checked = canonical
+        checked = with_prompt_text(canonical, config)
         count_tokens = None
         if tokenizer is not None:
-            checked = canonical.assign(
-                _input_tokens=_token_lengths(tokenizer, canonical["input"]),
-                _response_tokens=_token_lengths(tokenizer, canonical["response"]),
+            checked = checked.assign(
+                _input_tokens=_token_lengths(tokenizer, checked[prompt_column(config)]),
+                _response_tokens=_token_lengths(tokenizer, checked["response"]),
             )
 
             def count_tokens(text: str) -> int:
