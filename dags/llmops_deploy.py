@@ -2,7 +2,9 @@
 ### llmops_deploy
 
 Rolls a new champion out to serving. Scheduled on `tuneops_champion_model` (every
-promotion or rollback), or triggered by hand with `model_name` and `version`.
+promotion or rollback), one run per project (the event's partition key), or triggered by hand
+with `model_name` and `version`. The project's recipe and safety suite apply unless the
+`recipe` Param names another recipe.
 
 1. **compress**: gates the recipe's quantized variant (`compression.variant`, int8 on CPU)
    against the merged model on the same test, golden and safety examples; no gated metric
@@ -18,16 +20,15 @@ A local `tuneops serve` needs none of this: it follows the alias by itself.
 """
 
 import pendulum
-from airflow.sdk import Param, dag, task
+from airflow.sdk import Param, PartitionedAssetTimetable, dag, task
 
 from tuneops.airflow.assets import CHAMPION_MODEL
-from tuneops.core.settings import default_recipe
 
 KUBE_CONNECTION = "tuneops_kubernetes"
 
 
 @dag(
-    schedule=[CHAMPION_MODEL],
+    schedule=PartitionedAssetTimetable(assets=CHAMPION_MODEL),
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,
@@ -42,7 +43,9 @@ KUBE_CONNECTION = "tuneops_kubernetes"
             None, type=["null", "string"], description="Version to deploy (default: the event's)."
         ),
         "recipe": Param(
-            default_recipe(), type="string", description="Recipe whose eval and compression settings apply."
+            None,
+            type=["null", "string"],
+            description="Recipe whose eval and compression settings apply (default: the project's).",
         ),
         "variant": Param(
             "auto", enum=["auto", "merged", "int8"], description="auto: int8 when its gate passed."
@@ -68,10 +71,9 @@ def llmops_deploy():
     def resolve_champion(**context) -> dict:
         from tuneops.airflow.assets import resolve_input
 
-        return {
-            "model_name": resolve_input(context, "model_name", CHAMPION_MODEL, "model_name"),
-            "version": str(resolve_input(context, "version", CHAMPION_MODEL, "version")),
-        }
+        model = resolve_input(context, "model_name", CHAMPION_MODEL, "model_name")
+        version = resolve_input(context, "version", CHAMPION_MODEL, "version")
+        return {"model_name": model["value"], "version": str(version["value"]), "project": model["project"]}
 
     @task
     def compress(champion: dict, **context) -> dict:
@@ -79,7 +81,11 @@ def llmops_deploy():
 
         params = context["params"]
         return choose_variant(
-            champion["model_name"], champion["version"], params["variant"], params["recipe"]
+            champion["model_name"],
+            champion["version"],
+            params["variant"],
+            params["recipe"],
+            project=champion["project"],
         )
 
     @task

@@ -3,8 +3,8 @@
 
 An example of a data team's DAG handing a raw batch to the platform: it writes a batch of
 sample support tickets to `<TUNEOPS_HOME>/landing/support_tickets/batch-<ts_nodash>.jsonl`
-and emits the landing Asset `tuneops_landing_support_tickets` with
-`extra={"batch_uri": "<that file>"}`, which triggers `llmops_validate_data`.
+and emits the landing Asset `tuneops_landing` for the project `support_tickets` (its partition key)
+with `extra={"batch_uri": "<that file>"}`, which triggers `llmops_validate_data`.
 
 A real producer keeps only the last two lines of its task: land the file, attach its URI.
 
@@ -14,7 +14,7 @@ Params: `rows` (default 200) and `seed` (default 0); the same seed gives the sam
 import pendulum
 from airflow.sdk import Param, dag, task
 
-from tuneops.airflow.assets import LANDING_SUPPORT_TICKETS
+from tuneops.airflow.assets import LANDING, emit
 
 
 @dag(
@@ -30,7 +30,7 @@ from tuneops.airflow.assets import LANDING_SUPPORT_TICKETS
     },
 )
 def llmops_example_producer():
-    @task(outlets=[LANDING_SUPPORT_TICKETS])
+    @task(outlets=[LANDING])
     def land_batch(**context) -> str:
         from tuneops.core.sample_data import write_sample_batch
         from tuneops.core.settings import load_settings
@@ -39,7 +39,7 @@ def llmops_example_producer():
         stamp = context.get("ts_nodash") or context["dag_run"].run_after.strftime("%Y%m%dT%H%M%S")
         dest = load_settings().home / "landing" / "support_tickets" / f"batch-{stamp}.jsonl"
         path = write_sample_batch(dest, context["params"]["rows"], context["params"]["seed"])
-        context["outlet_events"][LANDING_SUPPORT_TICKETS].extra = {"batch_uri": str(path)}
+        emit(context, LANDING, "support_tickets", batch_uri=str(path))
         return str(path)
 
     land_batch()

@@ -5,10 +5,12 @@ Fine-tunes a LoRA adapter on a prompt dataset version, evaluates it against the 
 and the current champion on the same test examples, gates it, registers it in the MLflow
 Model Registry with lineage tags and moves the `champion` alias when approved.
 
-**Triggered by** a new prompt dataset (`tuneops_prompt_dataset`), a retraining request from
-monitoring (`tuneops_retrain_requested`: drift or a feedback drop), the weekly cron (Monday
-04:00 UTC), or by hand with the `dataset_uri` Param. Without the Param it trains on the
-latest prompt dataset, which by then holds the landed human corrections.
+**Triggered by** a new prompt dataset (`tuneops_prompt_dataset`) or a retraining request
+(`tuneops_retrain_requested`: drift or a feedback drop from monitoring, or the weekly
+`llmops_retrain_weekly`), one run per project (the events' partition key), or by hand with the
+`dataset_uri` Param. Without the Param it trains on the project's latest prompt dataset, which by
+then holds the landed human corrections. The project decides the recipe, the registered model
+name and the safety suite; the `recipe` Param overrides the recipe for a run started by hand.
 
 **Compute**: `local` runs `python -m tuneops.training.train ...` as a subprocess on the worker;
 `kubernetes` runs the identical command in the trainer image on a GPU pod shaped by the
@@ -33,15 +35,18 @@ the `approve` task waits in *Required actions* for a reviewer (Approve / Reject,
 reason). A rejection is recorded on the version by `record_review`. Promotions run in the
 one-slot `tuneops_promotion` pool.
 
-**Emits** `tuneops_champion_model` with `extra={"model_name", "version"}` when a version is
-promoted.
+**Verdict**: a candidate that fails the gate fails the run (the `verdict` task, red in the UI, its
+log and the notifier carry the table, the deciding rule and the report); nothing is registered.
+
+**Emits** `tuneops_champion_model`, partitioned by project, with `extra={"model_name", "version",
+"project"}` when a version is promoted.
 """
 
 from datetime import timedelta
 
 import pendulum
 from airflow.providers.standard.operators.empty import EmptyOperator
-from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, Param, dag, task
+from airflow.sdk import Param, PartitionedAssetTimetable, dag, task
 
 from tuneops.airflow.approval import REVIEW_KEY, PromotionApproval
 from tuneops.airflow.assets import (
@@ -49,18 +54,16 @@ from tuneops.airflow.assets import (
     PROMOTION_POOL,
     PROMPT_DATASET,
     RETRAIN_REQUESTED,
+    emit,
     resolve_input,
 )
+from tuneops.airflow.notifier import StageFailureNotifier
 from tuneops.airflow.trainer_local import LocalTrainerOperator
 from tuneops.airflow.trainer_pod import TrainerPodOperator
-from tuneops.core.settings import default_recipe
 
 
 @dag(
-    schedule=AssetOrTimeSchedule(
-        timetable=CronTriggerTimetable("0 4 * * 1", timezone="UTC"),
-        assets=(PROMPT_DATASET | RETRAIN_REQUESTED),
-    ),
+    schedule=PartitionedAssetTimetable(assets=PROMPT_DATASET | RETRAIN_REQUESTED),
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,
@@ -71,10 +74,15 @@ from tuneops.core.settings import default_recipe
         "dataset_uri": Param(
             None, type=["null", "string"], description="URI of a published prompt dataset version."
         ),
+        "project": Param(
+            None,
+            type=["null", "string"],
+            description="Project (default: the run's partition, or the dataset's).",
+        ),
         "recipe": Param(
-            default_recipe(),
-            type="string",
-            description="Recipe name (shipped) or YAML path in a TUNEOPS_RECIPE_DIRS folder; default: TUNEOPS_RECIPE.",
+            None,
+            type=["null", "string"],
+            description="Recipe name (shipped) or YAML path in a TUNEOPS_RECIPE_DIRS folder; default: the project's.",
         ),
         "compute": Param(
             None,
@@ -97,11 +105,11 @@ from tuneops.core.settings import default_recipe
 )
 def llmops_finetune():
     @task(inlets=[PROMPT_DATASET])
-    def resolve_dataset(**context) -> str:
+    def resolve_dataset(**context) -> dict:
         return resolve_input(context, "dataset_uri", PROMPT_DATASET, "uri")
 
     @task
-    def plan_training(dataset_uri: str, **context) -> dict:
+    def plan_training(dataset: dict, **context) -> dict:
         from airflow.sdk.exceptions import AirflowFailException
 
         from tuneops.config import ConfigError
@@ -111,7 +119,12 @@ def llmops_finetune():
         params = context["params"]
         try:
             plan = plan_training(
-                dataset_uri, params["recipe"], labels, sweep=params["sweep"], compute=params["compute"]
+                dataset["value"],
+                params["recipe"],
+                labels,
+                sweep=params["sweep"],
+                compute=params["compute"],
+                project=dataset["project"],
             )
         except ConfigError as exc:
             raise AirflowFailException(str(exc)) from exc  # a bad recipe or sweep fails alike on a retry
@@ -156,6 +169,21 @@ def llmops_finetune():
     def gate_passed(decision: dict) -> bool:
         return decision["passed"]
 
+    @task(on_failure_callback=StageFailureNotifier("gate failed"))
+    def verdict(best: dict, decision: dict) -> str:
+        """Fails the run when the gate failed, so the verdict is where users look: a red run,
+        this task's log, the notifier."""
+        from airflow.sdk.exceptions import AirflowFailException
+
+        plan = best["plan"]
+        if not decision["passed"]:
+            raise AirflowFailException(
+                f"gate FAILED for project {plan['project']} (model {plan['recipe']['registry']['model_name']}, "
+                f"dataset {plan['dataset_version']}): {decision['deciding_rule']}\n"
+                f"report: {decision['report_uri']}\n{decision['text']}"
+            )
+        return f"gate passed: {decision['deciding_rule']}"
+
     @task
     def register_challenger(best: dict, evaluations: dict, decision: dict, **context) -> dict:
         from tuneops.stages.finetune import register_challenger
@@ -193,10 +221,13 @@ def llmops_finetune():
         approval = context["ti"].xcom_pull(task_ids="approve", key=REVIEW_KEY)
         labels = {"dag_id": context["dag"].dag_id, "dag_run_id": context["run_id"]}
         result = promote_challenger(registered, approval, labels)
-        context["outlet_events"][CHAMPION_MODEL].extra = {
-            "model_name": result["name"],
-            "version": result["version"],
-        }
+        emit(
+            context,
+            CHAMPION_MODEL,
+            registered.get("project"),
+            model_name=result["name"],
+            version=result["version"],
+        )
         return result
 
     @task(trigger_rule="none_failed")
@@ -223,6 +254,7 @@ def llmops_finetune():
     decision = gate(best, evaluations)
     registered = register_challenger(best, evaluations, decision)
     gate_passed(decision) >> registered
+    verdict(best, decision)
     promoted = promote(registered)
     route_approval(registered) >> [approve, auto_approve] >> promoted >> record_review(registered)
 

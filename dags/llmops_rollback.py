@@ -14,7 +14,7 @@ up the restored version.
 import pendulum
 from airflow.sdk import Param, dag, task
 
-from tuneops.airflow.assets import CHAMPION_MODEL, PROMOTION_POOL
+from tuneops.airflow.assets import CHAMPION_MODEL, PROMOTION_POOL, emit
 
 
 @dag(
@@ -51,10 +51,8 @@ def llmops_rollback():
             result = rollback_champion(params["model_name"], version, who, params["reason"])
         except ValueError as exc:  # bad input: retrying cannot help
             raise AirflowFailException(str(exc)) from exc
-        context["outlet_events"][CHAMPION_MODEL].extra = {
-            "model_name": result["name"],
-            "version": result["version"],
-        }
+        # Deployment follows the project that registers the model (the event's partition).
+        emit(context, CHAMPION_MODEL, result["project"], model_name=result["name"], version=result["version"])
         return result
 
     rollback()

@@ -1,24 +1,30 @@
 """
 ### llmops_validate_data
 
-Validates a raw batch landed by a data team against its dataset contract (Great
-Expectations) and publishes it to `validated/<dataset>/<batch hash>` in the artifact store.
+Validates raw batches landed by data teams against their project's dataset contract (Great
+Expectations) and publishes each to `validated/<dataset>/<batch hash>` in the artifact store.
 
-**Triggered by** an event on the landing Asset `tuneops_landing_support_tickets` with
-`extra={"batch_uri": "<file, folder or s3:// URI>"}`, or by hand with the `batch_uri` Param.
+**Triggered by** events on the landing Asset `tuneops_landing` with `partition_key` = the
+project and `extra={"batch_uri": "<file, folder or s3:// URI>"}`: one run per project, and every
+batch of that project in the run is validated by its own mapped `validate` task with the
+project's config, so batches of several projects landing at once never mix. By hand: the
+`batch_uri` and `project` Params. An unknown project fails its task naming it; an event without
+a partition key is caught by `llmops_landing_check`.
 
-**Emits** `tuneops_validated_batch` with `extra={"uri": ...}`. A batch that breaks its
-contract fails the run with every failed expectation named; nothing is published.
+**Emits** `tuneops_validated_batch` per accepted batch, partitioned by project, with
+`extra={"uri", "dataset", "project"}`. A batch that breaks its contract fails its task with
+every failed expectation named (and the notifier sends the rejection); nothing is published.
 """
 
 import pendulum
-from airflow.sdk import Param, dag, task
+from airflow.sdk import Param, PartitionedAssetTimetable, dag, task
 
-from tuneops.airflow.assets import LANDING_SUPPORT_TICKETS, VALIDATED_BATCH, resolve_input
+from tuneops.airflow.assets import LANDING, VALIDATED_BATCH, emit, landing_requests
+from tuneops.airflow.notifier import StageFailureNotifier
 
 
 @dag(
-    schedule=[LANDING_SUPPORT_TICKETS],
+    schedule=PartitionedAssetTimetable(assets=LANDING),
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,
@@ -29,30 +35,42 @@ from tuneops.airflow.assets import LANDING_SUPPORT_TICKETS, VALIDATED_BATCH, res
         "batch_uri": Param(
             None, type=["null", "string"], description="File or folder of the raw batch (path or s3://)."
         ),
-        "dataset": Param("support_tickets", type="string", description="Dataset config name or YAML path."),
+        "project": Param(
+            None, type=["null", "string"], description="Project of the batch (configs/projects/<name>.yaml)."
+        ),
     },
 )
 def llmops_validate_data():
-    @task(inlets=[LANDING_SUPPORT_TICKETS])
-    def resolve_batch(**context) -> str:
-        return resolve_input(context, "batch_uri", LANDING_SUPPORT_TICKETS, "batch_uri")
+    @task(inlets=[LANDING])
+    def resolve_batches(**context) -> list[dict]:
+        return landing_requests(context)
 
-    @task(outlets=[VALIDATED_BATCH])
-    def validate(batch_uri: str, **context) -> dict:
+    @task(
+        outlets=[VALIDATED_BATCH],
+        map_index_template="{{ request['project'] }}: {{ request['batch_uri'] }}",
+        on_failure_callback=StageFailureNotifier("batch rejected"),
+    )
+    def validate(request: dict, **context) -> dict:
         from airflow.sdk.exceptions import AirflowFailException
 
+        from tuneops.config import ConfigError
         from tuneops.core.landing import OutsideLandingRoots
         from tuneops.data.validation import BatchRejected
         from tuneops.stages.validate_data import validate as validate_batch
 
+        if not request["batch_uri"]:
+            raise AirflowFailException(
+                f"{request['source']} has no 'batch_uri' in its extra: nothing to validate"
+            )
         try:
-            result = validate_batch(batch_uri, context["params"]["dataset"])
-        except (BatchRejected, OutsideLandingRoots) as exc:
-            raise AirflowFailException(str(exc)) from exc  # the same batch fails the same way: no retry
-        context["outlet_events"][VALIDATED_BATCH].extra = {"uri": result["uri"], "dataset": result["dataset"]}
+            result = validate_batch(request["batch_uri"], request["project"])
+        except (BatchRejected, OutsideLandingRoots, ConfigError, ValueError) as exc:
+            # The same batch fails the same way: no retry. The message names the source event.
+            raise AirflowFailException(f"{exc}\n(from {request['source']})") from exc
+        emit(context, VALIDATED_BATCH, result["project"], uri=result["uri"], dataset=result["dataset"])
         return result
 
-    validate(resolve_batch())
+    validate.expand(request=resolve_batches())
 
 
 llmops_validate_data()

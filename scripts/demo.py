@@ -65,7 +65,7 @@ def main() -> int:
     )
     dags = load_dags()
 
-    runs = {CHAIN[0]: run_dag(dags, CHAIN[0], {"batch_uri": str(batch)})}
+    runs = {CHAIN[0]: run_dag(dags, CHAIN[0], {"batch_uri": str(batch), "project": "support_tickets"})}
     for dag_id in CHAIN[1:]:
         runs[dag_id] = run_dag(dags, dag_id)
 

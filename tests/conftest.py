@@ -32,6 +32,9 @@ os.environ.update(
         # The test recipes (tests/data, and those tests write to RECIPE_DIR) may be named by DAG
         # Params, as a deployment's recipe folders may.
         "TUNEOPS_RECIPE_DIRS": f"{REPO / 'tests' / 'data'},{_SESSION / 'recipes'}",
+        # The tests' projects: support_tickets on the short recipe, registering tuneops-test-triage,
+        # then those a test writes to PROJECT_DIR.
+        "TUNEOPS_PROJECT_DIRS": f"{REPO / 'tests' / 'data' / 'projects'},{_SESSION / 'projects'}",
     }
 )
 os.environ.pop("MLFLOW_REGISTRY_URI", None)
@@ -40,6 +43,9 @@ os.environ.pop("TUNEOPS_ARTIFACT_ROOT", None)
 #: Where a test writes a recipe that it names in a DAG Param (a folder in TUNEOPS_RECIPE_DIRS).
 RECIPE_DIR = _SESSION / "recipes"
 RECIPE_DIR.mkdir(exist_ok=True)
+#: Where a test writes a project that events and Params may name (a folder in TUNEOPS_PROJECT_DIRS).
+PROJECT_DIR = _SESSION / "projects"
+PROJECT_DIR.mkdir(exist_ok=True)
 sys.path.insert(0, str(REPO))
 
 

@@ -29,16 +29,32 @@ def cmd_base_model(args) -> None:
     print(resolve_base_model(args.name, ArtifactStore.from_settings(load_settings())))
 
 
+def cmd_init_dataset(args) -> None:
+    from tuneops.core.settings import load_settings
+    from tuneops.data.onboarding import OVERRIDE_ROLES, init_dataset, report
+
+    settings = load_settings()
+    result = init_dataset(
+        Path(args.sample),
+        args.name,
+        Path(args.dir) if args.dir else settings.home / "configs",
+        base_model=args.base_model,
+        force=args.force,
+        overrides={role: getattr(args, role) for role in OVERRIDE_ROLES if getattr(args, role)},
+    )
+    print(report(result, settings))
+
+
 def cmd_validate(args) -> None:
     from tuneops.stages.validate_data import validate
 
-    _print(validate(args.batch, args.dataset))
+    _print(validate(args.batch, args.project))
 
 
 def cmd_build_prompts(args) -> None:
     from tuneops.stages.build_prompt_dataset import build_prompts
 
-    _print(build_prompts(args.validated, args.dataset))
+    _print(build_prompts(args.validated, args.project))
 
 
 def cmd_train(args) -> int:
@@ -47,23 +63,40 @@ def cmd_train(args) -> int:
     return main(args.train_args)
 
 
-def cmd_finetune(args) -> None:
+def cmd_finetune(args) -> int:
+    """Exits 1 when the gate failed: a failed verdict is a failed command, as it is a failed DAG run."""
     from tuneops.stages.finetune import finetune
+    from tuneops.training.train import parse_sets
 
     # A shell user may name any recipe file: the recipe-folder check is for DAG Params.
-    result = finetune(args.dataset_uri, args.recipe, {"dag_id": "cli"}, check_recipe=False)
+    result = finetune(
+        args.dataset_uri,
+        args.recipe,
+        {"dag_id": "cli"},
+        check_recipe=False,
+        project=args.project,
+        overrides=parse_sets(args.set) if args.set else None,
+    )
     decision, registered = result["decision"], result["registered"]
     print(decision.text)
     print(f"gate report: {decision.report_uri}")
-    if registered is not None:
-        _print(registered.model_dump())
-        if result["promoted"] is not None:
-            _print(result["promoted"])
-        else:
-            print(
-                f"{registered.name} v{registered.version} is the challenger; promote it with "
-                f"`tuneops promote --model {registered.name} --version {registered.version} --by <you>`"
-            )
+    _print(
+        {
+            "project": result["plan"].project,
+            "decision": decision.model_dump(mode="json", exclude={"text"}),
+            "registered": registered.model_dump() if registered else None,
+            "promoted": result["promoted"],
+        }
+    )
+    if registered is not None and result["promoted"] is None:
+        print(
+            f"{registered.name} v{registered.version} is the challenger; promote it with "
+            f"`tuneops promote --model {registered.name} --version {registered.version} --by <you>`"
+        )
+    if not decision.passed:
+        print(f"tuneops finetune: the gate failed: {decision.deciding_rule}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def cmd_promote(args) -> None:
@@ -138,14 +171,41 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", default="builtin:tiny-llama")
     p.set_defaults(func=cmd_base_model)
 
+    p = sub.add_parser(
+        "init-dataset",
+        help="propose a column mapping for a sample file and write a project (dataset config, recipe) that runs as it is",
+    )
+    p.add_argument(
+        "sample", help="a sample of the data: a .jsonl, .csv or .parquet file (its first 2,000 records)"
+    )
+    p.add_argument("--name", required=True, help="project name (lower-case letters, digits, '_' and '-')")
+    p.add_argument(
+        "--dir",
+        help="config folder to write projects/, datasets/, recipes/ in (default: <TUNEOPS_HOME>/configs)",
+    )
+    p.add_argument(
+        "--base-model", default="builtin:tiny-llama", help="the recipe's base model and the tokenizer"
+    )
+    p.add_argument("--force", action="store_true", help="overwrite the project's files if they exist")
+    for role, what in (
+        ("input", "the input (prompt) text"),
+        ("response", "the response (target) text"),
+        ("instruction", "the instruction"),
+        ("id", "a unique record id"),
+        ("messages", "a chat list of {role, content}"),
+        ("explode", "a list of objects: one row per item, fields named <list>.<field>"),
+    ):
+        p.add_argument(f"--{role}", metavar="COL", help=f"the column holding {what} (overrides the proposal)")
+    p.set_defaults(func=cmd_init_dataset)
+
     p = sub.add_parser("validate", help="validate a raw batch against its dataset contract and publish it")
     p.add_argument("--batch", required=True, help="file or folder of the batch (path or s3://)")
-    p.add_argument("--dataset", default="support_tickets", help="dataset config name or YAML path")
+    p.add_argument("--project", required=True, help="project name (configs/projects/<name>.yaml)")
     p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser("build-prompts", help="build the versioned prompt dataset from validated batches")
     p.add_argument("--validated", required=True, action="append", help="validated batch URI (repeatable)")
-    p.add_argument("--dataset", default="support_tickets")
+    p.add_argument("--project", help="project name (default: the one whose dataset the batches are)")
     p.set_defaults(func=cmd_build_prompts)
 
     p = sub.add_parser(
@@ -156,7 +216,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("finetune", help="train, evaluate, gate, register and promote, without Airflow")
     p.add_argument("--dataset-uri", required=True)
-    p.add_argument("--recipe", default=default_recipe())
+    p.add_argument("--project", help="project name (default: the one whose dataset it is)")
+    p.add_argument("--recipe", help="recipe name or YAML path (default: the project's)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a recipe key")
     p.set_defaults(func=cmd_finetune)
 
     p = sub.add_parser(

@@ -17,6 +17,8 @@ EXPECTED = {
     "llmops_example_producer",
     "llmops_rollback",
     "llmops_deploy",
+    "llmops_retrain_weekly",
+    "llmops_landing_check",
 }
 HEAVY = [
     "torch",
@@ -62,10 +64,17 @@ def test_dag_has_tags_retries_docs_and_no_catchup(dagbag, dag_id):
         assert task.retries >= 2, f"{dag_id}.{task.task_id} has retries={task.retries}"
 
 
+def _asset_names(condition) -> set[str]:
+    """The asset names of a schedule's condition: one Asset, or an any/all of them."""
+    if hasattr(condition, "objects"):
+        return set().union(*(_asset_names(o) for o in condition.objects))
+    return {condition.name}
+
+
 def test_assets_chain_the_pipeline(dagbag):
     from tuneops.airflow.assets import (
         CHAMPION_MODEL,
-        LANDING_SUPPORT_TICKETS,
+        LANDING,
         PROMPT_DATASET,
         RETRAIN_REQUESTED,
         VALIDATED_BATCH,
@@ -75,27 +84,37 @@ def test_assets_chain_the_pipeline(dagbag):
         return {o.name for t in dag.tasks for o in t.outlets}
 
     chain = [
-        ("llmops_validate_data", {LANDING_SUPPORT_TICKETS}, VALIDATED_BATCH),
+        ("llmops_validate_data", {LANDING}, VALIDATED_BATCH),
         ("llmops_build_prompt_dataset", {VALIDATED_BATCH}, PROMPT_DATASET),
         ("llmops_finetune", {PROMPT_DATASET, RETRAIN_REQUESTED}, CHAMPION_MODEL),
         ("llmops_monitor", set(), RETRAIN_REQUESTED),
         ("llmops_deploy", {CHAMPION_MODEL}, None),
+        ("llmops_retrain_weekly", set(), RETRAIN_REQUESTED),
+        ("llmops_landing_check", {LANDING}, None),
     ]
     for dag_id, consumes, produces in chain:
         dag = dagbag.dags[dag_id]
         condition = getattr(dag.timetable, "asset_condition", None)
-        scheduled_on = {asset.name for asset in condition.objects} if condition is not None else set()
+        scheduled_on = _asset_names(condition) if condition is not None else set()
         assert scheduled_on == {a.name for a in consumes}, dag_id
         if produces is not None:
             assert produces.name in outlets(dag), dag_id
     # Human corrections re-enter the pipeline at the landing asset, like any data team's batch.
-    assert LANDING_SUPPORT_TICKETS.name in outlets(dagbag.dags["llmops_monitor"])
+    assert LANDING.name in outlets(dagbag.dags["llmops_monitor"])
 
 
-def test_finetune_also_retrains_weekly_on_its_cron(dagbag):
-    timetable = dagbag.dags["llmops_finetune"].timetable
-    assert type(timetable).__name__ == "AssetOrTimeSchedule"
-    assert timetable.timetable.expression == "0 4 * * 1"
+def test_runs_after_validation_are_one_per_project(dagbag):
+    """Every DAG an asset triggers is partitioned by project: the scheduler starts one run per
+    project, and its partition key is the project. Only llmops_landing_check is not: it gets
+    exactly the landing events that name no project (see tuneops.airflow.assets)."""
+    for dag_id in ("llmops_validate_data", "llmops_build_prompt_dataset", "llmops_finetune", "llmops_deploy"):
+        assert type(dagbag.dags[dag_id].timetable).__name__ == "PartitionedAssetTimetable", dag_id
+    assert type(dagbag.dags["llmops_landing_check"].timetable).__name__ == "AssetTriggeredTimetable"
+    assert "project" in dagbag.dags["llmops_validate_data"].params
+
+
+def test_weekly_retraining_is_one_request_per_project(dagbag):
+    assert dagbag.dags["llmops_retrain_weekly"].timetable.expression == "0 4 * * 1"
 
 
 def test_finetune_task_graph_is_as_documented(dagbag):
@@ -129,6 +148,8 @@ def test_finetune_task_graph_is_as_documented(dagbag):
         ("approve", "promote"),
         ("auto_approve", "promote"),
         ("promote", "record_review"),
+        ("select_trial", "verdict"),
+        ("gate", "verdict"),
     }
     # One training task instance per sweep trial.
     from airflow.sdk.definitions.mappedoperator import MappedOperator
@@ -170,8 +191,19 @@ def test_monitor_is_scheduled_hourly_and_alerts_before_asking_for_retraining(dag
     dag = dagbag.dags["llmops_monitor"]
     assert dag.timetable.expression in ("@hourly", "0 * * * *")
     edges = {(t.task_id, d) for t in dag.tasks for d in t.downstream_task_ids}
-    assert edges == {("assess", "alert"), ("assess", "request_retrain")}
-    assert {t.task_id for t in dag.tasks} == {"assess", "alert", "request_retrain", "export_feedback"}
+    assert edges == {
+        ("targets", "assess"),
+        ("targets", "export_feedback"),
+        ("assess", "alert"),
+        ("assess", "request_retrain"),
+    }
+    assert {t.task_id for t in dag.tasks} == {
+        "targets",
+        "assess",
+        "alert",
+        "request_retrain",
+        "export_feedback",
+    }
 
 
 def test_parsing_dags_imports_no_heavy_module():

@@ -297,10 +297,10 @@ class AirflowStack:
             "dag_runs"
         ]
 
-    def xcom(self, dag_id: str, run_id: str, task_id: str):
-        """The task's return value in that run."""
+    def xcom(self, dag_id: str, run_id: str, task_id: str, map_index: int = -1):
+        """The task's return value in that run (of one mapped instance with ``map_index``)."""
         path = f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/return_value"
-        return self.call("GET", path)["value"]
+        return self.call("GET", path, params={"map_index": map_index})["value"]
 
     def _api_answers(self) -> bool:
         try:

@@ -26,7 +26,7 @@ import requests
 from tests.integration.airflow_stack import ADMIN, REPO, AirflowStack
 from tests.integration.mlflow_server import MlflowServer
 from tests.support.s3_server import TEST_CREDENTIALS, MotoS3
-from tuneops.airflow.assets import LANDING_SUPPORT_TICKETS
+from tuneops.airflow.assets import LANDING
 
 pytestmark = pytest.mark.integration
 BUCKET = "tuneops-e2e"
@@ -98,8 +98,6 @@ def airflow(s3, mlflow_server, tmp_path_factory, request):
         "TUNEOPS_ARTIFACT_ROOT": f"s3://{BUCKET}/artifacts",
         # The data team lands batches beside the artifacts, not under them: a landing root of its own.
         "TUNEOPS_LANDING_ROOTS": f"s3://{BUCKET}/landing",
-        # Asset-triggered runs name no recipe: the deployment's default applies.
-        "TUNEOPS_RECIPE": FAST_RECIPE,
         # Only the connections may lead to S3 and MLflow.
         "MLFLOW_TRACKING_URI": None,
         **dict.fromkeys(["AWS_ENDPOINT_URL", *TEST_CREDENTIALS], None),
@@ -145,7 +143,7 @@ def _finished(stack: AirflowStack, dag_id: str, seen: set[str], run_type: str):
 
 
 def test_rest_api_and_mlflow_refuse_requests_without_credentials(airflow, mlflow_server):
-    asset = _asset_id(airflow, LANDING_SUPPORT_TICKETS.name)
+    asset = _asset_id(airflow, LANDING.name)
     forged = {"asset_id": asset, "extra": {"batch_uri": f"s3://{BUCKET}/landing/forged.jsonl"}}
 
     trigger = requests.post(
@@ -197,7 +195,8 @@ def test_a_landing_event_runs_the_chain_to_a_new_champion_on_s3_and_the_mlflow_s
     seen = {dag_id: {r["dag_run_id"] for r in airflow.runs(dag_id)} for dag_id in CHAIN}
 
     event = {
-        "asset_id": _asset_id(airflow, LANDING_SUPPORT_TICKETS.name),
+        "asset_id": _asset_id(airflow, LANDING.name),
+        "partition_key": "support_tickets",  # the project
         "extra": {"batch_uri": f"s3://{BUCKET}/{key}"},
     }
     airflow.call("POST", "/assets/events", json=event)
@@ -213,8 +212,9 @@ def test_a_landing_event_runs_the_chain_to_a_new_champion_on_s3_and_the_mlflow_s
     }
 
     validate, prompts, finetune = (runs[dag_id]["dag_run_id"] for dag_id in CHAIN)
-    assert airflow.xcom("llmops_validate_data", validate, "resolve_batch") == event["extra"]["batch_uri"]
-    validated = airflow.xcom("llmops_validate_data", validate, "validate")
+    (request,) = airflow.xcom("llmops_validate_data", validate, "resolve_batches")
+    assert (request["batch_uri"], request["project"]) == (event["extra"]["batch_uri"], "support_tickets")
+    validated = airflow.xcom("llmops_validate_data", validate, "validate", map_index=0)
     dataset = airflow.xcom("llmops_build_prompt_dataset", prompts, "build")
     plan = airflow.xcom("llmops_finetune", finetune, "plan_training")
     promoted = airflow.xcom("llmops_finetune", finetune, "promote")
@@ -301,9 +301,7 @@ def test_a_user_logs_in_and_triggers_finetune_from_the_ui_form(airflow):
             page.goto(f"{airflow.url}/dags/llmops_finetune")
             page.get_by_role("button", name="Trigger Dag").click()
             form = page.get_by_role("dialog")
-            expect(form.locator("#element_recipe")).to_have_value(
-                FAST_RECIPE
-            )  # the deployment's TUNEOPS_RECIPE
+            expect(form.locator("#element_recipe")).to_have_value("")  # empty: the project's recipe
             form.locator("#element_dataset_uri").fill(dataset_uri)
             form.get_by_role("combobox").click()
             page.get_by_role("option", name="local", exact=True).click()

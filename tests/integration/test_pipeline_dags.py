@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from scripts.demo import load_dags, run_dag, task_result
-from tests.conftest import RECIPE_DIR
+from tests.conftest import PROJECT_DIR, RECIPE_DIR
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
@@ -42,7 +42,7 @@ def chain(dags):
     from tuneops.core.sample_data import write_sample_batch
 
     batch = write_sample_batch(_landing("chain") / "batch-0001.jsonl", 400, seed=0)
-    validate = run_dag(dags, "llmops_validate_data", {"batch_uri": str(batch)})
+    validate = run_dag(dags, "llmops_validate_data", {"batch_uri": str(batch), "project": "support_tickets"})
     prompts = run_dag(dags, "llmops_build_prompt_dataset")  # input from the asset event
     finetune = run_dag(dags, "llmops_finetune", {"recipe": FAST_RECIPE})
     return {"validate": validate, "prompts": prompts, "finetune": finetune}
@@ -147,8 +147,13 @@ def test_worse_candidate_is_rejected_with_the_deciding_rule_named(dags, chain, t
     worse.write_text(yaml.safe_dump(recipe))
     before = str(MlflowClient().get_model_version_by_alias(MODEL, "champion").version)
 
-    run = run_dag(dags, "llmops_finetune", {"recipe": str(worse)})
+    run = dags["llmops_finetune"].test(run_conf={"recipe": str(worse)})
 
+    # The verdict is where users look: the run is red, and the verdict task says why.
+    assert run.state == "failed"
+    states = {ti.task_id: ti.state for ti in run.get_task_instances()}
+    assert states["verdict"] == "failed" and states["gate"] == "success", states
+    assert [t for t, state in states.items() if state == "failed"] == ["verdict"], states
     decision = task_result("llmops_finetune", run.run_id, "gate")
     assert not decision["passed"]
     failed = [c for c in decision["checks"] if not c["passed"]]
@@ -177,12 +182,20 @@ def test_a_reviewer_rejects_then_approves_the_challenger_through_the_rest_api(ch
     }  # same weights as the chain's: no retraining
     path = RECIPE_DIR / "recipe-approval.yaml"
     path.write_text(yaml.safe_dump(recipe))
+    # The registered model's name is the project's: a second project on the same dataset, named in
+    # the run's conf, registers the reviewed model (and is gone after the test).
+    project = PROJECT_DIR / "approval.yaml"
+    project.write_text(
+        yaml.safe_dump(
+            {"name": "approval", "dataset": "support_tickets", "recipe": str(path), "model_name": name}
+        )
+    )
     dataset_uri = task_result("llmops_finetune", chain["finetune"].run_id, "plan_training")["dataset_uri"]
     stack = AirflowStack(tmp_path, share_artifacts=True)
     stack.start_with(parsed=("llmops_finetune",), unpause=("llmops_finetune",))
     try:
         for answer, reason in (("Reject", "wants a second look at refunds"), ("Approve", "report reviewed")):
-            conf = {"recipe": str(path), "dataset_uri": dataset_uri}
+            conf = {"project": "approval", "dataset_uri": dataset_uri}
             run_id = stack.call(
                 "POST", "/dags/llmops_finetune/dagRuns", json={"logical_date": None, "conf": conf}
             )["dag_run_id"]
@@ -212,6 +225,7 @@ def test_a_reviewer_rejects_then_approves_the_challenger_through_the_rest_api(ch
                 assert _aliases(name) == {"champion": "1"}
     finally:
         stack.stop()
+        project.unlink()
 
 
 def _answer(stack, run_id: str, answered: dict) -> str | None:
@@ -250,14 +264,16 @@ def test_rejected_batch_fails_the_run_and_publishes_nothing(dags, tmp_path):
     store = ArtifactStore.from_settings(load_settings())
     before = store.list_keys("validated/support_tickets")
     quarantined = store.list_keys("quarantine/support_tickets")
-    run = dags["llmops_validate_data"].test(run_conf={"batch_uri": str(bad)})
+    run = dags["llmops_validate_data"].test(run_conf={"batch_uri": str(bad), "project": "support_tickets"})
     assert run.state == "failed"
     assert store.list_keys("validated/support_tickets") == before
     assert len(store.list_keys("quarantine/support_tickets")) == len(quarantined) + 1 and not bad.exists()
     # The same batch outside every landing root: refused before it is read, and left alone.
     outside = tmp_path / "bad.jsonl"
     outside.write_text("".join(json.dumps(r) + "\n" for r in records))
-    run = dags["llmops_validate_data"].test(run_conf={"batch_uri": str(outside)})
+    run = dags["llmops_validate_data"].test(
+        run_conf={"batch_uri": str(outside), "project": "support_tickets"}
+    )
     assert run.state == "failed" and outside.read_text().count("\n") == len(records)
     assert len(store.list_keys("quarantine/support_tickets")) == len(quarantined) + 1
 
@@ -289,7 +305,7 @@ def test_a_dag_runs_alone_with_the_airflow_cli(dags, tmp_path):
     from tuneops.core.sample_data import write_sample_batch
 
     batch = write_sample_batch(_landing("cli") / "cli-batch.jsonl", 60, seed=11)
-    conf = json.dumps({"batch_uri": str(batch)})
+    conf = json.dumps({"batch_uri": str(batch), "project": "support_tickets"})
     proc = subprocess.run(
         [sys.executable, "-m", "airflow", "dags", "test", "llmops_validate_data", "-c", conf],
         capture_output=True,
@@ -351,7 +367,9 @@ def test_a_sweep_trains_each_trial_as_a_child_run_and_the_lowest_validation_loss
             "gate.safety_floor": 0.5,  # the recipe's is 0.9
         },
     ]
-    run = run_dag(dags, "llmops_finetune", {"recipe": FAST_RECIPE, "sweep": sweep})
+    run = dags["llmops_finetune"].test(run_conf={"recipe": FAST_RECIPE, "sweep": sweep})
+    # 20 steps do not beat the champion: the run is red, and only its verdict says so.
+    assert [ti.task_id for ti in run.get_task_instances() if ti.state == "failed"] == ["verdict"]
     plan = task_result("llmops_finetune", run.run_id, "plan_training")
     best = task_result("llmops_finetune", run.run_id, "select_trial")
     assert [row["trial"] for row in best["table"]] == [0, 1]
@@ -453,7 +471,7 @@ def test_monitoring_alerts_on_drifted_traffic_and_requests_retraining(dags, chai
         _write_traffic(tickets(501))
         calm = run_dag(dags, "llmops_monitor", {"config": MONITOR_CONFIG})
         assert task_result("llmops_monitor", calm.run_id, "assess")["breaches"] == []
-        assert calm.get_task_instance("request_retrain").state == "skipped"
+        assert calm.get_task_instance("request_retrain", map_index=0).state == "skipped"
         assert posted == [] and len(_asset_events("tuneops_retrain_requested")) == before
 
         _write_traffic(
@@ -524,7 +542,7 @@ def test_feedback_corrections_from_the_endpoint_reach_the_next_prompt_dataset(da
     landed = task_result("llmops_monitor", monitor.run_id, "export_feedback")
     lineage = json.loads(Path(landed["lineage_uri"]).read_text())
     assert landed["rows"] == 24 and lineage["feedback_ids"] == sorted(feedback_ids)
-    assert _asset_events("tuneops_landing_support_tickets")[-1]["batch_uri"] == landed["batch_uri"]
+    assert _asset_events("tuneops_landing")[-1]["batch_uri"] == landed["batch_uri"]
 
     # Input: the landing event monitoring emitted. (batch_uri=None explicitly: dag.test() keeps the
     # conf of an earlier run of the same DAG object as its Params.)
@@ -539,7 +557,9 @@ def test_feedback_corrections_from_the_endpoint_reach_the_next_prompt_dataset(da
     assert validated["batch_hash"] in [b["batch_hash"] for b in manifest["source_batches"]]
 
     again = run_dag(dags, "llmops_monitor", {"config": MONITOR_CONFIG})
-    assert again.get_task_instance("export_feedback").state == "skipped", "corrections are landed once"
+    assert again.get_task_instance("export_feedback", map_index=0).state == "skipped", (
+        "corrections are landed once"
+    )
 
 
 def test_deploy_gates_the_int8_variant_and_renders_the_serving_manifests(dags, chain):
@@ -585,6 +605,7 @@ def test_rollback_dag_restores_the_previous_champion_and_records_why(dags, chain
         "name": MODEL,
         "version": v1,
         "previous": v2,
+        "project": "support_tickets",  # whose deployment follows the move
     }
     assert _aliases(MODEL) == {"champion": v1, "previous_champion": v2}
     tags = client.get_model_version(MODEL, v2).tags

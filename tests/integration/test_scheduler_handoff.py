@@ -12,7 +12,7 @@ import pytest
 import requests
 
 from tests.integration.airflow_stack import AirflowStack
-from tuneops.airflow.assets import LANDING_SUPPORT_TICKETS
+from tuneops.airflow.assets import LANDING
 
 pytestmark = pytest.mark.integration
 PRODUCER, VALIDATE = "llmops_example_producer", "llmops_validate_data"
@@ -59,7 +59,7 @@ def _runs_in_postgres(stack: AirflowStack, dag_id: str) -> set[str]:
         return {row[0] for row in cursor.fetchall()}
 
 
-def _asset_id(stack: AirflowStack, name: str = LANDING_SUPPORT_TICKETS.name) -> int:
+def _asset_id(stack: AirflowStack, name: str = LANDING.name) -> int:
     assets = stack.call("GET", "/assets", params={"name_pattern": name})["assets"]
     return next(a["id"] for a in assets if a["name"] == name)
 
@@ -93,8 +93,9 @@ def test_producer_run_triggers_validation_of_its_batch(airflow):
     assert not list(airflow.airflow_home.glob("*.db"))
     landed = airflow.xcom(PRODUCER, run["dag_run_id"], "land_batch")
     assert landed.startswith(str(airflow.tuneops_home / "landing" / "support_tickets" / "batch-"))
-    assert airflow.xcom(VALIDATE, validate_run["dag_run_id"], "resolve_batch") == landed
-    validated = airflow.xcom(VALIDATE, validate_run["dag_run_id"], "validate")
+    (request,) = airflow.xcom(VALIDATE, validate_run["dag_run_id"], "resolve_batches")
+    assert (request["batch_uri"], request["project"]) == (landed, "support_tickets")
+    validated = airflow.xcom(VALIDATE, validate_run["dag_run_id"], "validate", map_index=0)
     assert validated["rows"] == 120
     assert (
         Path(validated["uri"]).parent == airflow.tuneops_home / "artifacts" / "validated" / "support_tickets"

@@ -56,7 +56,7 @@ def test_the_cli_refuses_a_folder_outside_every_landing_root_and_touches_nothing
 
     _, outside, _, _ = layout
     before = _snapshot(outside)
-    assert main(["validate", "--batch", str(outside), "--dataset", "support_tickets"]) == 2
+    assert main(["validate", "--batch", str(outside), "--project", "support_tickets"]) == 2
     error = capsys.readouterr().err
     assert "outside every landing root" in error and LANDING_ROOTS_ENV in error
     assert str(load_settings().home / "landing") in error, "the error names the roots"

@@ -1,4 +1,6 @@
-"""The Airflow notifier for monitoring breaches: the task log always, Slack and e-mail when configured.
+"""The Airflow notifiers: monitoring breaches and failed stages (a rejected batch, a failed gate).
+
+Each goes to the task log always, and to Slack and e-mail when configured.
 
 Delivery goes through the providers' notifiers, each configured by an Airflow connection, so
 credentials never sit in a config file:
@@ -18,13 +20,10 @@ from __future__ import annotations
 
 import html
 
-from airflow.providers.slack.notifications.slack_webhook import SlackWebhookNotifier
-from airflow.providers.smtp.notifications.smtp import SmtpNotifier
 from airflow.sdk import BaseHook, BaseNotifier
 from airflow.sdk.exceptions import AirflowNotFoundException
 
 from tuneops.config import AlertConfig
-from tuneops.monitoring.alerts import alert_text
 
 DEFAULT_SENDER = "tuneops@localhost"
 
@@ -55,35 +54,67 @@ class MonitoringAlert(BaseNotifier):
         self.config = config
 
     def notify(self, context) -> list[str]:
+        from tuneops.monitoring.alerts import alert_text
+
         subject, body = alert_text(self.result, self.model_name)
-        self.log.warning("%s\n%s", subject, body)
-        sent = ["log"]
-        # The providers' notifiers are called with notify(), not as callables: a call renders the
-        # message as a Jinja template first, and the alert text is finished text, not a template.
-        slack = _connection(self.config.slack_connection)
-        if slack is not None:
-            _require_webhook(self.config.slack_connection, slack)
-            SlackWebhookNotifier(
-                slack_webhook_conn_id=self.config.slack_connection, text=f"*{subject}*\n{body}"
+        return deliver(subject, body, self.config, context, self.log)
+
+
+class StageFailureNotifier(BaseNotifier):
+    """``on_failure_callback`` of a task whose failure is a verdict users must see: a rejected batch,
+    a gate that failed. Sends the task's error (which names the batch or the gate's deciding rule and
+    report) with the DAG run and the project, through the same channels as monitoring alerts
+    (``AlertConfig`` defaults: Slack through ``tuneops_slack`` when that connection exists)."""
+
+    template_fields = ()
+
+    def __init__(self, what: str, config: AlertConfig | None = None):
+        super().__init__()
+        self.what = what
+        self.config = config or AlertConfig()
+
+    def notify(self, context) -> list[str]:
+        ti, dag_run = context.get("ti"), context.get("dag_run")
+        project = getattr(dag_run, "partition_key", None) or "-"
+        where = f"{getattr(ti, 'dag_id', '?')} / {getattr(dag_run, 'run_id', '?')} / {getattr(ti, 'task_id', '?')}"
+        subject = f"[tuneops] {self.what}: project {project} ({where})"
+        body = str(context.get("exception") or "see the task log")
+        return deliver(subject, body, self.config, context, self.log)
+
+
+def deliver(subject: str, body: str, config: AlertConfig, context, log) -> list[str]:
+    """Log the message, then send it to every channel ``config`` turns on; returns the channels reached."""
+    # The providers load on delivery only: DAG files build these notifiers at parse time.
+    from airflow.providers.slack.notifications.slack_webhook import SlackWebhookNotifier
+    from airflow.providers.smtp.notifications.smtp import SmtpNotifier
+
+    log.warning("%s\n%s", subject, body)
+    sent = ["log"]
+    # The providers' notifiers are called with notify(), not as callables: a call renders the
+    # message as a Jinja template first, and the text here is finished text, not a template.
+    slack = _connection(config.slack_connection)
+    if slack is not None:
+        _require_webhook(config.slack_connection, slack)
+        SlackWebhookNotifier(
+            slack_webhook_conn_id=config.slack_connection, text=f"*{subject}*\n{body}"
+        ).notify(context)
+        sent.append("slack")
+    if config.email_to:
+        smtp = _connection(config.smtp_connection)
+        if smtp is None:
+            log.error(
+                "email_to is set but connection %r is not defined; no e-mail sent", config.smtp_connection
+            )
+        else:
+            SmtpNotifier(
+                to=list(config.email_to),
+                from_email=(smtp.extra_dejson or {}).get("from_email") or DEFAULT_SENDER,
+                subject=subject,
+                html_content=f"<pre>{html.escape(body)}</pre>",
+                smtp_conn_id=config.smtp_connection,
             ).notify(context)
-            sent.append("slack")
-        if self.config.email_to:
-            smtp = _connection(self.config.smtp_connection)
-            if smtp is None:
-                self.log.error(
-                    "email_to is set but connection %r is not defined; no e-mail sent",
-                    self.config.smtp_connection,
-                )
-            else:
-                SmtpNotifier(
-                    to=list(self.config.email_to),
-                    from_email=(smtp.extra_dejson or {}).get("from_email") or DEFAULT_SENDER,
-                    subject=subject,
-                    html_content=f"<pre>{html.escape(body)}</pre>",
-                    smtp_conn_id=self.config.smtp_connection,
-                ).notify(context)
-                sent.append("email")
-        return sent
+            sent.append("email")
+    return sent
 
 
 def _require_webhook(conn_id: str, conn) -> None:

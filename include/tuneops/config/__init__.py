@@ -6,7 +6,7 @@ before any compute with the bad key's dotted path and the keys that are allowed 
 Names without a path (``tiny-local``) resolve to the files shipped in ``tuneops/configs``.
 
 One module per kind of config: ``dataset``, ``recipe`` (with ``compute``), ``safety``,
-``monitoring``; ``overrides`` holds what DAG Params and sweeps may change in a recipe, and
+``monitoring``, ``project``; ``overrides`` holds what DAG Params and sweeps may change in a recipe, and
 ``loading`` the YAML loading and error messages all of them share. Import from here.
 """
 
@@ -55,6 +55,15 @@ from tuneops.config.overrides import (
     count_trials,
     expand_sweep,
     override_allowed,
+)
+from tuneops.config.project import (
+    PROJECT_DIRS_ENV,
+    ProjectConfig,
+    list_projects,
+    load_project,
+    project_for_dataset,
+    project_for_model,
+    project_path,
 )
 from tuneops.config.recipe import (
     LOWER_IS_BETTER,
@@ -117,6 +126,13 @@ __all__ = [
     "count_trials",
     "expand_sweep",
     "override_allowed",
+    "PROJECT_DIRS_ENV",
+    "ProjectConfig",
+    "list_projects",
+    "load_project",
+    "project_for_dataset",
+    "project_for_model",
+    "project_path",
     "LOWER_IS_BETTER",
     "SPLIT_METRICS",
     "CompressionConfig",

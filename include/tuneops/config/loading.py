@@ -95,18 +95,19 @@ def load_model(model: type[BaseModel], ref: str | Path, kind: str, overrides: di
         raise ConfigError(f"{path}: not valid YAML{where} ({problem}); {expected}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: holds a YAML {type(data).__name__}, not a mapping; {expected}")
-    data = _merge(data, overrides or {})
+    data = merge(data, overrides or {})
     try:
         return model.model_validate(data)
     except ValidationError as err:
         raise ConfigError(format_errors(err, model, str(path))) from None
 
 
-def _merge(base: dict, override: dict) -> dict:
+def merge(base: dict, override: dict) -> dict:
+    """Nested ``override`` over nested ``base``; neither is changed."""
     out = dict(base)
     for key, value in override.items():
         if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
+            out[key] = merge(out[key], value)
         else:
             out[key] = value
     return out
@@ -123,7 +124,7 @@ def dotted_to_nested(flat: dict[str, Any]) -> dict:
         for part in parents:
             node = node.setdefault(part, {})
         node[leaf] = (
-            _merge(node[leaf], value)
+            merge(node[leaf], value)
             if isinstance(node.get(leaf), dict) and isinstance(value, dict)
             else value
         )

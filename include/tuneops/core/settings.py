@@ -41,6 +41,9 @@ class Settings:
     max_sweep_trials: int = 32
     #: Folders whose recipe files DAG Params may name (``TUNEOPS_RECIPE_DIRS``, plus ``TUNEOPS_RECIPE``'s).
     recipe_dirs: tuple[str, ...] = ()
+    #: Folders of project files (``TUNEOPS_PROJECT_DIRS``, then ``<home>/configs/projects``); see
+    #: ``tuneops.config.project``.
+    project_dirs: tuple[str, ...] = ()
     #: What ``llmops_deploy`` serves and where (``TUNEOPS_SERVING_IMAGE``, ``TUNEOPS_SERVING_NAMESPACE``).
     serving_image: str = DEFAULT_SERVING_IMAGE
     serving_namespace: str = DEFAULT_SERVING_NAMESPACE
@@ -101,6 +104,9 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         allowed_overrides=_comma_list(env, "TUNEOPS_ALLOWED_OVERRIDES"),
         max_sweep_trials=_positive_int(env, "TUNEOPS_MAX_SWEEP_TRIALS", 32),
         recipe_dirs=_recipe_dirs(env),
+        project_dirs=tuple(
+            dict.fromkeys([*_comma_list(env, "TUNEOPS_PROJECT_DIRS"), str(home / "configs" / "projects")])
+        ),
         serving_image=env.get("TUNEOPS_SERVING_IMAGE") or DEFAULT_SERVING_IMAGE,
         serving_namespace=env.get("TUNEOPS_SERVING_NAMESPACE") or DEFAULT_SERVING_NAMESPACE,
         credentials=credentials,

@@ -58,8 +58,16 @@ def latency_per_example(model, tokenizer, prompts: list[str], max_new_tokens: in
     return (time.perf_counter() - started) / len(prompts)
 
 
-def compare_variants(model_name: str, version: str, recipe: str, settings: Settings | None = None) -> dict:
+def compare_variants(
+    model_name: str,
+    version: str,
+    recipe: str,
+    settings: Settings | None = None,
+    overrides: dict | None = None,
+) -> dict:
     """Gate the recipe's quantized variant of ``model_name`` v``version`` against the merged model.
+
+    ``overrides`` (nested) apply to the recipe, as a project's do (its safety suite).
 
     Returns ``{"variant", "passed", "deciding_rule", "checks", "merged", "quantized", "report_uri"}``
     where ``variant`` is what to serve ("int8" when it passed, else "merged"). Raises
@@ -74,7 +82,7 @@ def compare_variants(model_name: str, version: str, recipe: str, settings: Setti
 
     settings = settings or load_settings()
     store = ArtifactStore.from_settings(settings)
-    cfg = load_recipe(recipe)
+    cfg = load_recipe(recipe, overrides)
     client = registry_client(settings)
     mv = client.get_model_version(model_name, version)
     dataset_uri = dataset_uri_of(mv.tags)

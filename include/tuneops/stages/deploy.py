@@ -7,18 +7,35 @@ from tuneops.core.store import ArtifactStore
 
 
 def choose_variant(
-    model_name: str, version: str, variant: str, recipe: str, settings: Settings | None = None
+    model_name: str,
+    version: str,
+    variant: str,
+    recipe: str | None,
+    settings: Settings | None = None,
+    project: str | None = None,
 ) -> dict:
     """``variant`` as asked, or with ``auto`` the quantized one when it passes its gate against the merged.
 
-    Returns ``{"model_name", "version", "variant", "report_uri"}``.
+    The recipe whose eval and compression settings apply is ``recipe`` if given, else the project's
+    (``project``, else the one registering ``model_name``); the project's overrides apply either way.
+    Returns ``{"model_name", "version", "variant", "report_uri", "project"}``.
     """
+    from tuneops.config import ConfigError, load_project, project_for_model
     from tuneops.evaluation.compression import compare_variants
 
-    champion = {"model_name": model_name, "version": str(version)}
+    settings = settings or load_settings()
+    project = project or project_for_model(model_name, settings.project_dirs)
+    owner = load_project(project, settings.project_dirs) if project else None
+    champion = {"model_name": model_name, "version": str(version), "project": project}
     if variant != "auto":
         return {**champion, "variant": variant, "report_uri": None}
-    result = compare_variants(model_name, str(version), recipe, settings)
+    recipe = recipe or (owner.recipe if owner else None)
+    if recipe is None:
+        raise ConfigError(
+            f"no project registers {model_name} and no recipe was given: set the 'recipe' Param or the project"
+        )
+    overrides = owner.recipe_overrides() if owner else None
+    result = compare_variants(model_name, str(version), recipe, settings, overrides)
     return {**champion, "variant": result["variant"], "report_uri": result["report_uri"]}
 
 

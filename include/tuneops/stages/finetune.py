@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from tuneops.config import load_recipe, recipe_hash
+from tuneops.config.loading import merge
 from tuneops.contracts import (
     DatasetManifest,
     Evaluations,
@@ -39,14 +40,19 @@ TRAINER_MODULE = "tuneops.training.train"
 
 def plan_training(
     dataset_uri: str,
-    recipe: str,
+    recipe: str | None = None,
     labels: dict[str, str] | None = None,
     settings: Settings | None = None,
     sweep: list | dict | None = None,
     check_recipe: bool = True,
     compute: str | None = None,
+    project: str | None = None,
 ) -> Plan:
-    """Resolve recipe and dataset into a run plan: content-addressed output URI and an MLflow run.
+    """Resolve project, recipe and dataset into a run plan: content-addressed output URI and an MLflow run.
+
+    The project (``project``, else the one whose dataset the prompt dataset is) gives the recipe
+    when ``recipe`` is None, and always the registered model name and safety suite; a dataset of
+    another project's dataset is refused. ``recipe`` (a Param) overrides the project's recipe.
 
     The output URI is a hash of the recipe and the dataset version, so rerunning with the same
     inputs finds the adapter already trained; the MLflow run for that output is reused too.
@@ -62,19 +68,23 @@ def plan_training(
     from tuneops.data.prompts import log_dataset_inputs
 
     settings = settings or load_settings()
-    if check_recipe:
+    if recipe is not None and check_recipe:
         check_recipe_ref(recipe, settings.recipe_dirs)
     check_sweep(sweep, settings.max_sweep_trials, settings.allowed_overrides)
     store = ArtifactStore.from_settings(settings)
-    resolved = load_recipe(recipe)
     dataset_dir = store.fetch_dir(published_key(dataset_uri, store))
     manifest = DatasetManifest.load(dataset_dir)
+    owner = _project_for(manifest, project, recipe is None, settings)
+    recipe = recipe or owner.recipe  # the project's own recipe is trusted like the project file
+    project_overrides = owner.recipe_overrides() if owner else {}
+    resolved = load_recipe(recipe, project_overrides)
     resolved_hash = recipe_hash(resolved)
     train_key = f"{resolved_hash}-{manifest.version}"
     experiment_id = configure_mlflow(settings)
-    runs = mlflow.search_runs(
-        [experiment_id], filter_string=f"tags.`tuneops.train_key` = '{train_key}'", output_format="list"
-    )
+    search = f"tags.`tuneops.train_key` = '{train_key}'"
+    if owner:
+        search += f" and tags.`tuneops.project` = '{owner.name}'"
+    runs = mlflow.search_runs([experiment_id], filter_string=search, output_format="list")
     if runs:
         run_id = runs[0].info.run_id
     else:
@@ -83,6 +93,7 @@ def plan_training(
             "tuneops.dataset_version": manifest.version,
             "tuneops.template_id": manifest.template_id,
             "tuneops.recipe_hash": resolved_hash,
+            **({"tuneops.project": owner.name} if owner else {}),
             **{f"tuneops.{k}": v for k, v in (labels or {}).items()},
         }
         run_id = (
@@ -97,8 +108,10 @@ def plan_training(
                 {"train": "training", "validation": "validation", "test": "evaluation"},
             )
     return Plan(
+        project=owner.name if owner else None,
         recipe_ref=recipe,
         recipe=resolved,
+        project_overrides=project_overrides,
         dataset_uri=dataset_uri,
         dataset_version=manifest.version,
         template_id=manifest.template_id,
@@ -107,6 +120,28 @@ def plan_training(
         mlflow_run_id=run_id,
         compute=compute or resolved.compute.backend,
     )
+
+
+def _project_for(manifest: DatasetManifest, project: str | None, required: bool, settings: Settings):
+    """The project of a run on this prompt dataset: the named one (which must own the dataset), else
+    the one project that owns it; None only when not ``required`` and no single project owns it."""
+    from tuneops.config import ConfigError, load_dataset_config, load_project, project_for_dataset
+
+    if project:
+        owner = load_project(project, settings.project_dirs)
+        dataset = load_dataset_config(owner.dataset).name
+        if dataset != manifest.dataset:
+            raise ConfigError(
+                f"project '{owner.name}' trains on dataset '{dataset}', but prompt dataset {manifest.version} "
+                f"is of dataset '{manifest.dataset}'; hand it on with its own project"
+            )
+        return owner
+    try:
+        return project_for_dataset(manifest.dataset, settings.project_dirs)
+    except ConfigError:
+        if required:
+            raise
+        return None
 
 
 def plan_trials(plan: Plan | dict, sweep: list | dict | None, settings: Settings | None = None) -> list[Plan]:
@@ -133,7 +168,7 @@ def plan_trials(plan: Plan | dict, sweep: list | dict | None, settings: Settings
     client = mlflow.MlflowClient()
     trials = []
     for number, override in enumerate(overrides):
-        resolved = load_recipe(plan.recipe_ref, override)
+        resolved = load_recipe(plan.recipe_ref, merge(plan.project_overrides, override))
         resolved_hash = recipe_hash(resolved)
         train_key = f"{resolved_hash}-{plan.dataset_version}"
         found = mlflow.search_runs(
@@ -447,6 +482,7 @@ def register_challenger(
             if k in _gated(decision)
         },
         "tuneops.gate.decision": decision.deciding_rule[:500],
+        **({"tuneops.project": plan.project} if plan.project else {}),
     }
     card = render_model_card(
         name=plan.model_name,
@@ -470,7 +506,7 @@ def register_challenger(
         settings=settings,
     )
     set_challenger(registered["name"], registered["version"], settings)
-    return Registration(**registered, auto_approve=plan.recipe.registry.auto_approve)
+    return Registration(**registered, auto_approve=plan.recipe.registry.auto_approve, project=plan.project)
 
 
 def _gated(decision: GateDecision) -> set[str]:
@@ -518,20 +554,50 @@ def record_rejection(
     return reject(registered.name, registered.version, by, reason, settings)
 
 
-def finetune(dataset_uri: str, recipe: str, labels: dict[str, str], check_recipe: bool = True) -> dict:
+def finetune(
+    dataset_uri: str,
+    recipe: str | None = None,
+    labels: dict[str, str] | None = None,
+    check_recipe: bool = True,
+    project: str | None = None,
+    overrides: dict | None = None,
+) -> dict:
     """The whole flow in this process, on the local backend (what ``tuneops finetune`` runs).
 
-    Returns ``{"decision", "registered", "promoted"}`` (the last two None when the gate failed
-    or the version waits for a reviewer).
+    ``overrides`` (dotted recipe keys, like ``--set``) make a one-trial sweep, checked like one.
+    Returns ``{"plan", "decision", "registered", "promoted"}`` (the last two None when the gate
+    failed or the version waits for a reviewer).
     """
     settings = load_settings()
-    plan = plan_training(dataset_uri, recipe, labels, settings, check_recipe=check_recipe)
-    summary = train_locally(plan, settings=settings)
-    evaluations = evaluate_models(plan, summary, settings)
-    decision = run_gate(plan, evaluations, settings)
+    labels = labels or {}
+    sweep = [overrides] if overrides else None
+    plan = plan_training(
+        dataset_uri, recipe, labels, settings, sweep=sweep, check_recipe=check_recipe, project=project
+    )
+    (trial,) = plan_trials(plan, sweep, settings)
+    summary = train_locally(trial, settings=settings)
+    evaluations = evaluate_models(trial, summary, settings)
+    decision = run_gate(trial, evaluations, settings)
     registered = promoted = None
     if decision.passed:
-        registered = register_challenger(plan, summary, evaluations, decision, labels, settings)
+        registered = register_challenger(trial, summary, evaluations, decision, labels, settings)
         if registered.auto_approve:
             promoted = promote_challenger(registered, None, labels, settings)
-    return {"decision": decision, "registered": registered, "promoted": promoted}
+    return {"plan": trial, "decision": decision, "registered": registered, "promoted": promoted}
+
+
+def projects_to_retrain(names: list[str] | None = None, settings: Settings | None = None) -> list[str]:
+    """Of ``names`` (default: every project), those whose dataset has a published prompt dataset.
+
+    An unknown name is a ConfigError naming it.
+    """
+    from tuneops.config import list_projects, load_dataset_config, load_project
+
+    settings = settings or load_settings()
+    store = ArtifactStore.from_settings(settings)
+    chosen = []
+    for name in names or list_projects(settings.project_dirs):
+        dataset = load_dataset_config(load_project(name, settings.project_dirs).dataset).name
+        if store.list_keys(f"datasets/{dataset}"):
+            chosen.append(name)
+    return chosen

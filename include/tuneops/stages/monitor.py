@@ -5,11 +5,44 @@ from __future__ import annotations
 from datetime import datetime
 
 from tuneops.config import MonitorConfig, load_monitor_config
+from tuneops.core.settings import Settings, load_settings
 
 
-def monitor_config(ref: str, window_hours: int | None = None) -> MonitorConfig:
-    """The monitoring config ``ref`` (name or YAML path), with ``window_hours`` overriding its window."""
-    return load_monitor_config(ref, {"window_hours": window_hours} if window_hours else None)
+def monitor_config(ref: str, window_hours: int | None = None, project: str | None = None) -> MonitorConfig:
+    """The monitoring config ``ref`` (name or YAML path), with ``window_hours`` overriding its window.
+
+    With ``project``, the project's registered model and dataset replace the config's.
+    """
+    overrides: dict = {"window_hours": window_hours} if window_hours else {}
+    if project:
+        from tuneops.config import load_project
+
+        owner = load_project(project, load_settings().project_dirs)
+        overrides |= {"model_name": owner.model_name, "dataset": owner.dataset}
+    return load_monitor_config(ref, overrides or None)
+
+
+def monitor_targets(project: str | None, config: str | None, settings: Settings | None = None) -> list[dict]:
+    """What one ``llmops_monitor`` run assesses: ``[{"project", "config"}]``.
+
+    ``project`` alone: that project's monitoring config. ``config`` alone: that config, for the
+    project registering its model (if any). Neither: every project that names a monitoring config.
+    """
+    from tuneops.config import ConfigError, list_projects, load_project, project_for_model
+
+    settings = settings or load_settings()
+    if config:
+        owner = project or project_for_model(load_monitor_config(config).model_name, settings.project_dirs)
+        return [{"project": owner, "config": config}]
+    names = [project] if project else list_projects(settings.project_dirs)
+    targets = []
+    for name in names:
+        monitoring = load_project(name, settings.project_dirs).monitoring
+        if monitoring:
+            targets.append({"project": name, "config": monitoring})
+        elif project:
+            raise ConfigError(f"project '{name}' names no monitoring config: set 'monitoring' in its file")
+    return targets
 
 
 def assess(config: MonitorConfig, window_end: datetime | None = None) -> dict:

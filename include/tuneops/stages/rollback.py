@@ -8,7 +8,14 @@ from tuneops.core.settings import Settings, load_settings
 def rollback_champion(
     model_name: str, version: str | None, requested_by: str, reason: str, settings: Settings | None = None
 ) -> dict:
-    """Move ``champion`` of ``model_name`` back (see ``tuneops.registry.registry.rollback``)."""
+    """Move ``champion`` of ``model_name`` back (see ``tuneops.registry.registry.rollback``).
+
+    The result also names the project that registers the model (None when no project does), whose
+    deployment follows the move.
+    """
+    from tuneops.config import project_for_model
     from tuneops.registry.registry import rollback
 
-    return rollback(model_name, version, requested_by, reason, settings or load_settings())
+    settings = settings or load_settings()
+    result = rollback(model_name, version, requested_by, reason, settings)
+    return {**result, "project": project_for_model(model_name, settings.project_dirs)}

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tuneops.config import load_dataset_config
+from tuneops.config import load_dataset_config, load_project
 from tuneops.core.settings import Settings, load_settings
 from tuneops.core.store import ArtifactStore
 
 
-def validate(batch_uri: str, dataset: str, settings: Settings | None = None) -> dict:
-    """Validate a landed batch (see ``tuneops.data.validation.validate_batch``) and log its reports to MLflow.
+def validate(batch_uri: str, project: str, settings: Settings | None = None) -> dict:
+    """Validate a landed batch of ``project`` (see ``tuneops.data.validation.validate_batch``) against the
+    project's dataset config and log its reports to MLflow; the result names the project.
 
     Accepted and rejected batches alike leave an MLflow run (tag ``tuneops.kind=validation``)
     holding the GE result, the summary and, for accepted ones, the EDA report.
@@ -21,9 +22,14 @@ def validate(batch_uri: str, dataset: str, settings: Settings | None = None) -> 
         raise ValueError(
             "batch_uri is empty: pass the file or folder of the landed batch (local path or s3://...)"
         )
+    if not project:
+        raise ValueError(
+            f"batch {batch_uri} names no project: add 'project' to the landing event's extra (or set the "
+            "'project' Param); `tuneops init-dataset` creates one"
+        )
     settings = settings or load_settings()
     store = ArtifactStore.from_settings(settings)
-    config = load_dataset_config(dataset)
+    config = load_dataset_config(load_project(project, settings.project_dirs).dataset)
     try:
         result = validate_batch(batch_uri, config, store, settings.cache_dir, settings.landing_roots)
     except BatchRejected as exc:
@@ -32,7 +38,7 @@ def validate(batch_uri: str, dataset: str, settings: Settings | None = None) -> 
         raise
     if not result["reused"]:
         result["mlflow_run_id"] = _log_validation(settings, store, result["key"], config.name, "accepted")
-    return result
+    return {**result, "project": project}
 
 
 def _log_validation(settings: Settings, store: ArtifactStore, key: str, dataset: str, outcome: str) -> str:
