@@ -71,6 +71,11 @@ def llmops_deploy():
     def resolve_champion(**context) -> dict:
         from tuneops.airflow.assets import resolve_input
 
+        params = context["params"]
+        if params["model_name"] and not params["version"]:  # that model's champion, not another event's
+            from tuneops.stages.deploy import champion_version
+
+            return champion_version(params["model_name"], params.get("project"))
         model = resolve_input(context, "model_name", CHAMPION_MODEL, "model_name")
         version = resolve_input(context, "version", CHAMPION_MODEL, "version")
         return {"model_name": model["value"], "version": str(version["value"]), "project": model["project"]}

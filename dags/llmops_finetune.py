@@ -128,6 +128,10 @@ def llmops_finetune():
             )
         except ConfigError as exc:
             raise AirflowFailException(str(exc)) from exc  # a bad recipe or sweep fails alike on a retry
+        if plan.project is None:  # its champion event would reach no deployment
+            raise AirflowFailException(
+                f"no project owns dataset {plan.dataset_version} ({dataset['value']}): set the 'project' Param"
+            )
         return plan.model_dump(mode="json")
 
     @task

@@ -51,8 +51,22 @@ def llmops_rollback():
             result = rollback_champion(params["model_name"], version, who, params["reason"])
         except ValueError as exc:  # bad input: retrying cannot help
             raise AirflowFailException(str(exc)) from exc
-        # Deployment follows the project that registers the model (the event's partition).
-        emit(context, CHAMPION_MODEL, result["project"], model_name=result["name"], version=result["version"])
+        if result["project"]:  # deployment follows the project's model (the event's partition)
+            emit(
+                context,
+                CHAMPION_MODEL,
+                result["project"],
+                model_name=result["name"],
+                version=result["version"],
+            )
+        else:
+            import logging
+
+            logging.getLogger("airflow.task").warning(
+                "no project registers %s: llmops_deploy does not follow this rollback; trigger it with "
+                "model_name and version",
+                result["name"],
+            )
         return result
 
     rollback()

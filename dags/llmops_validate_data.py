@@ -48,7 +48,7 @@ def llmops_validate_data():
     @task(
         outlets=[VALIDATED_BATCH],
         map_index_template="{{ request['project'] }}: {{ request['batch_uri'] }}",
-        on_failure_callback=StageFailureNotifier("batch rejected"),
+        on_failure_callback=StageFailureNotifier("batch not validated"),
     )
     def validate(request: dict, **context) -> dict:
         from airflow.sdk.exceptions import AirflowFailException

@@ -41,6 +41,7 @@ def cmd_init_dataset(args) -> None:
         base_model=args.base_model,
         force=args.force,
         overrides={role: getattr(args, role) for role in OVERRIDE_ROLES if getattr(args, role)},
+        project_dirs=settings.project_dirs,
     )
     print(report(result, settings))
 

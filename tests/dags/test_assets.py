@@ -4,7 +4,7 @@ project (its partition), then the newest event of that project."""
 from types import SimpleNamespace
 
 import pytest
-from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+from airflow.sdk.exceptions import AirflowFailException
 
 from tuneops.airflow.assets import (
     LANDING,
@@ -65,12 +65,6 @@ def test_manual_run_without_param_takes_the_latest_event():
 def test_no_input_names_the_param_and_the_asset():
     with pytest.raises(AirflowFailException, match="'dataset_uri' Param.*tuneops_prompt_dataset"):
         _value(_ctx())
-
-
-def test_the_scheduled_run_before_any_dataset_is_skipped_not_failed():
-    ctx = {**_ctx(), "dag_run": SimpleNamespace(run_type="scheduled", partition_key=None)}
-    with pytest.raises(AirflowSkipException, match="no event on asset 'tuneops_prompt_dataset' yet"):
-        _value(ctx)
 
 
 def test_a_retrain_request_trains_on_its_projects_latest_prompt_dataset():
@@ -137,3 +131,19 @@ def test_landing_events_without_a_project_are_described_for_the_check_dag():
     }
     (described,) = unrouted_events(ctx)
     assert described.startswith("the REST API") and "/lost.jsonl" in described
+
+
+def test_the_partition_key_decides_an_events_project():
+    """What the scheduler routed the event by wins over a conflicting extra."""
+    from tuneops.airflow.assets import event_project
+
+    assert event_project(_event({"project": "b"}, "a")) == "a"
+    assert event_project(_event({"project": "b"})) == "b"
+    assert event_project(_event({})) is None
+
+
+def test_an_event_without_a_project_is_refused_before_it_is_emitted():
+    from tuneops.airflow.assets import emit
+
+    with pytest.raises(ValueError, match="tuneops_prompt_dataset needs a project"):
+        emit({"outlet_events": {}}, PROMPT_DATASET, None, uri="/x")

@@ -165,7 +165,9 @@ def test_each_project_gets_its_own_runs_dataset_recipe_and_champion(airflow, cha
     from tuneops.contracts import DatasetManifest
 
     assert set(chain["build"]) == set(PROJECTS), "one prompt-dataset run per project (its partition)"
-    client = MlflowClient(tracking_uri=airflow.env["MLFLOW_TRACKING_URI"])
+    # This stack's own MLflow, registry included (an earlier test may have set the process's registry URI).
+    uri = airflow.env["MLFLOW_TRACKING_URI"]
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     ids = {}
     for project, model in PROJECTS.items():
         build = airflow.xcom("llmops_build_prompt_dataset", chain["build"][project]["dag_run_id"], "build")

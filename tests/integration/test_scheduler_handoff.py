@@ -109,7 +109,8 @@ def test_producer_run_triggers_validation_of_its_batch(airflow):
 def test_a_retrain_request_from_monitoring_starts_finetune(airflow):
     """Runs last: it unpauses llmops_finetune. The scheduler must start it on a
     tuneops_retrain_requested event alone; this stack has no prompt dataset, so the run must
-    fail at once in resolve_dataset, naming what is missing, rather than train on nothing."""
+    fail at once in resolve_dataset, naming what is missing, rather than train on nothing. The
+    request names its project as its partition key: the run is that project's."""
     from tuneops.airflow.assets import RETRAIN_REQUESTED
 
     finetune = "llmops_finetune"
@@ -117,6 +118,7 @@ def test_a_retrain_request_from_monitoring_starts_finetune(airflow):
     try:
         event = {
             "asset_id": _asset_id(airflow, RETRAIN_REQUESTED.name),
+            "partition_key": "support_tickets",  # the project to retrain
             "extra": {"breaches": ["drift.label_psi"]},
         }
         airflow.call("POST", "/assets/events", json=event)
@@ -132,3 +134,4 @@ def test_a_retrain_request_from_monitoring_starts_finetune(airflow):
     tis = airflow.call("GET", f"/dags/{finetune}/dagRuns/{run['dag_run_id']}/taskInstances")["task_instances"]
     states = {ti["task_id"]: ti["state"] for ti in tis}
     assert states["resolve_dataset"] == "failed" and states["plan_training"] == "upstream_failed"
+    assert run["partition_key"] == "support_tickets"

@@ -63,3 +63,34 @@ def test_fewer_corrections_than_a_batch_needs_wait_for_more(tmp_path):
     for i in range(5, 20):
         _answer(store, i, _ticket(i))
     assert export_corrections("support_tickets", settings)["rows"] == 20
+
+
+def test_only_the_projects_own_models_corrections_land_in_its_dataset(tmp_path):
+    """Two projects share an artifact store: each one's corrections become its own dataset's records."""
+    settings = load_settings({"TUNEOPS_HOME": str(tmp_path)})
+    store = ArtifactStore.from_settings(settings)
+    ours = [_answer(store, i, _ticket(i)) for i in range(20)]
+    for i in range(20, 45):
+        request = {"model": "other", "version": "1", "mode": "inputs", "prompt": "p", "inputs": _ticket(i)}
+        answer = {"request_id": f"req-{i}", "rating": "down", "correction": CORRECTION, "comment": None}
+        write_feedback(
+            store, request | {"response": "r"}, answer, now=datetime.now(UTC) - timedelta(minutes=1)
+        )
+
+    landed = export_corrections("support_tickets", settings, model_name="m")
+    assert landed["feedback_ids"] == sorted(ours)
+
+
+def test_a_dataset_whose_records_corrections_cannot_fill_lands_none_and_says_why(tmp_path):
+    import yaml
+
+    settings = load_settings({"TUNEOPS_HOME": str(tmp_path)})
+    store = ArtifactStore.from_settings(settings)
+    for i in range(20):
+        _answer(store, i, _ticket(i))
+    config = tmp_path / "noid.yaml"
+    config.write_text(yaml.safe_dump({"name": "noid", "columns": {"input": "body", "response": "triage"}}))
+    result = export_corrections(str(config), settings)
+    assert result["batch_uri"] is None and result["rows"] == 0
+    (reason,) = result["skipped"]
+    assert "maps no id or input column" in reason and result["skipped"][reason] == 20

@@ -178,11 +178,16 @@ def test_chat_messages_map_to_the_messages_column(tmp_path):
     assert row["response"] == "Visit the budget exhibition in Lisbon."
 
 
-def test_alpaca_like_records_map_instruction_input_and_output_and_numeric_ids_are_not_ids(tmp_path):
+def test_alpaca_like_records_map_instruction_input_and_output_and_integer_ids_are_ids(tmp_path):
+    """Validation reads integer ids as their decimal text, so an integer id column is an id."""
     path = SHAPES["alpaca"](tmp_path)
     proposal = _proposal(path)
-    assert proposal.columns == {"instruction": "instruction", "input": "input", "response": "output"}
-    assert any("'id' holds int values" in note for note in proposal.notes)
+    assert proposal.columns == {
+        "id": "id",
+        "instruction": "instruction",
+        "input": "input",
+        "response": "output",
+    }
 
 
 def test_unnamed_text_columns_fall_back_to_length_and_say_so(tmp_path):
@@ -203,6 +208,7 @@ def test_overrides_pin_columns_and_the_rest_is_proposed_around_them(tmp_path):
     }
     alpaca_path = SHAPES["alpaca"](tmp_path)
     assert _proposal(alpaca_path, input="instruction", response="output", instruction=None).columns == {
+        "id": "id",
         "input": "instruction",
         "response": "output",
     }
@@ -396,13 +402,16 @@ def test_the_command_writes_under_tuneops_home_and_prints_the_mapping_files_and_
     assert main(["init-dataset", str(path), "--name", "headlines"]) == 2
     assert "already exist" in capsys.readouterr().err
     other = tmp_path / "elsewhere"
+    # The same name in another folder would be shadowed by the one the pipeline finds first.
+    assert main(["init-dataset", str(path), "--name", "headlines", "--dir", str(other)]) == 2
+    assert "a project named 'headlines' already exists at" in capsys.readouterr().err
     assert (
         main(
             [
                 "init-dataset",
                 str(path),
                 "--name",
-                "headlines",
+                "headlines_b",
                 "--dir",
                 str(other),
                 "--input",

@@ -9,9 +9,11 @@ from tuneops.config import (
     load_dataset_config,
     load_project,
     load_recipe,
+    loadable_projects,
     project_for_dataset,
     project_for_model,
 )
+from tuneops.config.project import SHIPPED_PROJECTS
 
 
 def _write(folder, name, **fields):
@@ -56,11 +58,13 @@ def test_an_unknown_project_names_itself_the_known_ones_and_the_fix(tmp_path):
     with pytest.raises(ConfigError) as err:
         load_project("beta", [tmp_path / "projects"])
     message = str(err.value)
-    assert "no project named 'beta'" in message and "alpha" in message and "support_tickets" in message
+    assert "no project named 'beta'; known projects: alpha (looked in" in message
     assert "tuneops init-dataset" in message and "TUNEOPS_PROJECT_DIRS" in message
 
 
-@pytest.mark.parametrize("ref", ["../etc/passwd", "Has Caps", "", "a/b"])
+@pytest.mark.parametrize(
+    "ref", ["../etc/passwd", "Has Caps", "", "a/b", "/tmp/evil.yaml", "../x.yaml", "x.yaml"]
+)
 def test_an_event_cannot_name_a_path_for_a_project(ref):
     with pytest.raises(ConfigError, match="is not a project name"):
         load_project(ref)
@@ -89,9 +93,13 @@ def test_the_project_of_a_dataset_or_a_model(tmp_path):
     _write(folder, "copy")  # a second project on the support-ticket dataset
     assert project_for_model("m-copy", [folder]) == "copy"
     assert project_for_model("no-such-model", [folder]) is None
+    shipped = [folder, SHIPPED_PROJECTS]
     with pytest.raises(ConfigError, match="projects using it: copy, support_tickets"):
-        project_for_dataset("support_tickets", [folder])
-    assert project_for_dataset("support_tickets").name == "support_tickets"
+        project_for_dataset("support_tickets", shipped)
+    assert project_for_dataset("support_tickets").name == "support_tickets"  # the shipped folder alone
+    _write(folder, "twin", model_name="m-copy")
+    with pytest.raises(ConfigError, match="projects copy, twin all register model 'm-copy'"):
+        project_for_model("m-copy", [folder])
     assert load_dataset_config(load_project("copy", [folder]).dataset).name == "support_tickets"
 
 
@@ -158,3 +166,35 @@ def test_monitoring_targets_every_project_with_a_monitoring_config(tmp_path):
     assert "quiet" not in {t["project"] for t in targets}
     with pytest.raises(ConfigError, match="project 'quiet' names no monitoring config"):
         monitor_targets("quiet", None, settings)
+
+
+def test_a_broken_project_file_is_left_out_not_fatal_to_the_others(tmp_path, caplog):
+    folder = tmp_path / "projects"
+    _write(folder, "good")
+    (folder / "broken.yaml").write_text("name: broken\nrecipe: [unclosed\n")
+    assert [p.name for p in loadable_projects([folder])] == ["good"]
+    assert "project broken is left out" in caplog.text
+
+
+def test_the_shipped_demo_project_is_only_there_without_a_deployments_own_folders(tmp_path):
+    from tuneops.core.settings import load_settings
+
+    bare = load_settings({"TUNEOPS_HOME": str(tmp_path)})
+    assert str(SHIPPED_PROJECTS) in bare.project_dirs
+    own = load_settings({"TUNEOPS_HOME": str(tmp_path), "TUNEOPS_PROJECT_DIRS": str(tmp_path / "mine")})
+    assert own.project_dirs == (str(tmp_path / "mine"), str(tmp_path / "configs" / "projects"))
+
+
+def test_the_weekly_retrain_asks_for_every_project_that_has_a_prompt_dataset(tmp_path):
+    from tuneops.core.settings import load_settings
+    from tuneops.core.store import ArtifactStore
+    from tuneops.stages.finetune import projects_to_retrain
+
+    folder = tmp_path / "projects"
+    _write(folder, "fresh")  # on the support-ticket dataset, like the shipped project
+    settings = load_settings({"TUNEOPS_HOME": str(tmp_path), "TUNEOPS_PROJECT_DIRS": str(folder)})
+    assert projects_to_retrain(None, settings) == []  # no prompt dataset yet
+    _published(ArtifactStore.from_settings(settings), "datasets/support_tickets/v1")
+    assert projects_to_retrain(None, settings) == ["fresh"]
+    with pytest.raises(ConfigError, match="no project named 'gone'"):
+        projects_to_retrain(["gone"], settings)

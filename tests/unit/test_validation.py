@@ -534,7 +534,7 @@ def test_column_mappings_that_cannot_work_are_config_errors(tmp_path, columns, e
 @pytest.mark.parametrize(
     "columns, fields",
     [
-        ({"response": "r"}, {"id", "input", "response"}),
+        ({"input": "i", "response": "r"}, {"id", "input", "response"}),
         ({"id": "k", "input": "i", "response": "r", "label": "l"}, {"id", "input", "response", "label"}),
         ({"instruction": "s", "response": "r"}, {"id", "input", "response", "instruction"}),
         ({"messages": "m"}, {"id", "input", "response", "instruction"}),

@@ -35,11 +35,18 @@ PROMOTION_POOL = "tuneops_promotion"
 
 
 def emit(context, asset: Asset, project: str | None, **extra) -> None:
-    """Attach this task's event on ``asset``: ``extra`` plus the project, partitioned by the project."""
+    """Attach this task's event on ``asset``: ``extra`` plus the project, partitioned by the project.
+
+    Raises ValueError without a project: an unpartitioned event would start no partitioned DAG.
+    """
+    if not project:
+        raise ValueError(
+            f"an event on {asset.name} needs a project (its partition key), or no DAG downstream would run; "
+            "name the project (the 'project' Param)"
+        )
     outlet = context["outlet_events"][asset]
     outlet.extra = {**extra, "project": project}
-    if project:
-        outlet.add_partitions(project)
+    outlet.add_partitions(project)
 
 
 def run_project(context) -> str | None:
@@ -49,7 +56,8 @@ def run_project(context) -> str | None:
 
 
 def event_project(event) -> str | None:
-    return (event.extra or {}).get("project") or getattr(event, "partition_key", None) or None
+    """The event's project: its partition key (what the scheduler routed it by), else ``extra["project"]``."""
+    return getattr(event, "partition_key", None) or (event.extra or {}).get("project") or None
 
 
 def resolve_input(context, param: str, asset: Asset, extra_key: str) -> dict:
@@ -58,10 +66,9 @@ def resolve_input(context, param: str, asset: Asset, extra_key: str) -> dict:
 
     ``project`` is the run's (``run_project``), else the event's; None when neither names one (the
     stage then reads it from the input's own metadata). Raises AirflowFailException (no retry can
-    help) naming the Param when nothing provides a value, except in a scheduled run, which has
-    nothing to do yet and is skipped (AirflowSkipException).
+    help) naming the Param when nothing provides a value.
     """
-    from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+    from airflow.sdk.exceptions import AirflowFailException
 
     project = run_project(context)
     value = context["params"].get(param)
@@ -71,9 +78,6 @@ def resolve_input(context, param: str, asset: Asset, extra_key: str) -> dict:
     for event in reversed(events):
         if event.extra and event.extra.get(extra_key):
             return {"value": event.extra[extra_key], "project": project or event_project(event)}
-    dag_run = context.get("dag_run")
-    if dag_run is not None and str(getattr(dag_run.run_type, "value", dag_run.run_type)) == "scheduled":
-        raise AirflowSkipException(f"scheduled run: no event on asset '{asset.name}' yet, nothing to process")
     of = f" of project '{project}'" if project else ""
     raise AirflowFailException(
         f"no input{of}: set the '{param}' Param when triggering, or emit an event on asset "

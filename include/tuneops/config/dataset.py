@@ -42,6 +42,11 @@ class ColumnMapping(StrictModel):
                 )
         elif self.response is None:
             raise ValueError("map 'response' (or 'messages') to the raw column holding the target text")
+        elif self.input is None and self.instruction is None:
+            raise ValueError(
+                "map 'input' or 'instruction' (or 'messages') to the raw column holding the prompt text; "
+                "without one every prompt would be empty"
+            )
         return self
 
     def canonical_fields(self) -> set[str]:

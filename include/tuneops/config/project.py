@@ -15,13 +15,17 @@ safety_suite: generic                 # overrides the recipe's eval.safety_suite
 monitoring: null                      # optional monitoring config
 ```
 
-Projects are looked up by name only, never by a path from an event: in the folders the
-deployment lists in ``TUNEOPS_PROJECT_DIRS``, in ``<TUNEOPS_HOME>/configs/projects`` (where
-``tuneops init-dataset`` writes), then among the shipped ones.
+Projects are looked up by name only, never by a path from an event or a Param: in the folders
+the deployment lists in ``TUNEOPS_PROJECT_DIRS``, then ``<TUNEOPS_HOME>/configs/projects`` (where
+``tuneops init-dataset`` writes), then, only while ``TUNEOPS_PROJECT_DIRS`` is unset, the shipped
+demo project (``Settings.project_dirs`` lists exactly these folders). A project's own files name
+their dataset, recipe and suites by shipped name or by path: the project file is trusted like
+the deployment's recipe folders, because only the deployment can put it there.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -30,7 +34,11 @@ from pydantic import Field
 from tuneops.config.loading import CONFIG_DIR, ConfigError, StrictModel, load_model, path_is_file
 from tuneops.core.excerpt import excerpt
 
+log = logging.getLogger(__name__)
+
 PROJECT_DIRS_ENV = "TUNEOPS_PROJECT_DIRS"
+#: The shipped demo project's folder; ``Settings.project_dirs`` holds it only without TUNEOPS_PROJECT_DIRS.
+SHIPPED_PROJECTS = CONFIG_DIR / "projects"
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_\-]*$"
 
 
@@ -55,27 +63,31 @@ class ProjectConfig(StrictModel):
         return overrides
 
 
-def project_path(name: str, dirs: Sequence[str | Path] = ()) -> Path:
-    """The file of project ``name``: the first ``<dir>/<name>.yaml`` of ``dirs``, else the shipped one.
+def _folders(dirs: Sequence[str | Path] | None) -> list[Path]:
+    return [SHIPPED_PROJECTS] if dirs is None else [Path(d) for d in dirs]
 
-    Raises ConfigError naming the project, where it looked, and the projects that exist there.
+
+def project_path(name: str, dirs: Sequence[str | Path] | None = None) -> Path:
+    """The file of project ``name``: the first ``<dir>/<name>.yaml`` of ``dirs`` (default: the shipped folder).
+
+    ``name`` must be a project name, never a path. Raises ConfigError naming the project, where
+    it looked, and the projects that exist there.
     """
     import re
 
-    if not isinstance(name, str) or not re.match(NAME_PATTERN, name):
+    if not isinstance(name, str) or not re.fullmatch(NAME_PATTERN, name):
         raise ConfigError(
             f"project {excerpt(name)} is not a project name (lower-case letters, digits, '_' and '-'); "
             "events and Params name a project, never a path"
         )
-    folders = [Path(d) for d in dirs] + [CONFIG_DIR / "projects"]
+    folders = _folders(dirs)
     for folder in folders:
         for suffix in (".yaml", ".yml"):
             candidate = folder / f"{name}{suffix}"
             if path_is_file(candidate):
                 return candidate
-    known = sorted({p.stem for folder in folders if folder.is_dir() for p in folder.glob("*.y*ml")})
     raise ConfigError(
-        f"no project named '{name}'; known projects: {', '.join(known) or 'none'} "
+        f"no project named '{name}'; known projects: {', '.join(list_projects(dirs)) or 'none'} "
         f"(looked in {', '.join(str(f) for f in folders)}). Create one with "
         f"`tuneops init-dataset <sample file> --name {name}`, or list its folder in {PROJECT_DIRS_ENV}"
     )
@@ -88,16 +100,15 @@ def _relative_to(ref: str | None, folder: Path) -> str | None:
     return str((folder / ref).resolve())
 
 
-def load_project(ref: str | Path, dirs: Sequence[str | Path] = ()) -> ProjectConfig:
-    """A project by name (see ``project_path``), or by its YAML path (the CLI's choice).
+def load_project(name: str, dirs: Sequence[str | Path] | None = None) -> ProjectConfig:
+    """Project ``name`` (see ``project_path``; a path is refused), its paths resolved.
 
     Relative paths inside the file are resolved against the file's folder, so the result names
     its dataset, recipe, safety suite and monitoring config by shipped name or absolute path.
     """
-    is_path = str(ref).endswith((".yaml", ".yml"))
-    path = Path(ref) if is_path else project_path(str(ref), dirs)
+    path = project_path(name, dirs)
     project = load_model(ProjectConfig, path, "projects")
-    if not is_path and project.name != str(ref):
+    if project.name != name:
         raise ConfigError(
             f"{path}: names project '{project.name}', but the file is {path.name}; make them match"
         )
@@ -110,13 +121,24 @@ def load_project(ref: str | Path, dirs: Sequence[str | Path] = ()) -> ProjectCon
     )
 
 
-def list_projects(dirs: Sequence[str | Path] = ()) -> list[str]:
-    """Names of every project in ``dirs`` and the shipped ones, sorted."""
-    folders = [Path(d) for d in dirs] + [CONFIG_DIR / "projects"]
-    return sorted({p.stem for folder in folders if folder.is_dir() for p in folder.glob("*.y*ml")})
+def list_projects(dirs: Sequence[str | Path] | None = None) -> list[str]:
+    """Names of every project in ``dirs`` (default: the shipped folder), sorted."""
+    return sorted({p.stem for folder in _folders(dirs) if folder.is_dir() for p in folder.glob("*.y*ml")})
 
 
-def project_for_dataset(dataset: str, dirs: Sequence[str | Path] = ()) -> ProjectConfig:
+def loadable_projects(dirs: Sequence[str | Path] | None = None) -> list[ProjectConfig]:
+    """Every project in ``dirs`` that loads; a broken file is logged with its error and left out,
+    so one bad project does not stop the others."""
+    projects = []
+    for name in list_projects(dirs):
+        try:
+            projects.append(load_project(name, dirs))
+        except ConfigError as exc:
+            log.error("project %s is left out: %s", name, exc)
+    return projects
+
+
+def project_for_dataset(dataset: str, dirs: Sequence[str | Path] | None = None) -> ProjectConfig:
     """The one project whose dataset config is named ``dataset`` (a run given only a URI).
 
     Raises ConfigError when none or several are, naming them: the caller should then name the project.
@@ -124,13 +146,12 @@ def project_for_dataset(dataset: str, dirs: Sequence[str | Path] = ()) -> Projec
     from tuneops.config.dataset import load_dataset_config
 
     matches = []
-    for name in list_projects(dirs):
+    for project in loadable_projects(dirs):
         try:
-            project = load_project(name, dirs)
             if load_dataset_config(project.dataset).name == dataset:
                 matches.append(project)
-        except ConfigError:
-            continue  # a broken project elsewhere does not decide for this one
+        except ConfigError as exc:
+            log.error("project %s is left out: its dataset config does not load: %s", project.name, exc)
     if len(matches) != 1:
         found = ", ".join(p.name for p in matches) or "none"
         raise ConfigError(
@@ -140,12 +161,14 @@ def project_for_dataset(dataset: str, dirs: Sequence[str | Path] = ()) -> Projec
     return matches[0]
 
 
-def project_for_model(model_name: str, dirs: Sequence[str | Path] = ()) -> str | None:
-    """The name of the project that registers ``model_name``, or None."""
-    for name in list_projects(dirs):
-        try:
-            if load_project(name, dirs).model_name == model_name:
-                return name
-        except ConfigError:
-            continue
-    return None
+def project_for_model(model_name: str, dirs: Sequence[str | Path] | None = None) -> str | None:
+    """The name of the project that registers ``model_name``, or None when none does.
+
+    Raises ConfigError when several do: which recipe and suite apply to the model would be a guess.
+    """
+    owners = [p.name for p in loadable_projects(dirs) if p.model_name == model_name]
+    if len(owners) > 1:
+        raise ConfigError(
+            f"projects {', '.join(owners)} all register model '{model_name}'; give each its own model_name"
+        )
+    return owners[0] if owners else None

@@ -21,8 +21,8 @@ DEFAULT_SERVING_NAMESPACE = "tuneops"
 
 
 def default_recipe() -> str:
-    """The recipe for runs that name none (asset-triggered, scheduled, the trigger form's default):
-    ``TUNEOPS_RECIPE`` (a shipped name or a YAML path), else the embedded ``tiny-local``."""
+    """The recipe of ``tuneops compress`` when it names none: ``TUNEOPS_RECIPE`` (a shipped name or a
+    YAML path), else the embedded ``tiny-local``. DAG runs take their project's recipe."""
     return os.environ.get("TUNEOPS_RECIPE") or "tiny-local"
 
 
@@ -41,8 +41,8 @@ class Settings:
     max_sweep_trials: int = 32
     #: Folders whose recipe files DAG Params may name (``TUNEOPS_RECIPE_DIRS``, plus ``TUNEOPS_RECIPE``'s).
     recipe_dirs: tuple[str, ...] = ()
-    #: Folders of project files (``TUNEOPS_PROJECT_DIRS``, then ``<home>/configs/projects``); see
-    #: ``tuneops.config.project``.
+    #: Folders of project files (``TUNEOPS_PROJECT_DIRS``, then ``<home>/configs/projects``, then the
+    #: shipped demo's while the variable is unset); see ``tuneops.config.project``.
     project_dirs: tuple[str, ...] = ()
     #: What ``llmops_deploy`` serves and where (``TUNEOPS_SERVING_IMAGE``, ``TUNEOPS_SERVING_NAMESPACE``).
     serving_image: str = DEFAULT_SERVING_IMAGE
@@ -104,9 +104,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         allowed_overrides=_comma_list(env, "TUNEOPS_ALLOWED_OVERRIDES"),
         max_sweep_trials=_positive_int(env, "TUNEOPS_MAX_SWEEP_TRIALS", 32),
         recipe_dirs=_recipe_dirs(env),
-        project_dirs=tuple(
-            dict.fromkeys([*_comma_list(env, "TUNEOPS_PROJECT_DIRS"), str(home / "configs" / "projects")])
-        ),
+        project_dirs=_project_dirs(env, home),
         serving_image=env.get("TUNEOPS_SERVING_IMAGE") or DEFAULT_SERVING_IMAGE,
         serving_namespace=env.get("TUNEOPS_SERVING_NAMESPACE") or DEFAULT_SERVING_NAMESPACE,
         credentials=credentials,
@@ -115,6 +113,15 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
 
 def _comma_list(env: dict[str, str], name: str) -> tuple[str, ...]:
     return tuple(item.strip() for item in env.get(name, "").split(",") if item.strip())
+
+
+def _project_dirs(env: dict[str, str], home: Path) -> tuple[str, ...]:
+    """``TUNEOPS_PROJECT_DIRS``, then ``<home>/configs/projects``; without the variable, the shipped
+    demo project's folder last (a deployment that lists its own folders gets only its projects)."""
+    dirs = [*_comma_list(env, "TUNEOPS_PROJECT_DIRS"), str(home / "configs" / "projects")]
+    if not env.get("TUNEOPS_PROJECT_DIRS"):
+        dirs.append(str(Path(__file__).parents[1] / "configs" / "projects"))
+    return tuple(dict.fromkeys(dirs))
 
 
 def _recipe_dirs(env: dict[str, str]) -> tuple[str, ...]:

@@ -34,9 +34,16 @@ def _exported_ids(store: ArtifactStore, dataset: str) -> set[str]:
 
 
 def export_corrections(
-    dataset: str, settings: Settings | None = None, lookback_days: int = 30, now: datetime | None = None
+    dataset: str,
+    settings: Settings | None = None,
+    lookback_days: int = 30,
+    now: datetime | None = None,
+    model_name: str | None = None,
 ) -> dict:
     """Land the corrections of the last ``lookback_days`` that were not exported yet.
+
+    With ``model_name``, only the corrections of that model's answers: each project's corrections
+    land in its own dataset, never in another's.
 
     Returns ``{"batch_uri", "lineage_uri", "rows", "feedback_ids", "pending", "skipped"}``. ``batch_uri`` is
     None while fewer corrections wait than the dataset's ``validation.min_rows`` (they are
@@ -55,9 +62,22 @@ def export_corrections(
     answers = [
         a
         for a in read_feedback(store, now - timedelta(days=lookback_days), now + timedelta(hours=1))
-        if a.get("correction") and a["feedback_id"] not in done
+        if a.get("correction")
+        and a["feedback_id"] not in done
+        and (model_name is None or a["request"].get("model") == model_name)
     ]
     cols = config.columns
+    if cols.id is None or cols.messages or cols.input is None:
+        # A correction keeps its feedback id as the record id (the manifest lists which are in a
+        # version), and fills the template's fields: that needs mapped id and input columns.
+        reason = f"dataset {config.name} maps no id or input column (or maps messages): corrections cannot become its records"
+        return {
+            "batch_uri": None,
+            "rows": 0,
+            "feedback_ids": [],
+            "pending": 0,
+            "skipped": {reason: len(answers)},
+        }
     needed = {"input": cols.input, **{k: k for k in config.keep}}
     for optional in ("instruction", "label"):
         if getattr(cols, optional):

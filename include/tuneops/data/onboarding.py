@@ -35,7 +35,7 @@ from tuneops.config import (
     load_recipe,
     load_safety_suite,
 )
-from tuneops.config.project import NAME_PATTERN
+from tuneops.config.project import NAME_PATTERN, project_path
 from tuneops.core.excerpt import excerpt
 from tuneops.core.landing import OutsideLandingRoots, confine
 from tuneops.core.pii import PII_PATTERNS
@@ -265,11 +265,16 @@ def _named(candidates: Sequence[str], names: Sequence[str]) -> str | None:
     return next((by_name[n] for n in names if n in by_name), None)
 
 
+def _id_text(value):
+    return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
 def _find_id(records: Sequence[dict]) -> tuple[str | None, str]:
-    """An id column (named like id, uuid or ``*_id``) whose sampled values are unique non-empty text."""
+    """An id column (named like id, uuid or ``*_id``) whose sampled values are unique non-empty text
+    or integers (validation reads integer ids as their decimal text)."""
     reasons = []
     for column in filter(_looks_like_id, _columns(records)):
-        values = [r.get(column) for r in records]
+        values = [_id_text(r.get(column)) for r in records]
         if not all(isinstance(v, str) and v.strip() for v in values):
             kinds = sorted({type(v).__name__ for v in values if not isinstance(v, str)} or {"empty"})
             reasons.append(f"'{column}' holds {'/'.join(kinds)} values, not text in every row")
@@ -803,10 +808,11 @@ def target_files(name: str, out_dir: Path) -> dict[str, Path]:
     }
 
 
-def _verify(project_file: Path) -> None:
-    """Load the project and everything it names with the config loaders; raises OnboardingError if any fails."""
+def _verify(name: str, projects: Path) -> None:
+    """Load project ``name`` from ``projects`` and everything it names with the config loaders;
+    raises OnboardingError if any fails."""
     try:
-        project = load_project(project_file)
+        project = load_project(name, [projects])
         load_dataset_config(project.dataset)
         recipe = load_recipe(project.recipe, project.recipe_overrides())
         load_safety_suite(project.safety_suite or recipe.eval.safety_suite)
@@ -825,6 +831,7 @@ def init_dataset(
     force: bool = False,
     overrides: Mapping[str, str] | None = None,
     limit: int = SAMPLE_ROWS,
+    project_dirs: Sequence[str | Path] = (),
 ) -> Onboarded:
     """Propose a mapping for ``sample`` and write project ``name`` under ``out_dir`` (see ``target_files``).
 
@@ -839,6 +846,12 @@ def init_dataset(
         )
     out_dir = Path(out_dir).expanduser().absolute()
     targets = target_files(name, out_dir)
+    shadow = _same_name_elsewhere(name, targets["project"], project_dirs)
+    if shadow:
+        raise OnboardingError(
+            f"a project named '{name}' already exists at {shadow}, and the pipeline would find that one; "
+            "choose another --name"
+        )
     existing = [str(p) for p in targets.values() if p.exists()]
     if existing and not force:
         raise OnboardingError(
@@ -861,7 +874,7 @@ def init_dataset(
         for kind, text in texts.items():
             staged[kind].parent.mkdir(parents=True, exist_ok=True)
             staged[kind].write_text(text, encoding="utf-8")
-        _verify(staged["project"])
+        _verify(name, staged["project"].parent)
         for kind, path in targets.items():
             path.parent.mkdir(parents=True, exist_ok=True)
             os.replace(staged[kind], path)
@@ -869,6 +882,15 @@ def init_dataset(
         shutil.rmtree(staging, ignore_errors=True)
     load_project(name, [out_dir / "projects"])  # found by name, where the pipeline looks
     return Onboarded(name, sample, len(records), proposal, profile, targets)
+
+
+def _same_name_elsewhere(name: str, target: Path, project_dirs: Sequence[str | Path]) -> Path | None:
+    """The file of another project ``name`` in the deployment's project folders, if there is one."""
+    try:
+        found = project_path(name, project_dirs)
+    except ConfigError:
+        return None
+    return None if found.resolve() == target.resolve() else found
 
 
 # --- telling the user -------------------------------------------------------------------

@@ -347,6 +347,10 @@ def _check_mapped_columns(config: DatasetConfig, columns_seen: set[str]) -> None
         )
 
 
+def _int_as_text(value):
+    return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
 def _check_text_types(frame, mapping: dict[str, str], config: DatasetConfig) -> None:
     """Every mapped text column holds text or nulls; names each one that does not, with its first example."""
     problems = []
@@ -409,6 +413,8 @@ def to_canonical(frame, config: DatasetConfig, columns_seen: set[str]):
         for canon, raw in config.columns.model_dump().items()
         if raw is not None and canon != "messages"
     }
+    if "id" in mapping:  # integer ids are common and unambiguous: they become their decimal text
+        frame = frame.assign(**{mapping["id"]: frame[mapping["id"]].map(_int_as_text)})
     _check_text_types(frame, mapping, config)
     out = pd.DataFrame({canon: frame[raw] for canon, raw in mapping.items()}, index=frame.index)
     if config.columns.messages:

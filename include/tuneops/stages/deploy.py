@@ -39,6 +39,23 @@ def choose_variant(
     return {**champion, "variant": result["variant"], "report_uri": result["report_uri"]}
 
 
+def champion_version(model_name: str, project: str | None = None, settings: Settings | None = None) -> dict:
+    """``{"model_name", "version", "project"}`` of ``model_name``'s current champion; ValueError without one."""
+    from tuneops.config import project_for_model
+    from tuneops.registry.registry import CHAMPION, alias_version
+
+    settings = settings or load_settings()
+    champion = alias_version(model_name, CHAMPION, settings)
+    if champion is None:
+        raise ValueError(f"{model_name} has no champion to deploy; set the 'version' Param")
+    project = (
+        project
+        or champion.tags.get("tuneops.project")
+        or project_for_model(model_name, settings.project_dirs)
+    )
+    return {"model_name": model_name, "version": str(champion.version), "project": project}
+
+
 def render_deployment(
     choice: dict,
     image: str | None,

@@ -275,7 +275,10 @@ def train_command(plan: Plan | dict) -> list[str]:
     from tuneops.core.tracking import flatten
 
     plan = Plan.model_validate(plan)
-    sets = [f"{key}={json.dumps(value)}" for key, value in flatten(plan.overrides).items()]
+    # The project's settings too (outside the recipe hash), so the adapter's recipe.yaml and the
+    # run's params are the recipe every later step reads.
+    overrides = merge(plan.project_overrides, plan.overrides)
+    sets = [f"{key}={json.dumps(value)}" for key, value in flatten(overrides).items()]
     return [
         "python",
         "-m",
@@ -591,13 +594,14 @@ def projects_to_retrain(names: list[str] | None = None, settings: Settings | Non
 
     An unknown name is a ConfigError naming it.
     """
-    from tuneops.config import list_projects, load_dataset_config, load_project
+    from tuneops.config import load_dataset_config, load_project, loadable_projects
 
     settings = settings or load_settings()
     store = ArtifactStore.from_settings(settings)
+    dirs = settings.project_dirs
+    projects = [load_project(name, dirs) for name in names] if names else loadable_projects(dirs)
     chosen = []
-    for name in names or list_projects(settings.project_dirs):
-        dataset = load_dataset_config(load_project(name, settings.project_dirs).dataset).name
-        if store.list_keys(f"datasets/{dataset}"):
-            chosen.append(name)
+    for project in projects:
+        if store.list_keys(f"datasets/{load_dataset_config(project.dataset).name}"):
+            chosen.append(project.name)
     return chosen

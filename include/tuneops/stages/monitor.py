@@ -28,21 +28,25 @@ def monitor_targets(project: str | None, config: str | None, settings: Settings 
     ``project`` alone: that project's monitoring config. ``config`` alone: that config, for the
     project registering its model (if any). Neither: every project that names a monitoring config.
     """
-    from tuneops.config import ConfigError, list_projects, load_project, project_for_model
+    from tuneops.config import ConfigError, load_project, loadable_projects, project_for_model
 
     settings = settings or load_settings()
     if config:
-        owner = project or project_for_model(load_monitor_config(config).model_name, settings.project_dirs)
+        model = load_monitor_config(config).model_name
+        owner = project or project_for_model(model, settings.project_dirs)
+        if owner is None:  # a retrain request must name the project to reach its finetune run
+            raise ConfigError(f"no project registers {model}, the model of {config}: set the 'project' Param")
         return [{"project": owner, "config": config}]
-    names = [project] if project else list_projects(settings.project_dirs)
-    targets = []
-    for name in names:
-        monitoring = load_project(name, settings.project_dirs).monitoring
-        if monitoring:
-            targets.append({"project": name, "config": monitoring})
-        elif project:
-            raise ConfigError(f"project '{name}' names no monitoring config: set 'monitoring' in its file")
-    return targets
+    if project:
+        monitoring = load_project(project, settings.project_dirs).monitoring
+        if not monitoring:
+            raise ConfigError(f"project '{project}' names no monitoring config: set 'monitoring' in its file")
+        return [{"project": project, "config": monitoring}]
+    return [
+        {"project": p.name, "config": p.monitoring}
+        for p in loadable_projects(settings.project_dirs)
+        if p.monitoring
+    ]
 
 
 def assess(config: MonitorConfig, window_end: datetime | None = None) -> dict:
@@ -56,4 +60,4 @@ def export_feedback(config: MonitorConfig) -> dict:
     """Land the corrections not exported yet as a batch of the config's dataset (see ``tuneops.data.feedback``)."""
     from tuneops.data.feedback import export_corrections
 
-    return export_corrections(config.dataset)
+    return export_corrections(config.dataset, model_name=config.model_name)
