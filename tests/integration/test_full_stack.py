@@ -329,8 +329,11 @@ def test_a_user_logs_in_and_triggers_finetune_from_the_ui_form(airflow):
     assert run["run_type"] == "manual" and run["triggered_by"] == "ui"
     assert run["conf"] == {
         "dataset_uri": dataset_uri,
-        "recipe": FAST_RECIPE,
+        "project": None,  # empty: the dataset's project
+        "recipe": None,  # empty: the project's recipe
         "compute": "local",
         "sweep": None,
     }
-    assert airflow.xcom("llmops_finetune", run_id, "plan_training")["dataset_uri"] == dataset_uri
+    plan = airflow.xcom("llmops_finetune", run_id, "plan_training")
+    assert plan["dataset_uri"] == dataset_uri and plan["project"] == "support_tickets"
+    assert plan["recipe_ref"] == FAST_RECIPE  # the tests' support_tickets project names it
