@@ -8,6 +8,7 @@ only, with a JWT for an admin (simple or FAB auth manager) whose password is gen
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -16,7 +17,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import requests
@@ -319,3 +320,26 @@ def _signal_group(proc: subprocess.Popen, sig: signal.Signals) -> None:
         os.killpg(proc.pid, sig)
     except ProcessLookupError:
         pass
+
+
+@contextlib.contextmanager
+def running(
+    stack: AirflowStack,
+    request,
+    parsed: tuple[str, ...],
+    unpause: tuple[str, ...] = (),
+    more_logs: Callable[[], str] | None = None,
+) -> Iterator[AirflowStack]:
+    """The stack started (``start_with``) for a module fixture's tests, stopped after them; when one
+    of those tests failed, the components' logs (and ``more_logs()``) go to the terminal report."""
+    failed_before = request.session.testsfailed
+    stack.start_with(parsed=parsed, unpause=unpause)
+    try:
+        yield stack
+    finally:
+        stack.stop()
+        if request.session.testsfailed > failed_before:
+            reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+            reporter.write_line(f"\nAirflow logs of the failed tests:\n{stack.log_tails()}")
+            if more_logs is not None:
+                reporter.write_line(more_logs())

@@ -18,14 +18,14 @@ import secrets
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import requests
 
-from tests.integration.airflow_stack import ADMIN, REPO, AirflowStack
+from tests.integration.airflow_stack import ADMIN, REPO, AirflowStack, running
 from tests.integration.mlflow_server import MlflowServer
 from tests.support.s3_server import TEST_CREDENTIALS, MotoS3
+from tests.support.tiny_models import seed_builtin_base_model
 from tuneops.airflow.assets import LANDING
 
 pytestmark = pytest.mark.integration
@@ -47,18 +47,11 @@ def s3():
 
 
 def _seed_tiny_base_model(endpoint: str) -> None:
-    """Put the test session's builtin tiny base model where the chain looks for it, as a user's
-    bucket would already hold their base model: pretraining it again here (about 100 s of
-    CPU) tests nothing the chain is about."""
-    from tuneops.core.settings import load_settings
-    from tuneops.core.store import ArtifactStore
-    from tuneops.models.base_model import builtin_key, resolve_base_model
-
-    local = resolve_base_model("builtin:tiny-llama", ArtifactStore.from_settings(load_settings()))
+    """The session's tiny base model in the bucket, as a user's bucket would hold theirs."""
     with pytest.MonkeyPatch.context() as mp:
         for key, value in {"AWS_ENDPOINT_URL": endpoint, **TEST_CREDENTIALS}.items():
             mp.setenv(key, value)
-        ArtifactStore(f"s3://{BUCKET}/artifacts").publish_dir(Path(local), builtin_key("tiny-llama"))
+        seed_builtin_base_model(f"s3://{BUCKET}/artifacts")
 
 
 @pytest.fixture(scope="module")
@@ -103,16 +96,8 @@ def airflow(s3, mlflow_server, tmp_path_factory, request):
         **dict.fromkeys(["AWS_ENDPOINT_URL", *TEST_CREDENTIALS], None),
     }
     stack = AirflowStack(tmp_path_factory.mktemp("airflow-full"), auth_manager="fab", env=env)
-    failed_before = request.session.testsfailed
-    stack.start_with(parsed=CHAIN, unpause=CHAIN)
-    try:
+    with running(stack, request, parsed=CHAIN, unpause=CHAIN, more_logs=mlflow_server.log_tail):
         yield stack
-    finally:
-        stack.stop()
-        if request.session.testsfailed > failed_before:
-            reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-            reporter.write_line(f"\nAirflow logs of the failed tests:\n{stack.log_tails()}")
-            reporter.write_line(mlflow_server.log_tail())
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.integration.airflow_stack import AirflowStack
+from tests.integration.airflow_stack import AirflowStack, running
 from tuneops.airflow.assets import LANDING
 
 pytestmark = pytest.mark.integration
@@ -23,15 +23,8 @@ RUN_TIMEOUT = 240
 @pytest.fixture(scope="module")
 def airflow(tmp_path_factory, request):
     stack = AirflowStack(tmp_path_factory.mktemp("airflow-stack"))
-    failed_before = request.session.testsfailed
-    stack.start_with(parsed=(PRODUCER, VALIDATE, *TRAINING), unpause=(PRODUCER, VALIDATE))
-    try:
+    with running(stack, request, parsed=(PRODUCER, VALIDATE, *TRAINING), unpause=(PRODUCER, VALIDATE)):
         yield stack
-    finally:
-        stack.stop()
-        if request.session.testsfailed > failed_before:
-            reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-            reporter.write_line(f"\nAirflow logs of the failed tests:\n{stack.log_tails()}")
 
 
 def _wait_for_new_asset_triggered_run(stack: AirflowStack, seen: set[str]) -> dict:

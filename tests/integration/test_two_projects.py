@@ -18,7 +18,8 @@ import pytest
 import yaml
 
 from tests.conftest import PROJECT_DIR, RECIPE_DIR
-from tests.integration.airflow_stack import REPO, AirflowStack
+from tests.integration.airflow_stack import REPO, AirflowStack, running
+from tests.support.tiny_models import seed_builtin_base_model
 from tuneops.airflow.assets import LANDING
 
 pytestmark = pytest.mark.integration
@@ -94,25 +95,11 @@ def write_headlines_project() -> None:
 
 @pytest.fixture(scope="module")
 def airflow(tmp_path_factory, request):
-    from tuneops.core.settings import load_settings
-    from tuneops.core.store import ArtifactStore
-    from tuneops.models.base_model import builtin_key, resolve_base_model
-
     write_headlines_project()
     stack = AirflowStack(tmp_path_factory.mktemp("airflow-projects"))
-    # The builtin base model as a deployment's store would already hold it (pretraining it again
-    # tests nothing here).
-    local = resolve_base_model("builtin:tiny-llama", ArtifactStore.from_settings(load_settings()))
-    ArtifactStore(str(stack.tuneops_home / "artifacts")).publish_dir(Path(local), builtin_key("tiny-llama"))
-    failed_before = request.session.testsfailed
-    stack.start_with(parsed=(*CHAIN, CHECK), unpause=(*CHAIN, CHECK))
-    try:
+    seed_builtin_base_model(str(stack.tuneops_home / "artifacts"))
+    with running(stack, request, parsed=(*CHAIN, CHECK), unpause=(*CHAIN, CHECK)):
         yield stack
-    finally:
-        stack.stop()
-        if request.session.testsfailed > failed_before:
-            reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-            reporter.write_line(f"\nAirflow logs of the failed tests:\n{stack.log_tails()}")
 
 
 def _land(stack: AirflowStack, project: str | None, name: str, records: list[dict]) -> str:

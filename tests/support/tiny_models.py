@@ -63,3 +63,15 @@ def register_tiny_version(name: str, seed: int, settings: Settings, template: st
             decoding=Decoding(),
             model_card=f"tiny random model, seed {seed}",
         )
+
+
+def seed_builtin_base_model(root: str) -> None:
+    """Publish the test session's builtin tiny base model into the artifact store at ``root`` (a
+    folder or ``s3://`` URI), as a deployment's store would already hold its base model: pretraining
+    it again (about 100 s of CPU) tests nothing a stack test is about."""
+    from tuneops.core.settings import load_settings
+    from tuneops.core.store import ArtifactStore
+    from tuneops.models.base_model import builtin_key, resolve_base_model
+
+    local = resolve_base_model("builtin:tiny-llama", ArtifactStore.from_settings(load_settings()))
+    ArtifactStore(root).publish_dir(Path(local), builtin_key("tiny-llama"))

@@ -52,7 +52,7 @@ def emit(context, asset: Asset, project: str | None, **extra) -> None:
 def run_project(context) -> str | None:
     """The project this run is for: the ``project`` Param, else the run's partition key, else None."""
     dag_run = context.get("dag_run")
-    return (context["params"].get("project") or None) or (getattr(dag_run, "partition_key", None) or None)
+    return context["params"].get("project") or getattr(dag_run, "partition_key", None) or None
 
 
 def event_project(event) -> str | None:
@@ -81,7 +81,7 @@ def resolve_input(context, param: str, asset: Asset, extra_key: str) -> dict:
     of = f" of project '{project}'" if project else ""
     raise AirflowFailException(
         f"no input{of}: set the '{param}' Param when triggering, or emit an event on asset "
-        f"'{asset.name}' with extra {{'{extra_key}': ..., 'project': ...}}"
+        f"'{asset.name}' with partition_key=<project> and extra {{'{extra_key}': ...}}"
     )
 
 
