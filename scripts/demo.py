@@ -53,6 +53,34 @@ def task_result(dag_id: str, run_id: str, task_id: str):
         return XComModel.deserialize_value(row) if row is not None else None
 
 
+def print_replies(evaluations: dict, settings, examples: int = 3) -> None:
+    """The first golden tickets with the reference reply and what base and candidate answered."""
+    import textwrap
+
+    from tuneops.core.store import ArtifactStore
+    from tuneops.evaluation.evaluate import read_outputs
+
+    store = ArtifactStore.from_settings(settings)
+    golden = {
+        role: read_outputs(result["uri"], store).get("golden")
+        for role, result in evaluations.items()
+        if result.get("uri") and role in ("base", "candidate")
+    }
+    if any(table is None for table in golden.values()):
+        return
+    print(f"\nreplies on the golden set (first {examples}), base vs candidate:")
+    for i in range(min(examples, len(golden["base"]))):
+        row = golden["base"].iloc[i]
+        print("-" * 72)
+        ticket = next(
+            (line for line in row["prompt"].splitlines() if line.startswith("Subject:")), row["prompt"]
+        )
+        print(f"ticket     {textwrap.shorten(ticket, 140)}")
+        print(f"reference  {row['reference']}")
+        print(f"base       {textwrap.shorten(str(row['prediction']), 150)}")
+        print(f"candidate  {textwrap.shorten(str(golden['candidate'].iloc[i]['prediction']), 150)}")
+
+
 def main() -> int:
     from tuneops.core.sample_data import write_sample_batch
     from tuneops.core.settings import load_settings
@@ -98,6 +126,7 @@ def main() -> int:
         print("registered model   none: the candidate did not pass the gate")
     print("\n" + decision["text"])
     print(f"gate report        {decision['report_uri']}")
+    print_replies(task_result(CHAIN[2], ft, "evaluate"), settings)
     if registered:
         print("\nmodels:/{}@champion in a fresh process:".format(registered["name"]))
         sys.stdout.flush()

@@ -43,6 +43,8 @@ os.environ.pop("TUNEOPS_ARTIFACT_ROOT", None)
 #: Where a test writes a recipe that it names in a DAG Param (a folder in TUNEOPS_RECIPE_DIRS).
 RECIPE_DIR = _SESSION / "recipes"
 RECIPE_DIR.mkdir(exist_ok=True)
+#: The tests' support-ticket dataset config: the shipped one on the tiny model's tokenizer and triage_v1.
+TEST_DATASET = REPO / "tests" / "data" / "datasets" / "support_tickets.yaml"
 #: Where a test writes a project that events and Params may name (a folder in TUNEOPS_PROJECT_DIRS).
 PROJECT_DIR = _SESSION / "projects"
 PROJECT_DIR.mkdir(exist_ok=True)

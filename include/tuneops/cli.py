@@ -24,9 +24,24 @@ def cmd_sample_data(args) -> None:
 def cmd_base_model(args) -> None:
     from tuneops.core.settings import load_settings
     from tuneops.core.store import ArtifactStore
-    from tuneops.models.base_model import resolve_base_model
+    from tuneops.models.base_model import (
+        import_base_model,
+        list_base_models,
+        read_metadata,
+        resolve_base_model,
+    )
 
-    print(resolve_base_model(args.name, ArtifactStore.from_settings(load_settings())))
+    store = ArtifactStore.from_settings(load_settings())
+    if args.action == "import":
+        _print(import_base_model(args.source, args.name, store, args.license, args.trust_remote_code))
+    elif args.action == "list":
+        for meta in list_base_models(store):
+            print(
+                f"{meta['ref']:<40} {meta.get('parameters', 0) / 1e6:>8.1f}M  {meta.get('license', '?'):<12} {meta['uri']}"
+            )
+    else:
+        path = resolve_base_model(args.ref, store)
+        print(path) if args.action == "path" else _print(read_metadata(path))
 
 
 def cmd_init_dataset(args) -> None:
@@ -166,10 +181,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_sample_data)
 
-    p = sub.add_parser(
-        "base-model", help="build (once) the embedded tiny Llama base model and print its path"
+    p = sub.add_parser("base-model", help="import, list and locate base models (the artifacts recipes name)")
+    actions = p.add_subparsers(dest="action", required=True)
+    imp = actions.add_parser(
+        "import",
+        help="import a save_pretrained folder, a .gguf file or a hub id as imported:<name> (safetensors + "
+        "tokenizer + chat template, with its source, license and content fingerprint)",
     )
-    p.add_argument("--name", default="builtin:tiny-llama")
+    imp.add_argument(
+        "source", help="a model folder, a .gguf file, or a hub id (org/model) where the hub is reachable"
+    )
+    imp.add_argument("--name", required=True, help="the name recipes use: base_model: imported:<name>")
+    imp.add_argument(
+        "--license", help="the model's license (default: what the source declares, else 'unknown')"
+    )
+    imp.add_argument(
+        "--trust-remote-code", action="store_true", help="allow the model's own code (folder and hub)"
+    )
+    actions.add_parser("list", help="every base model in the artifact store")
+    for action, what in (("path", "print its local folder"), ("show", "print its base_model.json")):
+        q = actions.add_parser(action, help=f"build, convert or fetch a base model (once) and {what}")
+        q.add_argument(
+            "ref", help="builtin:smollm2-135m-instruct, builtin:tiny-llama, imported:<name>, a folder"
+        )
     p.set_defaults(func=cmd_base_model)
 
     p = sub.add_parser(
@@ -185,7 +219,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="config folder to write projects/, datasets/, recipes/ in (default: <TUNEOPS_HOME>/configs)",
     )
     p.add_argument(
-        "--base-model", default="builtin:tiny-llama", help="the recipe's base model and the tokenizer"
+        "--base-model",
+        default="builtin:smollm2-135m-instruct",
+        help="the recipe's base model and the tokenizer (builtin:tiny-llama trains fastest)",
     )
     p.add_argument("--force", action="store_true", help="overwrite the project's files if they exist")
     for role, what in (

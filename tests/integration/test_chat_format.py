@@ -6,6 +6,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from tests.conftest import TEST_DATASET
 from tuneops.config import EvalConfig, load_dataset_config, load_recipe, load_safety_suite, load_template
 from tuneops.core.settings import load_settings
 from tuneops.core.store import ArtifactStore
@@ -23,7 +24,7 @@ def test_chat_dataset_trains_and_evaluates_on_the_reply_only(tmp_path):
 
     settings = load_settings()
     store = ArtifactStore.from_settings(settings)
-    config = load_dataset_config("support_tickets").model_copy(update={"golden": None})
+    config = load_dataset_config(TEST_DATASET).model_copy(update={"golden": None})
     batch = write_sample_batch(tmp_path / "chat-batch.jsonl", 200, seed=21)
     validated = validate_batch(str(batch), config, store, settings.cache_dir, [str(batch.parent)])
     dataset = build_prompt_dataset(

@@ -9,12 +9,11 @@ would run them, naming only the project. Each must reach a gate verdict.
 
 import csv
 import json
-import os
 import random
-import subprocess
-import sys
 
 import pytest
+
+from tests.support.cli import json_with, tuneops
 
 pytestmark = pytest.mark.integration
 
@@ -145,31 +144,6 @@ def write_sample(shape: str):
     return path
 
 
-def tuneops(*args: str, ok: tuple[int, ...] = (0,)) -> str:
-    """Run ``python -m tuneops ARGS`` in the test environment; returns stdout, fails with the output's tail."""
-    proc = subprocess.run(
-        [sys.executable, "-m", "tuneops", *args], capture_output=True, text=True, env=dict(os.environ)
-    )
-    assert proc.returncode in ok, (
-        f"tuneops {' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
-    )
-    return proc.stdout
-
-
-def json_with(stdout: str, key: str) -> dict:
-    """The last JSON object printed in ``stdout`` that holds ``key``."""
-    decoder, found = json.JSONDecoder(), []
-    for start in (i for i, ch in enumerate(stdout) if ch == "{" and (i == 0 or stdout[i - 1] == "\n")):
-        try:
-            obj, _ = decoder.raw_decode(stdout, start)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(obj, dict) and key in obj:
-            found.append(obj)
-    assert found, f"no JSON object with {key!r} in the output:\n{stdout[-3000:]}"
-    return found[-1]
-
-
 @pytest.fixture(scope="module", params=["completions", "instances", "headlines"])
 def onboarded(request):
     from tuneops.contracts import DatasetManifest
@@ -180,7 +154,9 @@ def onboarded(request):
     shape = request.param
     name = f"onboard_{shape}"
     sample = write_sample(shape)
-    init = tuneops("init-dataset", str(sample), "--name", name)
+    # The tiny model: three shapes of 30 steps each on the default SmolLM2 would take minutes each;
+    # the real model's own chain is tests/integration/test_real_model.py.
+    init = tuneops("init-dataset", str(sample), "--name", name, "--base-model", "builtin:tiny-llama")
     validated = json_with(tuneops("validate", "--batch", str(sample), "--project", name), "uri")
     built = json_with(tuneops("build-prompts", "--validated", validated["uri"], "--project", name), "uri")
     finetuned = json_with(

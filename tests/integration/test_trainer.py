@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.conftest import TEST_DATASET
 from tests.support.plans import make_plan
 from tests.support.processes import children, wait_gone
 from tuneops.core.settings import load_settings
@@ -29,7 +30,7 @@ def dataset_uri(tmp_path_factory):
 
     settings = load_settings()
     store = ArtifactStore.from_settings(settings)
-    config = load_dataset_config("support_tickets").model_copy(update={"golden": None})
+    config = load_dataset_config(TEST_DATASET).model_copy(update={"golden": None})
     batch = write_sample_batch(tmp_path_factory.mktemp("resume") / "batch.jsonl", 160, seed=31)
     validated = validate_batch(str(batch), config, store, settings.cache_dir, [str(batch.parent)])
     return build_prompt_dataset(

@@ -18,12 +18,13 @@ TEXTS = [f"ticket {i}: my card was charged twice, order {i * 7} web chat email" 
 ] * 20
 
 
-def build_tiny_model(out_dir: Path, seed: int) -> Path:
-    """Save a random 2-layer Llama and a trained BPE tokenizer (with a chat template) to ``out_dir``."""
+def build_tiny_model(out_dir: Path, seed: int, tie_word_embeddings: bool = False) -> Path:
+    """Save a random 2-layer Llama and a trained BPE tokenizer (with a chat template) to ``out_dir``;
+    ``tie_word_embeddings`` makes lm_head share the input embedding's matrix, as SmolLM2's does."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from tuneops.models.base_model import CHAT_TEMPLATE, train_tokenizer
+    from tuneops.models.tiny_llama import CHAT_TEMPLATE, train_tokenizer
 
     tokenizer = train_tokenizer(TEXTS, vocab_size=400)
     tokenizer.chat_template = CHAT_TEMPLATE
@@ -39,6 +40,7 @@ def build_tiny_model(out_dir: Path, seed: int) -> Path:
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
+        tie_word_embeddings=tie_word_embeddings,
     )
     LlamaForCausalLM(config).save_pretrained(out_dir, safe_serialization=True)
     tokenizer.save_pretrained(out_dir)

@@ -4,10 +4,12 @@ from tuneops.config import ConfigError, load_dataset_config, load_recipe, load_t
 
 
 def test_shipped_configs_load():
+    assert load_recipe("smollm2-135m-instruct").base_model == "builtin:smollm2-135m-instruct"
     assert load_recipe("tiny-local").base_model == "builtin:tiny-llama"
     assert load_recipe("qwen2.5-0.5b-instruct").compute.backend == "kubernetes"
-    cfg = load_dataset_config("support_tickets")
-    assert load_template(cfg.template).id == "triage_v1"
+    cfg = load_dataset_config("support_tickets")  # the shipped one: the default model's chat layout
+    assert cfg.tokenizer == "builtin:smollm2-135m-instruct"
+    assert load_template(cfg.template).id == "triage_chat_v1" and load_template(cfg.template).format == "chat"
 
 
 def test_typo_in_recipe_names_the_key_and_the_valid_ones(tmp_path):

@@ -55,7 +55,7 @@ def tiny_lm():
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from tuneops.models.base_model import train_tokenizer
+    from tuneops.models.tiny_llama import train_tokenizer
 
     texts = [f"ticket {i}: my card was charged twice, order {i * 7}" for i in range(200)] + [REF] * 20
     tokenizer = train_tokenizer(texts, vocab_size=400)

@@ -30,7 +30,7 @@ def _prompt(template, ticket) -> str:
 
 @pytest.fixture(scope="module")
 def count_tokens(template):
-    from tuneops.models.base_model import train_tokenizer
+    from tuneops.models.tiny_llama import train_tokenizer
 
     tokenizer = train_tokenizer([_prompt(template, t) for t in generate_tickets(500, seed=0)], vocab_size=800)
     return lambda text: len(tokenizer(text)["input_ids"])

@@ -81,7 +81,7 @@ def test_a_project_sets_the_model_name_and_safety_suite_but_not_the_weights():
     from tuneops.config import recipe_hash
 
     project = load_project("support_tickets")
-    plain = load_recipe("tiny-local", {"registry": {"model_name": "other"}, "eval": {"safety_suite": "x"}})
+    plain = load_recipe(project.recipe, {"registry": {"model_name": "other"}, "eval": {"safety_suite": "x"}})
     resolved = load_recipe(project.recipe, project.recipe_overrides())
     assert resolved.registry.model_name == project.model_name
     assert resolved.eval.safety_suite == project.safety_suite

@@ -10,6 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from tests.conftest import TEST_DATASET
 from tuneops.config import ConfigError, load_dataset_config, load_template
 from tuneops.contracts import DatasetManifest
 from tuneops.core.hashing import hash_json
@@ -28,8 +29,8 @@ from tuneops.data.prompts import (
 )
 from tuneops.data.validation import validate_batch
 
-# The shipped config without its golden file; the golden test brings its own.
-CONFIG = load_dataset_config("support_tickets").model_copy(update={"golden": None})
+# The tests' config (the tiny model's tokenizer) without its golden file; the golden test brings its own.
+CONFIG = load_dataset_config(TEST_DATASET).model_copy(update={"golden": None})
 TEMPLATE = load_template(CONFIG.template)
 NOW = datetime(2026, 11, 25, 12, tzinfo=UTC)
 
@@ -392,7 +393,7 @@ def dying_copytree(src, dst, symlinks=False, ignore=None, copy_function=None, *r
     return copytree(src, dst, symlinks, ignore, copy_then_die, *rest, **kwargs)
 
 shutil.copytree = dying_copytree
-config = load_dataset_config("support_tickets")
+config = load_dataset_config(sys.argv[4])
 build_prompt_dataset([sys.argv[2]], config, load_template(config.template), ArtifactStore(sys.argv[1]), Path(sys.argv[1]) / ".cache")
 """
 
@@ -402,7 +403,9 @@ def test_a_kill_during_the_write_leaves_no_visible_version(store):
     root = store.uri("")
     for kill_after in (1, 4):
         proc = subprocess.run(
-            [sys.executable, "-c", KILLER, root, key, str(kill_after)], capture_output=True, text=True
+            [sys.executable, "-c", KILLER, root, key, str(kill_after), str(TEST_DATASET)],
+            capture_output=True,
+            text=True,
         )
         assert proc.returncode == -9, proc.stderr[-2000:]
         assert store.list_keys("datasets/support_tickets") == []
@@ -516,9 +519,8 @@ def test_generic_template_fits_any_record_shape():
 
 
 def _config_file(folder: Path, template_line: str) -> Path:
-    """The shipped dataset config with its template line replaced and no golden file."""
-    shipped = Path(load_dataset_config("support_tickets").golden).parents[1] / "datasets/support_tickets.yaml"
-    text = shipped.read_text().replace("template: triage_v1", template_line)
+    """The tests' dataset config with its template line replaced and no golden file."""
+    text = TEST_DATASET.read_text().replace("template: triage_v1", template_line)
     path = folder / "tickets.yaml"
     path.write_text("\n".join(line for line in text.splitlines() if not line.startswith("golden:")))
     return path

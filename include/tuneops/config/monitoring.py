@@ -59,7 +59,7 @@ class MonitorConfig(StrictModel):
     window_hours: int = Field(1, ge=1)
     min_requests: int = Field(100, ge=1)  # fewer requests in a window: drift is reported, not judged
     reference_rows: int = Field(2000, ge=10)
-    # A local encoder (folder or builtin:tiny-llama) for embedding drift; none: not measured.
+    # A local encoder (a folder, builtin:... or imported:<name>) for embedding drift; none: not measured.
     embedding_model: str | None = None
     drift: DriftThresholds = DriftThresholds()
     health: HealthThresholds = HealthThresholds()

@@ -22,8 +22,8 @@ DEFAULT_SERVING_NAMESPACE = "tuneops"
 
 def default_recipe() -> str:
     """The recipe of ``tuneops compress`` when it names none: ``TUNEOPS_RECIPE`` (a shipped name or a
-    YAML path), else the embedded ``tiny-local``. DAG runs take their project's recipe."""
-    return os.environ.get("TUNEOPS_RECIPE") or "tiny-local"
+    YAML path), else the shipped ``smollm2-135m-instruct``. DAG runs take their project's recipe."""
+    return os.environ.get("TUNEOPS_RECIPE") or "smollm2-135m-instruct"
 
 
 @dataclass(frozen=True)

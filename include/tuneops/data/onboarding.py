@@ -51,9 +51,18 @@ from tuneops.data.validation import (
 )
 
 SAMPLE_ROWS = 2000
-DEFAULT_BASE_MODEL = "builtin:tiny-llama"
+DEFAULT_BASE_MODEL = "builtin:smollm2-135m-instruct"
+#: base model -> (LoRA learning rate, why) for the recipes init-dataset writes; others get 2e-4.
+LEARNING_RATES = {
+    "builtin:tiny-llama": (0.003, "the tiny embedded model"),
+    "builtin:smollm2-135m-instruct": (
+        0.001,
+        "a 135M pretrained model: 3e-3 is too high, 2e-4 too slow for 200 steps",
+    ),
+}
 SAFETY_SUITE = "generic"
 TEMPLATE = "generic_v1"
+CHAT_TEMPLATE = "generic_chat_v1"  # for a base model with a chat template of its own
 MAX_SEQ_LEN = 256
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 OVERRIDE_ROLES = ("instruction", "input", "response", "id", "messages", "explode")
@@ -631,8 +640,11 @@ def model_name_for(name: str) -> str:
     return "tuneops-" + name.replace("_", "-")
 
 
-def dataset_yaml(name: str, proposal: Proposal, profile: SampleProfile, base_model: str, sample: str) -> str:
-    """The commented dataset config for the proposal, its validation rules derived from ``profile``."""
+def dataset_yaml(
+    name: str, proposal: Proposal, profile: SampleProfile, base_model: str, sample: str, chat: bool = False
+) -> str:
+    """The commented dataset config for the proposal, its validation rules derived from ``profile``;
+    ``chat``: the base model is an instruct model with a chat template of its own, which prompts use."""
     rules, rule_comments = validation_rules(profile, proposal)
     with_instruction = {"instruction", "messages"} & set(proposal.columns)
     sections = [
@@ -667,9 +679,15 @@ def dataset_yaml(name: str, proposal: Proposal, profile: SampleProfile, base_mod
             rule_comments,
         ),
         _section(
-            "The prompt template: the shipped generic_v1 lays out instruction, input and response for any\n"
-            "model. Name your own template file (a path relative to this file) to change the prompt.",
-            {"template": TEMPLATE},
+            (
+                "The prompt template: the shipped generic_chat_v1 makes instruction and input one user turn in\n"
+                "the base model's own chat template, the response its reply (the loss sees only the reply)."
+                if chat
+                else "The prompt template: the shipped generic_v1 lays out instruction, input and response for any\n"
+                "model."
+            )
+            + " Name your own template file (a path relative to this file) to change the prompt.",
+            {"template": CHAT_TEMPLATE if chat else TEMPLATE},
         ),
         _section(
             "Shares of rows held out, by a hash of the id (rows never move between splits); the gate scores test.",
@@ -702,13 +720,13 @@ def dataset_yaml(name: str, proposal: Proposal, profile: SampleProfile, base_mod
 
 def recipe_yaml(name: str, base_model: str, profile: SampleProfile) -> str:
     """The commented recipe: LoRA on ``base_model``, a short run that fits a CPU or a GPU, a generic gate."""
-    builtin = base_model.startswith("builtin:")
+    rate, why = LEARNING_RATES.get(base_model, (0.0002, "a usual LoRA rate for hub models"))
     max_new = min(256, max(16, math.ceil(profile.response_chars_p95 / CHARS_PER_TOKEN / 8) * 8))
     sections = [
         f"# Recipe of project '{name}', written by `tuneops init-dataset`. Edit what you want different.\n",
         _section(
-            "The model to fine-tune: builtin:tiny-llama (embedded, trains on a CPU in minutes), a hub id\n"
-            "(e.g. Qwen/Qwen2.5-0.5B-Instruct) or a local path.",
+            "The model to fine-tune: builtin:smollm2-135m-instruct (a real instruct model, shipped), builtin:tiny-llama\n"
+            "(embedded, trains on a CPU in seconds), imported:<name> (tuneops base-model import), a hub id or a path.",
             {"base_model": base_model},
         ),
         _section(
@@ -723,7 +741,7 @@ def recipe_yaml(name: str, base_model: str, profile: SampleProfile) -> str:
                     "max_steps": 200,
                     "batch_size": 8,
                     "grad_accum": 1,
-                    "learning_rate": 0.003 if builtin else 0.0002,
+                    "learning_rate": rate,
                     "warmup_ratio": 0.05,
                     "max_seq_len": MAX_SEQ_LEN,
                     "seed": 0,
@@ -731,7 +749,7 @@ def recipe_yaml(name: str, base_model: str, profile: SampleProfile) -> str:
                     "checkpoint_every": 50,
                 }
             },
-            {"learning_rate": "the tiny embedded model" if builtin else "a usual LoRA rate for hub models"},
+            {"learning_rate": why},
         ),
         _section(
             "Evaluation on the held-out test split (there is no golden set) and the generic adversarial suite.",
@@ -864,7 +882,7 @@ def init_dataset(
     profile = profile_sample(canonical_rows(records, proposal))
     texts = {
         "project": project_yaml(name, proposal, sample.name),
-        "dataset": dataset_yaml(name, proposal, profile, base_model, sample.name),
+        "dataset": dataset_yaml(name, proposal, profile, base_model, sample.name, _is_chat_model(base_model)),
         "recipe": recipe_yaml(name, base_model, profile),
     }
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -882,6 +900,14 @@ def init_dataset(
         shutil.rmtree(staging, ignore_errors=True)
     load_project(name, [out_dir / "projects"])  # found by name, where the pipeline looks
     return Onboarded(name, sample, len(records), proposal, profile, targets)
+
+
+def _is_chat_model(base_model: str) -> bool:
+    from tuneops.core.settings import load_settings
+    from tuneops.core.store import ArtifactStore
+    from tuneops.models.base_model import is_chat_model
+
+    return is_chat_model(base_model, ArtifactStore.from_settings(load_settings()))
 
 
 def _same_name_elsewhere(name: str, target: Path, project_dirs: Sequence[str | Path]) -> Path | None:

