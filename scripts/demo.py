@@ -53,8 +53,9 @@ def task_result(dag_id: str, run_id: str, task_id: str):
         return XComModel.deserialize_value(row) if row is not None else None
 
 
-def print_replies(evaluations: dict, settings, examples: int = 3) -> None:
-    """The first golden tickets with the reference reply and what base and candidate answered."""
+def print_replies(evaluations: dict, settings, trained: str, examples: int = 3) -> None:
+    """The first golden tickets with the reference reply, the base model's and the trained model's
+    (``trained`` names it: the new champion, or a candidate the gate or a reviewer held back)."""
     import textwrap
 
     from tuneops.core.store import ArtifactStore
@@ -63,12 +64,12 @@ def print_replies(evaluations: dict, settings, examples: int = 3) -> None:
     store = ArtifactStore.from_settings(settings)
     golden = {
         role: read_outputs(result["uri"], store).get("golden")
-        for role, result in evaluations.items()
+        for role, result in (evaluations or {}).items()
         if result.get("uri") and role in ("base", "candidate")
     }
-    if any(table is None for table in golden.values()):
-        return
-    print(f"\nreplies on the golden set (first {examples}), base vs candidate:")
+    if set(golden) != {"base", "candidate"} or any(table is None for table in golden.values()):
+        return  # an evaluation failed (the gate table says which) or the recipe has no golden split
+    print(f"\nreplies on the golden set (first {examples}), the base model vs the {trained}:")
     for i in range(min(examples, len(golden["base"]))):
         row = golden["base"].iloc[i]
         print("-" * 72)
@@ -78,7 +79,7 @@ def print_replies(evaluations: dict, settings, examples: int = 3) -> None:
         print(f"ticket     {textwrap.shorten(ticket, 140)}")
         print(f"reference  {row['reference']}")
         print(f"base       {textwrap.shorten(str(row['prediction']), 150)}")
-        print(f"candidate  {textwrap.shorten(str(golden['candidate'].iloc[i]['prediction']), 150)}")
+        print(f"{trained:<11}{textwrap.shorten(str(golden['candidate'].iloc[i]['prediction']), 150)}")
 
 
 def main() -> int:
@@ -126,7 +127,7 @@ def main() -> int:
         print("registered model   none: the candidate did not pass the gate")
     print("\n" + decision["text"])
     print(f"gate report        {decision['report_uri']}")
-    print_replies(task_result(CHAIN[2], ft, "evaluate"), settings)
+    print_replies(task_result(CHAIN[2], ft, "evaluate"), settings, "champion" if promoted else "candidate")
     if registered:
         print("\nmodels:/{}@champion in a fresh process:".format(registered["name"]))
         sys.stdout.flush()

@@ -25,6 +25,7 @@ def cmd_base_model(args) -> None:
     from tuneops.core.settings import load_settings
     from tuneops.core.store import ArtifactStore
     from tuneops.models.base_model import (
+        BaseModelError,
         import_base_model,
         list_base_models,
         read_metadata,
@@ -41,7 +42,16 @@ def cmd_base_model(args) -> None:
             )
     else:
         path = resolve_base_model(args.ref, store)
-        print(path) if args.action == "path" else _print(read_metadata(path))
+        if args.action == "path":
+            print(path)
+            return
+        meta = read_metadata(path)
+        if meta is None:
+            raise BaseModelError(
+                f"{args.ref} is not a base-model artifact (it has no base_model.json); import it to record its "
+                f"source, license and fingerprint: tuneops base-model import {args.ref} --name <name>"
+            )
+        _print(meta)
 
 
 def cmd_init_dataset(args) -> None:

@@ -1,6 +1,7 @@
 """Base models as artifacts: importing a folder, a GGUF file or a hub id; the builtin ones; the cache."""
 
 import json
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -57,8 +58,15 @@ def test_the_same_source_again_is_reused_and_other_weights_under_a_taken_name_ar
     first = import_base_model(str(folder_model), "my-model", store, license="apache-2.0")
     again = import_base_model(str(folder_model), "my-model", store)
     assert again["reused"] and again["fingerprint"] == first["fingerprint"]
+    # A model card edited or a .git folder beside the model files: the same model, reused.
+    (folder_model / "README.md").write_text("---\nlicense: mit\n---\n# my model, now documented\n")
+    (folder_model / ".git").mkdir()
+    (folder_model / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
+    assert import_base_model(str(folder_model), "my-model", store)["reused"]
     other = build_tiny_model(tmp_path / "other", seed=4)
-    with pytest.raises(BaseModelError, match="imported:my-model already holds other weights.*new name"):
+    with pytest.raises(
+        BaseModelError, match="imported:my-model already holds a model imported from other files"
+    ):
         import_base_model(str(other), "my-model", store)
     assert (
         read_metadata(resolve_base_model("imported:my-model", store))["fingerprint"] == first["fingerprint"]
@@ -126,15 +134,58 @@ def test_a_builtin_is_built_once_per_machine_and_a_fresh_store_copies_it(tmp_pat
     assert builds == ["tiny-llama"]
     assert read_metadata(first)["fingerprint"] == read_metadata(second)["fingerprint"]
     assert not list((tmp_path / "cache").glob(".building-*"))  # nothing half-built is left behind
+    [entry] = (tmp_path / "cache").iterdir()
+    assert all(f.stat().st_mode & 0o044 for f in entry.iterdir())  # readable by the other users
     # A damaged cache entry is not copied into a store: it is built again.
-    entry = next((tmp_path / "cache").iterdir())
     (entry / "config.json").write_text((entry / "config.json").read_text().replace("4", "5"))
     third = resolve_base_model("builtin:tiny-llama", ArtifactStore(str(tmp_path / "d")))
     assert builds == ["tiny-llama", "tiny-llama"]
     assert read_metadata(third)["fingerprint"] == read_metadata(first)["fingerprint"]
+    # An entry a killed build left without its metadata is built again too.
+    (entry / "base_model.json").unlink()
+    resolve_base_model("builtin:tiny-llama", ArtifactStore(str(tmp_path / "e")))
+    assert (
+        builds == ["tiny-llama"] * 3
+        and read_metadata(entry)["fingerprint"] == read_metadata(first)["fingerprint"]
+    )
+    # Without the cache, the build's temporary folder goes once the store has the model.
     monkeypatch.setenv(base_model.CACHE_ENV, "off")
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "system-tmp"))
+    (tmp_path / "system-tmp").mkdir()
     resolve_base_model("builtin:tiny-llama", ArtifactStore(str(tmp_path / "c")))
-    assert builds == ["tiny-llama", "tiny-llama", "tiny-llama"]
+    assert builds == ["tiny-llama"] * 4 and list((tmp_path / "system-tmp").iterdir()) == []
+
+
+def test_an_unwritable_cache_says_how_to_turn_it_off(tmp_path, monkeypatch):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    monkeypatch.setenv(base_model.CACHE_ENV, str(blocker / "cache"))
+    with pytest.raises(BaseModelError, match=f"cannot write the base-model cache .*{base_model.CACHE_ENV}"):
+        resolve_base_model("builtin:tiny-llama", ArtifactStore(str(tmp_path / "store")))
+
+
+@pytest.fixture(scope="module")
+def s3_bucket(moto_s3):
+    import boto3
+
+    boto3.client("s3").create_bucket(Bucket="tuneops-base-models")
+    return "s3://tuneops-base-models/artifacts"
+
+
+def test_an_s3_store_lists_and_reuses_imports_without_downloading_the_weights(
+    tmp_path, folder_model, s3_bucket, monkeypatch
+):
+    store = ArtifactStore(s3_bucket, cache_dir=tmp_path / "cache")
+    meta = import_base_model(str(folder_model), "s3-model", store)
+    assert meta["uri"] == f"{s3_bucket}/base_models/imported/s3-model"
+
+    def no_fetch(key):
+        raise AssertionError(f"fetched {key}")
+
+    monkeypatch.setattr(store, "fetch_dir", no_fetch)
+    assert import_base_model(str(folder_model), "s3-model", store)["reused"]
+    assert [m["ref"] for m in list_base_models(store)] == ["imported:s3-model"]
+    assert list_base_models(store)[0]["fingerprint"] == meta["fingerprint"]
 
 
 def test_the_tokenizer_of_a_builtin_needs_no_weights(tmp_path):
@@ -162,3 +213,5 @@ def test_the_cli_imports_lists_and_locates_base_models(tmp_path, folder_model, m
     assert json.loads(capsys.readouterr().out)["fingerprint"] == imported["fingerprint"]
     assert main(["base-model", "path", "imported:missing"]) == 2
     assert "tuneops base-model import" in capsys.readouterr().err
+    assert main(["base-model", "show", str(folder_model)]) == 2  # a plain folder: no artifact yet
+    assert "is not a base-model artifact" in capsys.readouterr().err

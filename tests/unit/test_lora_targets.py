@@ -61,7 +61,7 @@ def _stand_in(recipe, tmp_path):
 
 
 @pytest.mark.parametrize("name", SHIPPED)
-def test_every_shipped_recipe_merges_into_the_model_it_trained(name, tmp_path):
+def test_every_shipped_recipes_adapter_merges_into_the_same_model(name, tmp_path):
     import torch
 
     recipe = load_recipe(name)
@@ -89,6 +89,7 @@ def test_lora_on_a_tied_lm_head_changes_the_merged_model_and_the_trainer_refuses
     model = AutoModelForCausalLM.from_pretrained(folder)
     assert tied_embedding_targets(model, recipe.lora.target_modules) == ["lm_head"]
     assert tied_embedding_targets(model, ["q_proj", "embed_tokens"]) == ["embed_tokens"]
+    assert tied_embedding_targets(model, ["model.embed_tokens", "o_proj"]) == ["model.embed_tokens"]
 
     # Why: the merge writes the lm_head delta into the shared matrix, the input embedding too.
     peft = _with_random_adapter(model, recipe.lora)

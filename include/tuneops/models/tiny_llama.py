@@ -18,7 +18,7 @@ log = logging.getLogger(__name__)
 
 TINY_LLAMA = {
     "name": "tiny-llama",
-    "format_version": 5,
+    "format_version": 6,  # 6: the artifact carries base_model.json
     "vocab_size": 4096,
     "hidden_size": 192,
     "intermediate_size": 512,

@@ -124,7 +124,8 @@ def plan_training(
 
 
 def check_chat_tokenizer(manifest: DatasetManifest, recipe: Recipe, ref: str) -> None:
-    """A chat-format dataset's prompts are its tokenizer's chat layout: only that model can train on them."""
+    """A chat-format dataset's prompts are its tokenizer's chat layout: only that model can train on them.
+    Raises ConfigError naming the dataset, both models and the fix when ``recipe`` trains another one."""
     if manifest.template_format == "chat" and manifest.tokenizer != recipe.base_model:
         raise ConfigError(
             f"dataset {manifest.dataset} version {manifest.version} is in the chat layout of {manifest.tokenizer} "
