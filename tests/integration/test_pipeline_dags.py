@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from scripts.demo import load_dags, run_dag, task_result
-from tests.conftest import PROJECT_DIR, RECIPE_DIR
+from tests.conftest import PROJECT_DIR, RECIPE_DIR, TEST_DATASET
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
@@ -187,7 +187,7 @@ def test_a_reviewer_rejects_then_approves_the_challenger_through_the_rest_api(ch
     project = PROJECT_DIR / "approval.yaml"
     project.write_text(
         yaml.safe_dump(
-            {"name": "approval", "dataset": "support_tickets", "recipe": str(path), "model_name": name}
+            {"name": "approval", "dataset": str(TEST_DATASET), "recipe": str(path), "model_name": name}
         )
     )
     dataset_uri = task_result("llmops_finetune", chain["finetune"].run_id, "plan_training")["dataset_uri"]
