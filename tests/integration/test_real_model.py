@@ -28,7 +28,6 @@ def _recipe(path: Path, **train) -> str:
     recipe = load_recipe("smollm2-135m-instruct").model_dump(mode="json")
     recipe["train"].update(train)
     recipe["eval"].update(max_examples=16, batch_size=16)
-    recipe["compression"]["latency_examples"] = 4
     path.write_text(yaml.safe_dump(recipe))
     return str(path)
 

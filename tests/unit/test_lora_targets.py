@@ -39,7 +39,7 @@ def _with_random_adapter(model, lora):
     return peft.eval()
 
 
-def _stand_in(recipe, tmp_path):
+def _stand_in(recipe):
     """The recipe's base model where it is here (the builtins), else a tiny model of the same kind:
     Qwen2.5 is a tied-embedding Qwen2, which a small random Qwen2 with tied embeddings stands in for."""
     from transformers import AutoModelForCausalLM, Qwen2Config, Qwen2ForCausalLM
@@ -61,11 +61,11 @@ def _stand_in(recipe, tmp_path):
 
 
 @pytest.mark.parametrize("name", SHIPPED)
-def test_every_shipped_recipes_adapter_merges_into_the_same_model(name, tmp_path):
+def test_every_shipped_recipes_adapter_merges_into_the_same_model(name):
     import torch
 
     recipe = load_recipe(name)
-    model = _stand_in(recipe, tmp_path)
+    model = _stand_in(recipe)
     assert tied_embedding_targets(model, recipe.lora.target_modules) == []
     peft = _with_random_adapter(model, recipe.lora)
     ids = torch.randint(5, 400, (2, 24), generator=torch.Generator().manual_seed(1))

@@ -27,6 +27,7 @@ import functools
 import importlib.util
 import json
 import logging
+import math
 import os
 import re
 import shutil
@@ -84,16 +85,15 @@ def packaged_gguf() -> Path:
     )
 
 
+@functools.cache
 def _builtin_hash(name: str) -> str:
     """What a builtin model is built from (spec and corpus, or the packaged file): its identity in the store."""
     if name == SMOLLM2["name"]:
         return hash_json({"spec": SMOLLM2})[:12]
     if name == "tiny-llama":
-        from tuneops.core.sample_data import pretraining_corpus
-        from tuneops.models.tiny_llama import TINY_LLAMA
+        from tuneops.models.tiny_llama import TINY_LLAMA, pretraining_texts
 
-        corpus = pretraining_corpus(TINY_LLAMA["corpus_size"], seed=TINY_LLAMA["seed"])
-        return hash_json({"spec": TINY_LLAMA, "corpus": hash_json(corpus)})[:12]
+        return hash_json({"spec": TINY_LLAMA, "corpus": hash_json(pretraining_texts())})[:12]
     raise BaseModelError(
         f"unknown builtin model {BUILTIN_PREFIX}{name!r}; available: "
         + ", ".join(BUILTIN_PREFIX + known for known in BUILTINS)
@@ -212,10 +212,6 @@ def write_metadata(folder: Path, name: str, source: str, license: str, extra: di
     """Write ``base_model.json`` into a ``save_pretrained`` folder; returns it. The fingerprint is
     ``content_fingerprint``: every other file of the folder."""
     config = json.loads((folder / "config.json").read_text())
-    template = (
-        (folder / "tokenizer_config.json").read_text() if (folder / "tokenizer_config.json").is_file() else ""
-    )
-    has_chat_template = (folder / "chat_template.jinja").is_file() or '"chat_template"' in template
     meta = {
         "name": name,
         "source": source,
@@ -224,7 +220,7 @@ def write_metadata(folder: Path, name: str, source: str, license: str, extra: di
         "architecture": (config.get("architectures") or ["unknown"])[0],
         "parameters": _parameter_count(folder),
         "tie_word_embeddings": bool(config.get("tie_word_embeddings", False)),
-        "chat_template": has_chat_template,
+        "chat_template": _has_chat_template(folder),
         **(extra or {}),
     }
     (folder / METADATA).write_text(json.dumps(meta, indent=2, sort_keys=True))
@@ -234,6 +230,14 @@ def write_metadata(folder: Path, name: str, source: str, license: str, extra: di
     return meta
 
 
+def _has_chat_template(folder: Path) -> bool:
+    """Whether the tokenizer saved in ``folder`` has a chat template (its own file, or in its config)."""
+    config = folder / "tokenizer_config.json"
+    return (folder / "chat_template.jinja").is_file() or (
+        config.is_file() and '"chat_template"' in config.read_text()
+    )
+
+
 def _parameter_count(folder: Path) -> int:
     from safetensors import safe_open
 
@@ -241,8 +245,7 @@ def _parameter_count(folder: Path) -> int:
     for file in folder.glob("*.safetensors"):
         with safe_open(str(file), "pt") as weights:
             for key in weights.keys():  # noqa: SIM118 (safe_open is not iterable)
-                shape = weights.get_slice(key).get_shape()
-                total += functools.reduce(lambda a, b: a * b, shape, 1)
+                total += math.prod(weights.get_slice(key).get_shape())
     return total
 
 
@@ -472,11 +475,9 @@ def _save_builtin_tokenizer(name: str, out_dir: Path) -> None:
         gguf = _checked_gguf()
         AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name).save_pretrained(out_dir)
         return
-    from tuneops.core.sample_data import pretraining_corpus
-    from tuneops.models.tiny_llama import TINY_LLAMA, train_tokenizer
+    from tuneops.models.tiny_llama import TINY_LLAMA, pretraining_texts, train_tokenizer
 
-    corpus = pretraining_corpus(TINY_LLAMA["corpus_size"], seed=TINY_LLAMA["seed"])
-    train_tokenizer(corpus, TINY_LLAMA["vocab_size"]).save_pretrained(out_dir)
+    train_tokenizer(pretraining_texts(), TINY_LLAMA["vocab_size"]).save_pretrained(out_dir)
 
 
 # --- LoRA on a base model ---------------------------------------------------------------------
@@ -507,12 +508,8 @@ def is_chat_model(ref: str, store: ArtifactStore) -> bool:
     if ref.startswith(BUILTIN_PREFIX):
         return ref[len(BUILTIN_PREFIX) :] == SMOLLM2["name"]
     if ref.startswith(IMPORTED_PREFIX):
-        resolve_base_model(ref, store)  # an unknown name is an error naming the import command
-        return bool(
-            (stored_metadata(store, imported_key(ref[len(IMPORTED_PREFIX) :])) or {}).get("chat_template")
-        )
-    folder = Path(ref).expanduser()
-    config = folder / "tokenizer_config.json"
-    return (folder / "chat_template.jinja").is_file() or (
-        config.is_file() and '"chat_template"' in config.read_text()
-    )
+        meta = stored_metadata(store, imported_key(ref[len(IMPORTED_PREFIX) :]))
+        if meta is None:  # not imported (an error naming the import command) or without metadata
+            return _has_chat_template(Path(resolve_base_model(ref, store)))
+        return bool(meta["chat_template"])
+    return _has_chat_template(Path(ref).expanduser())

@@ -43,6 +43,13 @@ CHAT_TEMPLATE = (
 )
 
 
+def pretraining_texts(spec: dict = TINY_LLAMA) -> list[str]:
+    """The plain ticket text the tiny model and its tokenizer are trained on (deterministic)."""
+    from tuneops.core.sample_data import pretraining_corpus
+
+    return pretraining_corpus(spec["corpus_size"], seed=spec["seed"])
+
+
 def train_tokenizer(texts: list[str], vocab_size: int):
     """A byte-level BPE tokenizer trained on ``texts``, wrapped as a transformers fast tokenizer."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
@@ -73,11 +80,9 @@ def build_tiny_llama(out_dir: Path, tokenizer_dir: Path, spec: dict = TINY_LLAMA
     import torch
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-    from tuneops.core.sample_data import pretraining_corpus
-
     started = time.monotonic()
     torch.manual_seed(spec["seed"])
-    corpus = pretraining_corpus(spec["corpus_size"], seed=spec["seed"])
+    corpus = pretraining_texts(spec)
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
     config = LlamaConfig(
         vocab_size=len(tokenizer),
