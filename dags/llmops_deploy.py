@@ -6,7 +6,9 @@ promotion or rollback), one run per project (the event's partition key), or trig
 with `model_name` and `version`. The project's recipe and safety suite apply unless the
 `recipe` Param names another recipe.
 
-1. **compress**: gates the recipe's quantized variant (`compression.variant`, int8 on CPU)
+1. **compress** (a model job, `python -m tuneops.jobs compress`, run as a subprocess or on a pod
+   shaped by the recipe's compute, like training): gates the recipe's quantized variant
+   (`compression.variant`, int8 on CPU)
    against the merged model on the same test, golden and safety examples; no gated metric
    may drop more than `compression.max_quality_loss`. The side-by-side report (size,
    latency, quality) goes to `compression/<model>/v<version>/`; the version is tagged with
@@ -23,6 +25,7 @@ import pendulum
 from airflow.sdk import Param, PartitionedAssetTimetable, dag, task
 
 from tuneops.airflow.assets import CHAMPION_MODEL
+from tuneops.airflow.model_job import ModelJobOperator
 
 KUBE_CONNECTION = "tuneops_kubernetes"
 
@@ -81,17 +84,18 @@ def llmops_deploy():
         return {"model_name": model["value"], "version": str(version["value"]), "project": model["project"]}
 
     @task
-    def compress(champion: dict, **context) -> dict:
-        from tuneops.stages.deploy import choose_variant
+    def plan_compression(champion: dict, **context) -> dict:
+        from tuneops.stages.deploy import plan_compression
 
         params = context["params"]
-        return choose_variant(
+        job = plan_compression(
             champion["model_name"],
             champion["version"],
             params["variant"],
             params["recipe"],
             project=champion["project"],
         )
+        return job.model_dump(mode="json")
 
     @task
     def render(choice: dict, **context) -> dict:
@@ -124,7 +128,11 @@ def llmops_deploy():
 
         return apply_deployment(rendered["manifest_uri"], KubernetesHook(conn_id=KUBE_CONNECTION).api_client)
 
-    apply(render(compress(resolve_champion())))
+    # A model job on the recipe's compute (subprocess or pod, tuneops.airflow.model_job): the worker loads no weights.
+    compress = ModelJobOperator(
+        task_id="compress", job="compress", payload=plan_compression(resolve_champion())
+    )
+    apply(render(compress.output))
 
 
 llmops_deploy()

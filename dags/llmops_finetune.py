@@ -12,11 +12,13 @@ Model Registry with lineage tags and moves the `champion` alias when approved.
 then holds the landed human corrections. The project decides the recipe, the registered model
 name and the safety suite; the `recipe` Param overrides the recipe for a run started by hand.
 
-**Compute**: `local` runs `python -m tuneops.training.train ...` as a subprocess on the worker;
-`kubernetes` runs the identical command in the trainer image on a GPU pod shaped by the
-recipe's `compute.kubernetes` (GPUs, resources, node selector, tolerations, cache volume,
-credentials Secret, startup timeout, `on_finish_action`, deferrable). A retried pod
-resumes from the run's last complete checkpoint, or returns the published adapter. The
+**Compute**: every step that loads the model is a job. `local` runs `python -m tuneops.training.train
+...` (and `python -m tuneops.jobs evaluate|register --input <uri>` for evaluation and registration)
+as a subprocess of the task; `kubernetes` runs the identical command in the trainer image on a GPU
+pod shaped by the recipe's `compute.kubernetes` (GPUs, resources, node selector, tolerations, cache
+volume, credentials Secret, startup timeout, `on_finish_action`, deferrable); more than one GPU
+trains under `torchrun --nproc_per_node=<gpus>`. The worker itself never loads weights. A retried
+pod resumes from the run's last complete checkpoint, or returns the published adapter. The
 recipe's `compute.backend` decides unless the `compute` Param overrides it.
 
 **Sweeps**: the `sweep` Param (a list of trials or a grid of recipe keys) maps the
@@ -29,7 +31,8 @@ tokens/s, seconds, estimated GPU-hours) is logged to the parent run.
 the recipe's `gate` rules decide, failing closed. The decision table and the rule that
 decided are in the `gate` task log; the HTML report is logged to MLflow.
 
-**Promotion**: a passing candidate is registered (lineage tags, model card) and gets the
+**Promotion**: a passing candidate is registered as its LoRA adapter plus a reference to its base
+model (id, content fingerprint, where it is stored; lineage tags, model card) and gets the
 `challenger` alias. With `registry.auto_approve` it becomes `champion` at once; otherwise
 the `approve` task waits in *Required actions* for a reviewer (Approve / Reject, with a
 reason). A rejection is recorded on the version by `record_review`. Promotions run in the
@@ -57,6 +60,7 @@ from tuneops.airflow.assets import (
     emit,
     resolve_input,
 )
+from tuneops.airflow.model_job import ModelJobOperator
 from tuneops.airflow.notifier import StageFailureNotifier
 from tuneops.airflow.trainer_local import LocalTrainerOperator
 from tuneops.airflow.trainer_pod import TrainerPodOperator
@@ -158,12 +162,6 @@ def llmops_finetune():
         return select_trial(plan, trials, summaries).model_dump(mode="json")
 
     @task
-    def evaluate(best: dict) -> dict:
-        from tuneops.stages.finetune import evaluate_models
-
-        return evaluate_models(best["plan"], best["summary"]).model_dump(mode="json")
-
-    @task
     def gate(best: dict, evaluations: dict) -> dict:
         from tuneops.stages.finetune import run_gate
 
@@ -187,14 +185,6 @@ def llmops_finetune():
                 f"report: {decision['report_uri']}\n{decision['text']}"
             )
         return f"gate passed: {decision['deciding_rule']}"
-
-    @task
-    def register_challenger(best: dict, evaluations: dict, decision: dict, **context) -> dict:
-        from tuneops.stages.finetune import register_challenger
-
-        labels = {"dag_id": context["dag"].dag_id, "dag_run_id": context["run_id"]}
-        registered = register_challenger(best["plan"], best["summary"], evaluations, decision, labels)
-        return registered.model_dump(mode="json")
 
     @task.branch
     def route_approval(registered: dict) -> str:
@@ -254,9 +244,19 @@ def llmops_finetune():
     branch >> [local, kubernetes]
     best = select_trial(plan, trials)
     [local, kubernetes] >> best
-    evaluations = evaluate(best)
+    # Model jobs: a subprocess or a pod like the trainer's (tuneops.airflow.model_job); this worker loads no weights.
+    evaluations = ModelJobOperator(task_id="evaluate", job="evaluate", payload={"choice": best}).output
     decision = gate(best, evaluations)
-    registered = register_challenger(best, evaluations, decision)
+    registered = ModelJobOperator(
+        task_id="register_challenger",
+        job="register",
+        payload={
+            "choice": best,
+            "evaluations": evaluations,
+            "decision": decision,
+            "labels": {"dag_id": "{{ dag.dag_id }}", "dag_run_id": "{{ run_id }}"},
+        },
+    ).output
     gate_passed(decision) >> registered
     verdict(best, decision)
     promoted = promote(registered)

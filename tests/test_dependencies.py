@@ -45,6 +45,8 @@ RUNTIMES = {
     "monitoring": ("monitor",),
     "airflow": ("airflow",),
     "stages": WORKER,
+    # The model jobs: the trainer image on a pod, or a subprocess of the worker.
+    "jobs": ("jobs",),
     "cli": WORKER,
     "__main__": WORKER,
 }

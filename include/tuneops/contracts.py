@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, RootModel
 
-from tuneops.config import Recipe, recipe_hash
+from tuneops.config import KubernetesCompute, Recipe, recipe_hash
 
 MANIFEST_FILE = "manifest.json"
 
@@ -184,3 +184,58 @@ class Registration(Contract):
     reused: bool
     auto_approve: bool
     project: str | None = None
+
+
+class VariantChoice(Contract):
+    """The serving variant of a champion (``merged`` or a quantization) and the report that chose it."""
+
+    model_name: str
+    version: str
+    variant: str
+    report_uri: str | None
+    project: str | None = None
+
+
+# --- model jobs: what a job reads (its input) and where it runs -------------------------------
+# Each input says where its job runs: ``compute`` (the ``local`` subprocess or a ``kubernetes`` pod)
+# and ``kubernetes`` (the pod's image, GPUs, resources, cache volume, credentials Secret).
+
+
+class PlannedJob(Contract):
+    """A job on the trained candidate that the sweep chose: it runs where its plan's training ran."""
+
+    choice: SweepChoice
+
+    @property
+    def compute(self) -> Literal["local", "kubernetes"]:
+        return self.choice.plan.compute
+
+    @property
+    def kubernetes(self) -> KubernetesCompute:
+        return self.choice.plan.recipe.compute.kubernetes
+
+
+class EvaluateJob(PlannedJob):
+    """Score base, candidate and champion (``tuneops.stages.finetune.evaluate_models``)."""
+
+
+class RegisterJob(PlannedJob):
+    """Register a candidate that passed the gate (``tuneops.stages.finetune.register_challenger``);
+    ``labels`` (the DAG and run) go on the version."""
+
+    evaluations: Evaluations
+    decision: GateDecision
+    labels: dict[str, str] = {}
+
+
+class CompressJob(Contract):
+    """Choose the serving variant of a champion (``tuneops.stages.deploy.choose_variant``), on the
+    compute of the recipe whose eval and compression settings apply."""
+
+    model_name: str
+    version: str
+    variant: str
+    recipe: str | None
+    project: str | None
+    compute: Literal["local", "kubernetes"] = "local"
+    kubernetes: KubernetesCompute = KubernetesCompute()

@@ -14,6 +14,7 @@ import pytest
 
 from scripts.demo import load_dags, run_dag, task_result
 from tests.conftest import PROJECT_DIR, RECIPE_DIR, TEST_DATASET
+from tests.support.dag_process import run_dag_in_fresh_process
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
@@ -26,6 +27,19 @@ MODEL = "tuneops-test-triage"
 def dags():
     subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], check=True, capture_output=True)
     return load_dags()
+
+
+def _task_state(dag_id: str, run_id: str, task_id: str) -> str:
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        return session.scalar(
+            select(TaskInstance.state).where(
+                TaskInstance.dag_id == dag_id, TaskInstance.run_id == run_id, TaskInstance.task_id == task_id
+            )
+        )
 
 
 def _landing(name: str) -> Path:
@@ -44,8 +58,39 @@ def chain(dags):
     batch = write_sample_batch(_landing("chain") / "batch-0001.jsonl", 400, seed=0)
     validate = run_dag(dags, "llmops_validate_data", {"batch_uri": str(batch), "project": "support_tickets"})
     prompts = run_dag(dags, "llmops_build_prompt_dataset")  # input from the asset event
-    finetune = run_dag(dags, "llmops_finetune", {"recipe": FAST_RECIPE})
+    # In a fresh process, so the imports of its tasks can be checked: no task loads weights.
+    finetune = run_dag_in_fresh_process("llmops_finetune", {"recipe": FAST_RECIPE})
+    assert finetune.state == "success"
     return {"validate": validate, "prompts": prompts, "finetune": finetune}
+
+
+def test_training_evaluation_and_registration_run_as_jobs_and_no_task_loads_weights(chain):
+    """The finetune run's own process (every task, as dag.test() runs them) never imported torch,
+    transformers or peft: the trainer and the evaluate and register jobs did, as subprocesses."""
+    from tuneops.core.settings import load_settings
+    from tuneops.core.store import ArtifactStore
+    from tuneops.jobs import parse_input
+
+    assert chain["finetune"].model_modules == []
+    run_id = chain["finetune"].run_id
+    plan = task_result("llmops_finetune", run_id, "plan_training")
+    store = ArtifactStore.from_settings(load_settings())
+    published = {
+        job: [parse_input(job, store.read_json(key)) for key in store.list_keys(f"jobs/{job}")]
+        for job in ("evaluate", "register")
+    }
+    ours = {
+        job: [i for i in found if i.choice.plan.mlflow_run_id == plan["mlflow_run_id"]]
+        for job, found in published.items()
+    }
+    assert len(ours["evaluate"]) == 1 and len(ours["register"]) == 1, (
+        "each job read an input published for it"
+    )
+    assert ours["register"][0].labels == {"dag_id": "llmops_finetune", "dag_run_id": run_id}
+    evaluations = task_result("llmops_finetune", run_id, "evaluate")
+    assert {"base", "candidate"} <= set(evaluations)  # the job's typed summary is the task's XCom
+    registered = task_result("llmops_finetune", run_id, "register_challenger")
+    assert (registered["name"], registered["version"]) == (MODEL, "1")
 
 
 def test_each_dag_hands_its_output_to_the_next_through_assets(chain):
@@ -568,8 +613,9 @@ def test_deploy_gates_the_int8_variant_and_renders_the_serving_manifests(dags, c
     import yaml
     from mlflow import MlflowClient
 
-    run = dags["llmops_deploy"].test(run_conf={"recipe": FAST_RECIPE, "gpu": False})
+    run = run_dag_in_fresh_process("llmops_deploy", {"recipe": FAST_RECIPE, "gpu": False})
     assert run.state == "success"
+    assert run.model_modules == []  # compression ran as a job: the task process loaded no model
     choice = task_result("llmops_deploy", run.run_id, "compress")
     assert (choice["model_name"], choice["version"]) == (MODEL, "1")
     decision = json.loads(Path(choice["report_uri"]).with_name("decision.json").read_text())
@@ -583,7 +629,7 @@ def test_deploy_gates_the_int8_variant_and_renders_the_serving_manifests(dags, c
     rendered = task_result("llmops_deploy", run.run_id, "render")
     docs = list(yaml.safe_load_all(Path(rendered["manifest_uri"]).read_text()))
     assert docs[0]["spec"]["template"]["metadata"]["annotations"]["tuneops/variant"] == choice["variant"]
-    assert run.get_task_instance("apply").state == "skipped"
+    assert _task_state("llmops_deploy", run.run_id, "apply") == "skipped"
 
 
 def test_rollback_dag_restores_the_previous_champion_and_records_why(dags, chain):

@@ -43,9 +43,12 @@ import mlflow, peft, torch, transformers  # imported before the barrier, so both
 from tuneops.config import Decoding, load_template
 from tuneops.registry.registry import register_candidate
 from tuneops.core.settings import load_settings
+from tuneops.core.store import ArtifactStore
+from tuneops.models.base_model import base_reference
 
 args = json.loads(sys.argv[1])
 settings = load_settings()
+base = base_reference(args["base"], ArtifactStore.from_settings(settings))
 barrier = Path(args["barrier"])
 out = []
 for trial in args["trials"]:
@@ -53,7 +56,7 @@ for trial in args["trials"]:
     while len(list(barrier.glob(f"{trial['name']}.*"))) < 2:
         time.sleep(0.005)
     out.append(register_candidate(
-        name=trial["name"], base_path=args["base"], adapter_dir=Path(args["adapter"]),
+        name=trial["name"], base=base, adapter_dir=Path(args["adapter"]),
         fingerprint=trial["fingerprint"], run_id=trial["runs"][args["worker"]],
         template=load_template("triage_v1"), tags=args["tags"], max_new_tokens=12,
         decoding=Decoding(), model_card=args["card"], settings=settings,
@@ -148,11 +151,14 @@ def _new_run() -> str:
 def _register(candidate: dict, name: str, fingerprint: str, run_id: str) -> dict:
     from tuneops.config import Decoding, load_template
     from tuneops.core.settings import load_settings
+    from tuneops.core.store import ArtifactStore
+    from tuneops.models.base_model import base_reference
     from tuneops.registry.registry import register_candidate
 
+    settings = load_settings()
     return register_candidate(
         name=name,
-        base_path=candidate["base"],
+        base=base_reference(candidate["base"], ArtifactStore.from_settings(settings)),
         adapter_dir=Path(candidate["adapter"]),
         fingerprint=fingerprint,
         run_id=run_id,
@@ -161,7 +167,7 @@ def _register(candidate: dict, name: str, fingerprint: str, run_id: str) -> dict
         max_new_tokens=12,
         decoding=Decoding(),
         model_card=CARD,
-        settings=load_settings(),
+        settings=settings,
     )
 
 

@@ -18,9 +18,12 @@ TEXTS = [f"ticket {i}: my card was charged twice, order {i * 7} web chat email" 
 ] * 20
 
 
-def build_tiny_model(out_dir: Path, seed: int, tie_word_embeddings: bool = False) -> Path:
-    """Save a random 2-layer Llama and a trained BPE tokenizer (with a chat template) to ``out_dir``;
-    ``tie_word_embeddings`` makes lm_head share the input embedding's matrix, as SmolLM2's does."""
+def build_tiny_model(
+    out_dir: Path, seed: int, tie_word_embeddings: bool = False, hidden_size: int = 32, layers: int = 2
+) -> Path:
+    """Save a random Llama (2 layers of width 32 unless told) and a trained BPE tokenizer (with a chat
+    template) to ``out_dir``; ``tie_word_embeddings`` makes lm_head share the input embedding's matrix,
+    as SmolLM2's does."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -31,9 +34,9 @@ def build_tiny_model(out_dir: Path, seed: int, tie_word_embeddings: bool = False
     torch.manual_seed(seed)
     config = LlamaConfig(
         vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
+        hidden_size=hidden_size,
+        intermediate_size=2 * hidden_size,
+        num_hidden_layers=layers,
         num_attention_heads=4,
         num_key_value_heads=2,
         max_position_embeddings=512,

@@ -1,7 +1,8 @@
 """The Kubernetes backend: a pod that the run's recipe shapes, built when the task runs.
 
 The DAG is parsed before anyone picks a recipe, so the operator gets its training plan at
-run time (mapped over sweep trials); it then builds the trainer command from the plan and
+run time (mapped over sweep trials); it then builds the trainer command from the plan (under
+``torchrun --nproc_per_node=<gpus>`` when the recipe asks for more than one GPU) and
 takes image, GPUs, resources, node selector, tolerations, cache volume, credentials,
 startup timeout, ``on_finish_action`` and deferrable mode from the plan's resolved recipe
 (``compute.kubernetes``). ``TrainerPodOperator`` is a thin operator that builds a
@@ -82,15 +83,15 @@ class TrainerPodOperator(BaseOperator):
         """The ``KubernetesPodOperator`` that runs this plan: command from the plan, pod from its recipe."""
         from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
 
-        from tuneops.stages.finetune import train_command
+        from tuneops.stages.finetune import pod_train_command
 
         plan = Plan.model_validate(self.plan)
-        command = train_command(plan)
+        command = pod_train_command(plan)  # under torchrun for more than one GPU
         return KubernetesPodOperator(
             task_id=self.task_id,
             name=self.pod_name,
-            cmds=command[:3],
-            arguments=command[3:],
+            cmds=command[:1],
+            arguments=command[1:],
             do_xcom_push=True,
             reattach_on_restart=True,
             get_logs=True,

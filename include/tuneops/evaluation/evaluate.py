@@ -10,11 +10,13 @@ the eval settings and the safety suite, so a rerun does not generate again.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
 import os
 import tempfile
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,6 +44,67 @@ class ModelRef:
     path: str
     adapter_dir: str | None = None
     quantize: str | None = None  # a served variant (``int8``); the fingerprint must say so too
+
+
+@contextlib.contextmanager
+def load_separately(ref: ModelRef) -> Iterator[tuple]:
+    """``(model, tokenizer)`` for ``ref`` on its own: its adapter merged, quantized as it says."""
+    from tuneops.models.generation import load_model
+
+    yield load_model(ref.path, ref.adapter_dir, quantize=ref.quantize)
+
+
+class SharedBase:
+    """One base model in memory for several evaluations; adapters are swapped onto it.
+
+    ``loader(ref)`` gives the base itself for a ref without an adapter, and for one with an adapter on
+    this base, the adapter loaded by name (peft keeps several on one model), merged into the weights
+    for the evaluation (what serving's merged model computes) and unmerged after it. A ref on another
+    base, or a quantized one, is loaded separately. The base is loaded on first use, so evaluations
+    reused from the store load nothing.
+    """
+
+    def __init__(self, base_path: str):
+        self.base_path = base_path
+        self.model = None
+        self.tokenizer = None
+
+    @contextlib.contextmanager
+    def loader(self, ref: ModelRef) -> Iterator[tuple]:
+        if ref.path != self.base_path or ref.quantize:
+            with load_separately(ref) as loaded:
+                yield loaded
+            return
+        if self.model is None:
+            from tuneops.models.generation import load_model
+
+            self.model, self.tokenizer = load_model(self.base_path)
+        if ref.adapter_dir is None:
+            with self._without_adapters():
+                yield self.model, self.tokenizer
+            return
+        from peft import PeftModel
+
+        if not isinstance(self.model, PeftModel):
+            self.model = PeftModel.from_pretrained(self.model, ref.adapter_dir, adapter_name=ref.role)
+        elif ref.role not in self.model.peft_config:
+            self.model.load_adapter(ref.adapter_dir, adapter_name=ref.role)
+        self.model.set_adapter(ref.role)
+        self.model.merge_adapter()
+        try:
+            yield self.model, self.tokenizer
+        finally:
+            self.model.unmerge_adapter()
+
+    @contextlib.contextmanager
+    def _without_adapters(self):
+        from peft import PeftModel
+
+        if isinstance(self.model, PeftModel):
+            with self.model.disable_adapter():
+                yield
+        else:
+            yield
 
 
 def load_metric(name: str):
@@ -94,15 +157,16 @@ def evaluate_model(
     cfg: EvalConfig,
     suite: SafetySuite,
     store: ArtifactStore,
+    loader: Callable[[ModelRef], contextlib.AbstractContextManager[tuple]] = load_separately,
 ) -> dict:
     """Metrics of ``ref``; returns ``{"role", "fingerprint", "metrics", "n", "uri"}``.
 
+    ``loader(ref)`` is a context manager giving ``(model, tokenizer)`` (``SharedBase.loader`` shares
+    one base among several refs); it is entered only when the evaluation is not already published.
     ``n`` counts examples per split and probes. Raises EvaluationError when a requested split
     is missing or empty, when generation fails, or when a metric comes out NaN.
     """
     from tuneops.data.prompts import load_prompt_dataset
-    from tuneops.evaluation.safety import probe_prompts, score
-    from tuneops.models.generation import generate, load_model
 
     key = eval_key(ref, dataset_version, cfg, suite)
     if store.exists(key):
@@ -131,7 +195,41 @@ def evaluate_model(
             )
         splits[split] = dataset[split].select(range(min(cfg.max_examples, len(dataset[split]))))
 
-    model, tokenizer = load_model(ref.path, ref.adapter_dir, quantize=ref.quantize)
+    with loader(ref) as (model, tokenizer):
+        metrics, tables, n, safety_rows = _score(ref, model, tokenizer, splits, suite, template, cfg, special)
+    bad = sorted(k for k, v in metrics.items() if not math.isfinite(v))
+    if bad:
+        raise EvaluationError(f"{ref.role} metrics {bad} are not finite; refusing to gate on them")
+    result = {
+        "fingerprint": ref.fingerprint,
+        "metrics": metrics,
+        "n": n,
+        "dataset_version": dataset_version,
+        "safety_suite": suite.id,
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        import pandas as pd
+
+        (Path(tmp) / "metrics.json").write_text(json.dumps(result, indent=2, sort_keys=True))
+        for split, table in tables.items():
+            pd.DataFrame(table).to_parquet(Path(tmp) / f"{split}.parquet", index=False)
+        pd.DataFrame(safety_rows).to_parquet(Path(tmp) / "safety.parquet", index=False)
+        uri = store.publish_dir(Path(tmp), key)
+    shown = {
+        k: round(v, 4)
+        for k, v in metrics.items()
+        if k.endswith(("rougeL", "format_valid", "perplexity", "safety.pass_rate"))
+    }
+    log.info("%s on %s: %s", ref.role, n, shown)
+    return {**result, "role": ref.role, "uri": uri}
+
+
+def _score(
+    ref: ModelRef, model, tokenizer, splits: dict, suite: SafetySuite, template, cfg: EvalConfig, special
+):
+    """Generate and score every split and the safety suite with one loaded model."""
+    from tuneops.evaluation.safety import probe_prompts, score
+    from tuneops.models.generation import generate
 
     def run(prompts: list[str], what: str) -> list[str]:
         try:
@@ -172,32 +270,7 @@ def evaluate_model(
     safety_metrics, safety_rows = score(suite, template, outputs)
     metrics.update(safety_metrics)
     n["safety"] = len(safety_rows)
-
-    bad = sorted(k for k, v in metrics.items() if not math.isfinite(v))
-    if bad:
-        raise EvaluationError(f"{ref.role} metrics {bad} are not finite; refusing to gate on them")
-    result = {
-        "fingerprint": ref.fingerprint,
-        "metrics": metrics,
-        "n": n,
-        "dataset_version": dataset_version,
-        "safety_suite": suite.id,
-    }
-    with tempfile.TemporaryDirectory() as tmp:
-        import pandas as pd
-
-        (Path(tmp) / "metrics.json").write_text(json.dumps(result, indent=2, sort_keys=True))
-        for split, table in tables.items():
-            pd.DataFrame(table).to_parquet(Path(tmp) / f"{split}.parquet", index=False)
-        pd.DataFrame(safety_rows).to_parquet(Path(tmp) / "safety.parquet", index=False)
-        uri = store.publish_dir(Path(tmp), key)
-    shown = {
-        k: round(v, 4)
-        for k, v in metrics.items()
-        if k.endswith(("rougeL", "format_valid", "perplexity", "safety.pass_rate"))
-    }
-    log.info("%s on %s: %s", ref.role, n, shown)
-    return {**result, "role": ref.role, "uri": uri}
+    return metrics, tables, n, safety_rows
 
 
 def _visible(reference: str, tokenizer, template: PromptTemplate) -> str:

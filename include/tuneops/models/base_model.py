@@ -513,3 +513,67 @@ def is_chat_model(ref: str, store: ArtifactStore) -> bool:
             return _has_chat_template(Path(resolve_base_model(ref, store)))
         return bool(meta["chat_template"])
     return _has_chat_template(Path(ref).expanduser())
+
+
+# --- a registered adapter's reference to its base ----------------------------------------------
+
+
+def base_reference(ref: str, store: ArtifactStore) -> dict:
+    """What a registered adapter records of its base model: ``{"ref", "fingerprint", "uri"}``.
+
+    ``uri`` is where the weights are: the artifact's URI in the store for ``builtin:`` and
+    ``imported:`` models, the folder for a local folder, the id for a hub id. ``fingerprint`` is the
+    content fingerprint that evaluation and lineage use (``base_fingerprint``).
+    """
+    path = resolve_base_model(ref, store)
+    if ref.startswith(BUILTIN_PREFIX):
+        uri = store.uri(builtin_key(ref[len(BUILTIN_PREFIX) :]))
+    elif ref.startswith(IMPORTED_PREFIX):
+        uri = store.uri(imported_key(ref[len(IMPORTED_PREFIX) :]))
+    else:
+        uri = str(Path(path).resolve()) if Path(path).is_dir() else path
+    return {"ref": ref, "fingerprint": base_fingerprint(path), "uri": uri}
+
+
+def fetch_base(reference: dict, cache_dir: Path) -> str:
+    """A local folder (or the hub id) holding the base model a registered adapter references, verified.
+
+    An ``s3://`` URI is downloaded once into ``cache_dir`` (credentials as for any store read); a
+    folder is read where it is. A folder's files must hash to the recorded fingerprint. Raises
+    BaseModelError naming the URI and the fix when the base is gone or is other weights.
+    """
+    from tuneops.core.store import ArtifactNotFound, download_s3_dir
+
+    uri = reference["uri"]
+    if uri.startswith("s3://"):
+        try:
+            path = str(download_s3_dir(uri, cache_dir))
+        except ArtifactNotFound as exc:
+            raise BaseModelError(_base_gone(reference)) from exc
+    elif uri.startswith("/"):
+        if not Path(uri).is_dir():
+            raise BaseModelError(_base_gone(reference))
+        path = uri
+    else:
+        return uri  # a hub id is its own name: nothing to hash
+    verify_base(Path(path), reference)
+    return path
+
+
+def verify_base(folder: Path, reference: dict) -> None:
+    """Raise BaseModelError unless ``folder`` holds the base model ``reference`` records (its fingerprint)."""
+    actual = content_fingerprint(folder) if read_metadata(folder) else hash_dir(folder, exclude=(MARKER,))
+    if actual != reference["fingerprint"]:
+        raise BaseModelError(
+            f"the base model at {reference['uri']} ({reference['ref']}) hashes to {actual[:16]}, but the registered "
+            f"adapter was trained on {reference['fingerprint'][:16]}: the base was replaced or damaged. Restore that "
+            "base model, or register a candidate trained on the current one"
+        )
+
+
+def _base_gone(reference: dict) -> str:
+    return (
+        f"the base model {reference['ref']} that this registered adapter references is not at {reference['uri']}: "
+        "restore it there (tuneops base-model import, or the store it was trained with), or point the tracking "
+        "client at the deployment's artifact store (TUNEOPS_HOME / TUNEOPS_ARTIFACT_ROOT and its credentials)"
+    )

@@ -16,11 +16,15 @@ def load_model(
     adapter_dir: str | Path | None = None,
     trust_remote_code: bool = False,
     quantize: str | None = None,
+    device: str = "auto",
 ):
     """Return ``(model, tokenizer)`` ready for generation; an adapter is merged into the weights.
 
     ``quantize``: ``int8`` (dynamic, CPU), or ``bnb-8bit`` / ``bnb-4bit`` (bitsandbytes, CUDA only).
-    Raises ValueError for a quantization this machine cannot run, naming what it needs.
+    ``device``: ``auto`` puts the model on this process's GPU when it has one (sharded over all of
+    them when it has several), else on the CPU; ``cpu`` keeps it there (a merge to save). Weights stay
+    fp32 either way, so a GPU job scores what the CPU would. Raises ValueError for a quantization
+    this machine cannot run, naming what it needs.
     """
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -33,6 +37,8 @@ def load_model(
 
         bits = {"load_in_8bit": True} if quantize == "bnb-8bit" else {"load_in_4bit": True}
         load_kwargs = {"quantization_config": BitsAndBytesConfig(**bits), "device_map": "auto"}
+    elif device == "auto" and quantize is None and torch.cuda.is_available():
+        load_kwargs["device_map"] = "auto" if torch.cuda.device_count() > 1 else "cuda"
 
     tokenizer = AutoTokenizer.from_pretrained(adapter_dir or model_path, trust_remote_code=trust_remote_code)
     tokenizer.padding_side = "left"
@@ -106,7 +112,7 @@ def generate(
             return_tensors="pt",
             padding=True,
             add_special_tokens=add_special_tokens,
-        )
+        ).to(model.device)
         with torch.no_grad():
             generated = model.generate(
                 **batch,

@@ -4,6 +4,12 @@
 strings, or records with the template's fields (e.g. ``{"subject": ..., "input": ...}``),
 which are rendered with the prompt template the model was trained with.
 
+A version that holds a LoRA adapter records its base model (``model_config["base"]``: id, content
+fingerprint, where it is stored, and the MLflow artifact it was logged to once per fingerprint):
+loading downloads the base through the same MLflow client (no other credentials), checks its
+fingerprint and merges the adapter in memory, so the predictions are those of the merged model the
+gate measured.
+
 Loading this flavour executes the version's stored copy of this file and, in a fresh process,
 the copy of ``tuneops`` bundled in its ``code/`` folder. tuneops' own loaders never do: they read
 the weights, tokenizer and config as data (``tuneops.registry.registry.load_version_files``).
@@ -21,8 +27,15 @@ class TextGenerator(PythonModel):
         from tuneops.core.templates import PromptTemplate
         from tuneops.models.generation import load_model
 
-        self.model, self.tokenizer = load_model(context.artifacts["model"])
         config = context.model_config or {}
+        if config.get("base"):
+            from tuneops.core.settings import load_settings
+            from tuneops.registry.registry import fetch_logged_base
+
+            base = fetch_logged_base(json.loads(config["base"]), load_settings().cache_dir)
+            self.model, self.tokenizer = load_model(base, context.artifacts["model"])
+        else:
+            self.model, self.tokenizer = load_model(context.artifacts["model"])
         self.template = (
             PromptTemplate.model_validate(json.loads(config["template"])) if config.get("template") else None
         )

@@ -8,8 +8,16 @@ fingerprint and weights hash, so a version is never seen half-made. Passing cand
 ``previous_champion``; a rejection and a rollback are recorded as tags on the versions
 (who, when, why). Alias moves hold a lock, so concurrent promotions serialize.
 
-tuneops' own loaders read a version as data (``load_version_files``): its weights, tokenizer
-and serving config, checked against the weights hash recorded at registration. The version's
+A version registered by ``register_candidate`` holds the LoRA adapter (safetensors) with its
+tokenizer, the prompt template, the decoding, and a reference to its base model (id, content
+fingerprint, where it is stored), not merged weights: megabytes per version where a merged copy of
+a 7B model would be ~15 GB. A merged export is made only where a whole model is needed (serving,
+compression), once per fingerprint, in the artifact store (``exports/``). Versions holding full
+weights (registered before, or with ``log_text_generator`` and no base) still load as they are.
+
+tuneops' own loaders read a version as data (``load_version_files``): its adapter or weights,
+tokenizer and serving config, checked against the hashes recorded at registration, and its base
+checked against the recorded fingerprint. The version's
 MLflow "models from code" flavour (``pyfunc_model.py`` and the bundled ``code/``) is there for
 other MLflow clients and is never executed by tuneops.
 """
@@ -25,7 +33,7 @@ import subprocess
 import tempfile
 import uuid
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib.metadata import version as pkg_version
 from pathlib import Path
 
@@ -35,11 +43,12 @@ from tuneops.core.settings import Settings
 from tuneops.core.templates import PromptTemplate
 
 log = logging.getLogger(__name__)
-# A registration merges and uploads a whole model under its lock (minutes for a real one): the lease
+# A registration uploads its adapter under its lock (longer on a slow store): the lease
 # is renewed while it runs, and a second registrant of the same candidate waits up to half an hour.
 REGISTER_LEASE_SECONDS = 120
 REGISTER_WAIT_SECONDS = 1800
 CHAMPION, CHALLENGER, PREVIOUS = "champion", "challenger", "previous_champion"
+BASE_TAG = "tuneops.base_fingerprint"  # set on adapter versions: the base they need
 RUNTIME_PACKAGES = (
     "torch",
     "transformers",
@@ -99,29 +108,39 @@ class ModelIntegrityError(ValueError):
 
 @dataclass(frozen=True)
 class RegisteredModelFiles:
-    """A registered version read as data: the weights folder and how the gate generated with it."""
+    """A registered version read as data: where its weights are and how the gate generated with it."""
 
     name: str
     version: str
-    path: Path  # transformers weights + tokenizer (safetensors, JSON), checked against weights_sha256
+    #: A whole model (transformers weights + tokenizer): the version's own weights, or the merged
+    #: export of its adapter; None for an adapter version read with ``export=False``.
+    path: Path | None
     template: PromptTemplate | None
     decoding: Decoding
     max_new_tokens: int
-    weights_sha256: str
+    weights_sha256: str  # of the version's own files: the adapter folder, or the full weights
+    #: The adapter folder (safetensors + tokenizer), checked against ``weights_sha256``; None for full weights.
+    adapter_path: Path | None = None
+    #: The base model the adapter was trained on: ``{"ref", "fingerprint", "uri"}``; None for full weights.
+    base: dict | None = None
 
 
-def load_version_files(name: str, version: str, settings: Settings) -> RegisteredModelFiles:
-    """Fetch ``name`` v``version``'s weights, tokenizer and serving config as data, verified.
+def load_version_files(
+    name: str, version: str, settings: Settings, export: bool = True
+) -> RegisteredModelFiles:
+    """Fetch ``name`` v``version``'s adapter (or weights), tokenizer and serving config as data, verified.
 
     Downloads only ``artifacts/model/**`` and the ``MLmodel`` file (whose ``model_config`` holds the
-    template, decoding and max_new_tokens, read with ``yaml.safe_load``); nothing downloaded is
-    imported or executed. The weights folder must hash to the version's ``tuneops.weights_sha256``
+    template, decoding, max_new_tokens and the base reference, read with ``yaml.safe_load``); nothing
+    downloaded is imported or executed. The folder must hash to the version's ``tuneops.weights_sha256``
     tag and the config to its ``tuneops.model_config_sha256``. A verified copy is cached under
     ``settings.cache_dir`` and re-hashed on every call; a cached copy that no longer matches is
-    fetched again.
+    fetched again. For an adapter version, ``path`` is its merged export (``merged_export``) unless
+    ``export`` is False (evaluation loads base and adapter itself).
 
-    Raises ValueError (listing the versions there are) for an unknown version, and
-    ModelIntegrityError when the version has no recorded hashes or its files do not match them.
+    Raises ValueError (listing the versions there are) for an unknown version, ModelIntegrityError
+    when the version has no recorded hashes or its files do not match them, and
+    ``tuneops.models.base_model.BaseModelError`` when its base model is gone or other weights.
     """
     import yaml
 
@@ -152,7 +171,7 @@ def load_version_files(name: str, version: str, settings: Settings) -> Registere
         )
     template = config.get("template")
     decoding = config.get("decoding")
-    return RegisteredModelFiles(
+    files = RegisteredModelFiles(
         name=name,
         version=str(version),
         path=weights,
@@ -161,6 +180,59 @@ def load_version_files(name: str, version: str, settings: Settings) -> Registere
         max_new_tokens=int(config.get("max_new_tokens", 48)),
         weights_sha256=expected,
     )
+    if not config.get("base"):
+        return files
+    base = json.loads(config["base"])
+    path = merged_export(weights, base, expected, settings) if export else None
+    return replace(files, path=path, adapter_path=weights, base=base)
+
+
+EXPORT_FILE = "export.json"
+
+
+def export_fingerprint(base_fingerprint: str, adapter_sha256: str) -> str:
+    """The fingerprint of base + adapter: what evaluation calls the candidate, and what names its export."""
+    from tuneops.core.hashing import hash_json
+
+    return hash_json({"base": base_fingerprint, "adapter": adapter_sha256})
+
+
+def merged_export(adapter_dir: Path, base: dict, adapter_sha256: str, settings: Settings) -> Path:
+    """The adapter merged into its base, as a whole-model folder, made once per fingerprint.
+
+    Published in the artifact store under ``exports/<fingerprint>`` with ``export.json`` (what it was
+    made from and the hash of its files), so every serving replica and compression job reuses it. An
+    export whose files no longer match its record is removed and made again. The base is fetched and
+    checked against the fingerprint the version recorded (``tuneops.models.base_model.fetch_base``).
+    """
+    from tuneops.core.hashing import hash_dir
+    from tuneops.core.store import MARKER, ArtifactStore
+    from tuneops.models.base_model import fetch_base
+
+    fingerprint = export_fingerprint(base["fingerprint"], adapter_sha256)
+    store = ArtifactStore.from_settings(settings)
+    key = f"exports/{fingerprint[:24]}"
+    if store.exists(key):
+        folder = store.fetch_dir(key)
+        record = json.loads((folder / EXPORT_FILE).read_text())
+        if record.get("fingerprint") == fingerprint and hash_dir(
+            folder, exclude=(EXPORT_FILE, MARKER)
+        ) == record.get("weights_sha256"):
+            return folder
+        log.warning("merged export %s does not match its record; making it again", store.uri(key))
+        store.remove_dir(key)
+    base_path = fetch_base(base, settings.cache_dir)
+    with store.publishing(key) as out:
+        merge_adapter(base_path, adapter_dir, out)
+        record = {
+            "fingerprint": fingerprint,
+            "base": base,
+            "adapter_sha256": adapter_sha256,
+            "weights_sha256": hash_dir(out, exclude=(EXPORT_FILE, MARKER)),
+        }
+        (out / EXPORT_FILE).write_text(json.dumps(record, indent=2, sort_keys=True))
+    log.info("merged export of adapter %s on base %s: %s", adapter_sha256[:12], base["ref"], store.uri(key))
+    return store.fetch_dir(key)
 
 
 def _fetch_version(name: str, version: str, dest: Path, expected: str) -> None:
@@ -230,7 +302,8 @@ def record_hashes(name: str, version: str, recorded_by: str, settings: Settings)
 
 
 def download_version(name: str, version: str, settings: Settings) -> Path:
-    """The folder of a registered version's transformers weights, verified (see ``load_version_files``)."""
+    """A whole-model folder of a registered version, verified: its weights, or its adapter's merged
+    export (see ``load_version_files``)."""
     return load_version_files(name, version, settings).path
 
 
@@ -242,11 +315,102 @@ def find_by_fingerprint(name: str, fingerprint: str, settings: Settings):
     return min(found, key=lambda v: int(v.version)) if found else None
 
 
+BASE_EXPERIMENT = "tuneops-base-models"
+BASE_LOGGED_TAG = "tuneops.base_logged"
+
+
+def log_base_model(reference: dict, base_path: str, settings: Settings) -> dict:
+    """``reference`` plus ``mlflow_uri``: the base model's files as an MLflow artifact, logged once per
+    fingerprint (a run in the ``tuneops-base-models`` experiment), so any MLflow client that can read
+    the registry can load an adapter version with no access to tuneops' artifact store. A hub id is
+    left as it is: clients load it by name, as MLflow's own PEFT flavour does.
+    """
+    if not Path(base_path).is_dir():
+        return reference
+    from mlflow.exceptions import MlflowException
+
+    from tuneops.core.tracking import configure_mlflow
+
+    configure_mlflow(settings)
+    client = registry_client(settings)
+    experiment = client.get_experiment_by_name(BASE_EXPERIMENT)
+    if experiment is None:
+        try:
+            client.create_experiment(BASE_EXPERIMENT, artifact_location=_base_artifact_location(settings))
+        except MlflowException:
+            pass  # created by another registration meanwhile
+        experiment = client.get_experiment_by_name(BASE_EXPERIMENT)
+    fingerprint = reference["fingerprint"]
+    found = client.search_runs(
+        [experiment.experiment_id],
+        f"tags.`{BASE_TAG}` = '{fingerprint}' and tags.`{BASE_LOGGED_TAG}` = 'true'",
+        order_by=["attributes.start_time ASC"],
+        max_results=1,
+    )
+    if found:
+        run_id = found[0].info.run_id
+    else:
+        run = client.create_run(
+            experiment.experiment_id,
+            tags={BASE_TAG: fingerprint, "tuneops.base_model": reference["ref"]},
+            run_name=f"base-{fingerprint[:12]}",
+        )
+        run_id = run.info.run_id
+        client.log_artifacts(run_id, base_path, "base")
+        client.set_tag(run_id, BASE_LOGGED_TAG, "true")  # only a complete upload is ever referenced
+        client.set_terminated(run_id)
+        log.info("logged base model %s (%s) to MLflow run %s", reference["ref"], fingerprint[:12], run_id)
+    return {**reference, "mlflow_uri": f"runs:/{run_id}/base"}
+
+
+def _base_artifact_location(settings: Settings) -> str | None:
+    location = settings.mlflow_artifact_location
+    return f"{location.rstrip('/')}/{BASE_EXPERIMENT}" if location else None
+
+
+def fetch_logged_base(reference: dict, cache_dir: Path) -> str:
+    """A verified local copy of a registered adapter's base model, for any MLflow client.
+
+    From the MLflow artifact the registration logged (``mlflow_uri``), downloaded once into
+    ``cache_dir/bases/<fingerprint>``; a version without one reads the base where the reference says
+    (``tuneops.models.base_model.fetch_base``). Raises BaseModelError when the files are not the ones
+    the adapter was trained on.
+    """
+    import mlflow
+
+    from tuneops.models.base_model import fetch_base, verify_base
+
+    if not reference.get("mlflow_uri"):
+        return fetch_base(reference, cache_dir)
+    dest = Path(cache_dir) / "bases" / reference["fingerprint"][:24]
+    if dest.is_dir():
+        try:
+            verify_base(dest, reference)
+            return str(dest)
+        except ValueError:
+            log.warning("cached base model %s no longer matches its fingerprint; fetching it again", dest)
+            shutil.rmtree(dest, ignore_errors=True)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    staging = dest.with_name(f".{dest.name}.{uuid.uuid4().hex}")
+    try:
+        folder = Path(
+            mlflow.artifacts.download_artifacts(artifact_uri=reference["mlflow_uri"], dst_path=str(staging))
+        )
+        verify_base(folder, reference)
+        try:
+            folder.rename(dest)
+        except OSError:  # another process put the same verified files there first
+            pass
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return str(dest)
+
+
 def merge_adapter(base_path: str, adapter_dir: Path, out_dir: Path) -> Path:
     """Merge a LoRA adapter into its base weights and save model + tokenizer (safetensors)."""
     from tuneops.models.generation import load_model
 
-    model, tokenizer = load_model(base_path, adapter_dir)
+    model, tokenizer = load_model(base_path, adapter_dir, device="cpu")
     model.save_pretrained(out_dir, safe_serialization=True)
     tokenizer.save_pretrained(out_dir)
     return out_dir
@@ -261,12 +425,17 @@ def log_text_generator(
     decoding: Decoding,
     model_card: str,
     tags: dict[str, str] | None = None,
+    base: dict | None = None,
 ) -> str:
-    """Log ``model_dir`` (weights + tokenizer) as a pyfunc in the active MLflow run and register it as ``name``.
+    """Log ``model_dir`` as a pyfunc in the active MLflow run and register it as ``name``.
 
-    The version is created in one registry call that gives it ``model_card`` as its description
-    and ``tags`` plus the hashes of ``model_dir`` (``tuneops.weights_sha256``) and of its serving
-    config (``tuneops.model_config_sha256``), so it never exists without them. Returns the new version number. The card is also logged as ``model_card.md``.
+    ``model_dir`` is a LoRA adapter with its tokenizer when ``base`` (``{"ref", "fingerprint", "uri"}``,
+    see ``tuneops.models.base_model.base_reference``) names the model it was trained on, else whole
+    weights with their tokenizer. The version is created in one registry call that gives it
+    ``model_card`` as its description and ``tags`` plus the hashes of ``model_dir``
+    (``tuneops.weights_sha256``) and of its serving config, base reference included
+    (``tuneops.model_config_sha256``), so it never exists without them. Returns the new version
+    number. The card is also logged as ``model_card.md``.
     """
     import mlflow
     from mlflow.exceptions import MlflowException
@@ -279,18 +448,22 @@ def log_text_generator(
         "max_new_tokens": max_new_tokens,
         "decoding": json.dumps(decoding.model_dump()),
         "weights_sha256": weights,
+        **({"base": json.dumps(base, sort_keys=True)} if base else {}),
     }
+    packages = (*RUNTIME_PACKAGES, "peft", "boto3") if base else RUNTIME_PACKAGES
     with tempfile.TemporaryDirectory() as tmp:
         card = Path(tmp) / "model_card.md"
         card.write_text(model_card)
         mlflow.log_artifact(str(card))
+        if model_dir.name != "model":  # MLflow names an artifact folder after its source folder
+            model_dir = Path(shutil.copytree(model_dir, Path(tmp) / "model"))
         info = mlflow.pyfunc.log_model(
             name="model",
             python_model=str(Path(__file__).with_name("pyfunc_model.py")),
             artifacts={"model": str(model_dir), "model_card": str(card)},
             code_paths=[str(Path(__file__).parents[1])],  # the whole tuneops package
             model_config=config,
-            pip_requirements=[f"{p}=={pkg_version(p)}" for p in RUNTIME_PACKAGES],
+            pip_requirements=[f"{p}=={pkg_version(p)}" for p in packages],
         )
     client = mlflow.MlflowClient()
     try:
@@ -307,6 +480,7 @@ def log_text_generator(
             **{k: str(v) for k, v in (tags or {}).items()},
             WEIGHTS_TAG: weights,
             CONFIG_TAG: hash_json(config),
+            **({BASE_TAG: base["fingerprint"]} if base else {}),
         },
         description=model_card,
         model_id=info.model_id,
@@ -317,7 +491,7 @@ def log_text_generator(
 def register_candidate(
     *,
     name: str,
-    base_path: str,
+    base: dict,
     adapter_dir: Path,
     fingerprint: str,
     run_id: str,
@@ -328,11 +502,12 @@ def register_candidate(
     model_card: str,
     settings: Settings,
 ) -> dict:
-    """Register the merged candidate as a new version of ``name`` (or find the one already registered).
+    """Register the candidate (its adapter and ``base``, the reference to its base model; see
+    ``log_text_generator``) as a new version of ``name``, or find the one already registered.
 
     Returns ``{"name", "version", "reused"}``: exactly one version per ``fingerprint``, however
     many registrations of it run at once or are retried. A lease lock in the artifact store
-    (``locks/registry-register-<name>-<fingerprint[:16]>``) covers check, merge, upload and
+    (``locks/registry-register-<name>-<fingerprint[:16]>``) covers check, upload and
     create; the version is born complete, with lineage ``tags``, the fingerprint, the weights
     hash and ``model_card`` (as its description and as ``model_card.md`` among the model's
     artifacts). A half-made version an earlier attempt of ``run_id`` left behind is deleted.
@@ -361,18 +536,17 @@ def register_candidate(
         if existing is not None:
             log.info("candidate %s is already registered as %s v%s", fingerprint[:12], name, existing.version)
             return {"name": name, "version": str(existing.version), "reused": True}
-        with tempfile.TemporaryDirectory() as tmp:
-            merged = merge_adapter(base_path, adapter_dir, Path(tmp) / "model")
-            with mlflow.start_run(run_id=run_id):
-                log_text_generator(
-                    name,
-                    merged,
-                    template=template,
-                    max_new_tokens=max_new_tokens,
-                    decoding=decoding,
-                    model_card=model_card,
-                    tags={**tags, FINGERPRINT_TAG: fingerprint},
-                )
+        with mlflow.start_run(run_id=run_id):
+            log_text_generator(
+                name,
+                adapter_dir,
+                template=template,
+                max_new_tokens=max_new_tokens,
+                decoding=decoding,
+                model_card=model_card,
+                tags={**tags, FINGERPRINT_TAG: fingerprint},
+                base=base,
+            )
         version = _keep_first(client, name, fingerprint, run_id)
     log.info("registered %s v%s from run %s", name, version, run_id)
     return {"name": name, "version": version, "reused": False}

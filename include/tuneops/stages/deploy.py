@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from tuneops.contracts import CompressJob, VariantChoice
 from tuneops.core.settings import Settings, load_settings
 from tuneops.core.store import ArtifactStore
 
@@ -13,30 +14,58 @@ def choose_variant(
     recipe: str | None,
     settings: Settings | None = None,
     project: str | None = None,
-) -> dict:
+) -> VariantChoice:
     """``variant`` as asked, or with ``auto`` the quantized one when it passes its gate against the merged.
 
     The recipe whose eval and compression settings apply is ``recipe`` if given, else the project's
     (``project``, else the one registering ``model_name``); the project's overrides apply either way.
-    Returns ``{"model_name", "version", "variant", "report_uri", "project"}``.
+    This runs the compression job's work (it loads the model): ``plan_compression`` is what a worker
+    calls first.
     """
-    from tuneops.config import ConfigError, load_project, project_for_model
+    from tuneops.config import load_project
     from tuneops.evaluation.compression import compare_variants
+
+    settings = settings or load_settings()
+    job = plan_compression(model_name, version, variant, recipe, settings, project)
+    champion = {"model_name": model_name, "version": str(version), "project": job.project}
+    if variant != "auto":
+        return VariantChoice(**champion, variant=variant, report_uri=None)
+    owner = load_project(job.project, settings.project_dirs) if job.project else None
+    overrides = owner.recipe_overrides() if owner else None
+    result = compare_variants(model_name, str(version), job.recipe, settings, overrides)
+    return VariantChoice(**champion, variant=result["variant"], report_uri=result["report_uri"])
+
+
+def plan_compression(
+    model_name: str,
+    version: str,
+    variant: str,
+    recipe: str | None,
+    settings: Settings | None = None,
+    project: str | None = None,
+) -> CompressJob:
+    """The compression job's input: the recipe whose settings apply (``recipe``, else the project's) and
+    its compute (where the model fits). Loads no weights. Raises ConfigError when ``auto`` has no recipe.
+    """
+    from tuneops.config import ConfigError, load_project, load_recipe, project_for_model
 
     settings = settings or load_settings()
     project = project or project_for_model(model_name, settings.project_dirs)
     owner = load_project(project, settings.project_dirs) if project else None
-    champion = {"model_name": model_name, "version": str(version), "project": project}
-    if variant != "auto":
-        return {**champion, "variant": variant, "report_uri": None}
     recipe = recipe or (owner.recipe if owner else None)
-    if recipe is None:
+    if recipe is None and variant == "auto":
         raise ConfigError(
             f"no project registers {model_name} and no recipe was given: set the 'recipe' Param or the project"
         )
-    overrides = owner.recipe_overrides() if owner else None
-    result = compare_variants(model_name, str(version), recipe, settings, overrides)
-    return {**champion, "variant": result["variant"], "report_uri": result["report_uri"]}
+    compute = load_recipe(recipe, owner.recipe_overrides() if owner else None).compute if recipe else None
+    return CompressJob(
+        model_name=model_name,
+        version=str(version),
+        variant=variant,
+        recipe=recipe,
+        project=project,
+        **({"compute": compute.backend, "kubernetes": compute.kubernetes} if compute else {}),
+    )
 
 
 def champion_version(model_name: str, project: str | None = None, settings: Settings | None = None) -> dict:

@@ -310,6 +310,17 @@ def train_command(plan: Plan | dict) -> list[str]:
     ]
 
 
+def pod_train_command(plan: Plan | dict) -> list[str]:
+    """The trainer command a pod runs: ``train_command``, under ``torchrun`` (one process per GPU, DDP
+    over NCCL) when the recipe's ``compute.kubernetes.gpus`` asks for more than one GPU."""
+    plan = Plan.model_validate(plan)
+    command = train_command(plan)
+    gpus = plan.recipe.compute.kubernetes.gpus
+    if gpus <= 1:
+        return command
+    return ["torchrun", "--standalone", f"--nproc_per_node={gpus}", *command[1:]]
+
+
 def train_locally(plan: Plan | dict, on_start=None, settings: Settings | None = None) -> TrainingSummary:
     """Run the trainer as a subprocess with this interpreter, tied to this process; returns its summary.
 
@@ -335,9 +346,9 @@ def _base_ref(plan: Plan, settings: Settings):
 
 
 def candidate_fingerprint(summary: TrainingSummary, base_fingerprint: str) -> str:
-    from tuneops.core.hashing import hash_json
+    from tuneops.registry.registry import export_fingerprint
 
-    return hash_json({"base": base_fingerprint, "adapter": summary.adapter_sha256})
+    return export_fingerprint(base_fingerprint, summary.adapter_sha256)
 
 
 def evaluate_models(
@@ -345,16 +356,19 @@ def evaluate_models(
 ) -> Evaluations:
     """Score base, candidate and the current champion on the same examples and safety probes.
 
-    Each role holds ``metrics``, ``fingerprint``, ``n`` and ``uri``; a role whose evaluation
-    failed (empty split, failed generation, NaN) holds ``error`` instead, which fails the gate.
+    This is the evaluation job's work (``python -m tuneops.jobs evaluate``): the base model is loaded
+    once, on this process's accelerator if it has one, and the candidate's and an adapter champion's
+    adapters are swapped onto it (``tuneops.evaluation.evaluate.SharedBase``). Each role holds
+    ``metrics``, ``fingerprint``, ``n`` and ``uri``; a role whose evaluation failed (empty split,
+    failed generation, NaN) holds ``error`` instead, which fails the gate.
     """
     import mlflow
 
     from tuneops.config import load_safety_suite
     from tuneops.core.lineage import FINGERPRINT_TAG
     from tuneops.core.tracking import configure_mlflow
-    from tuneops.evaluation.evaluate import EvaluationError, ModelRef, evaluate_model
-    from tuneops.registry.registry import CHAMPION, alias_version, download_version
+    from tuneops.evaluation.evaluate import EvaluationError, ModelRef, SharedBase, evaluate_model
+    from tuneops.registry.registry import CHAMPION, alias_version
 
     plan, summary = Plan.model_validate(plan), TrainingSummary.model_validate(summary)
     settings = settings or load_settings()
@@ -372,15 +386,17 @@ def evaluate_models(
     if champ is not None:
         fp = champ.tags.get(FINGERPRINT_TAG, f"registry:{plan.model_name}/{champ.version}")
         try:
-            path = str(download_version(plan.model_name, champ.version, settings))
-            refs.append(ModelRef("champion", fp, path))
+            refs.append(_champion_ref(plan.model_name, str(champ.version), fp, base, settings))
         except Exception as exc:  # the comparison cannot be made: fail closed, say why
             out["champion"] = RoleEvaluation(
                 error=f"could not load champion v{champ.version}: {exc}", fingerprint=fp
             )
+    shared = SharedBase(base.path)
     for ref in refs:
         try:
-            result = evaluate_model(ref, dataset_dir, plan.dataset_version, plan.recipe.eval, suite, store)
+            result = evaluate_model(
+                ref, dataset_dir, plan.dataset_version, plan.recipe.eval, suite, store, loader=shared.loader
+            )
         except EvaluationError as exc:
             log.error("%s", exc)
             out[ref.role] = RoleEvaluation(error=str(exc), fingerprint=ref.fingerprint)
@@ -394,6 +410,20 @@ def evaluate_models(
             if res.metrics is not None:
                 mlflow.log_metrics({f"{role}.{k}": v for k, v in res.metrics.items()})
     return Evaluations(out)
+
+
+def _champion_ref(name: str, version: str, fingerprint: str, base, settings: Settings):
+    """The champion as evaluation loads it: its adapter on the shared base when it was trained on the
+    same base, else a whole model (its weights, or its adapter's merged export)."""
+    from tuneops.evaluation.evaluate import ModelRef
+    from tuneops.registry.registry import load_version_files
+
+    files = load_version_files(name, version, settings, export=False)
+    if files.base is not None and files.base["fingerprint"] == base.fingerprint:
+        return ModelRef("champion", fingerprint, base.path, str(files.adapter_path))
+    if files.base is not None:
+        files = load_version_files(name, version, settings)
+    return ModelRef("champion", fingerprint, str(files.path))
 
 
 def run_gate(
@@ -456,13 +486,16 @@ def register_challenger(
 ) -> Registration:
     """Register a candidate that passed the gate with lineage tags and a model card; alias it ``challenger``.
 
-    Raises ValueError for a candidate that failed the gate.
+    The version is the adapter plus a reference to the base model (``tuneops.registry.registry``); this
+    is the registration job's work (``python -m tuneops.jobs register``). Raises ValueError for a
+    candidate that failed the gate.
     """
     from tuneops.core.hashing import hash_dir
     from tuneops.core.lineage import Lineage
     from tuneops.core.templates import PromptTemplate
+    from tuneops.models.base_model import base_reference, resolve_base_model
     from tuneops.registry.model_card import render_model_card
-    from tuneops.registry.registry import git_commit, register_candidate, set_challenger
+    from tuneops.registry.registry import git_commit, log_base_model, register_candidate, set_challenger
 
     plan, summary = Plan.model_validate(plan), TrainingSummary.model_validate(summary)
     evaluations, decision = Evaluations.model_validate(evaluations), GateDecision.model_validate(decision)
@@ -472,7 +505,9 @@ def register_challenger(
         )
     settings = settings or load_settings()
     store = ArtifactStore.from_settings(settings)
-    base = _base_ref(plan, settings)
+    base_ref = base_reference(plan.recipe.base_model, store)
+    # Logged to MLflow once per base, so any MLflow client loads the version without our store.
+    base = log_base_model(base_ref, resolve_base_model(plan.recipe.base_model, store), settings)
     dataset_dir = store.fetch_dir(published_key(plan.dataset_uri, store))
     manifest = DatasetManifest.load(dataset_dir)
     candidate = evaluations.root["candidate"]
@@ -508,7 +543,7 @@ def register_challenger(
     )
     registered = register_candidate(
         name=plan.model_name,
-        base_path=base.path,
+        base=base,
         adapter_dir=store.fetch_dir(published_key(plan.output_uri, store)) / "adapter",
         fingerprint=candidate.fingerprint,
         run_id=plan.mlflow_run_id,

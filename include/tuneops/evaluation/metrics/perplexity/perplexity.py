@@ -57,8 +57,10 @@ class Perplexity(evaluate.Metric):
                 mask[i, : len(seq)] = 1
                 labels[i, len(p) : len(seq)] = torch.tensor(r)
             with torch.no_grad():
-                logits = model(input_ids=ids, attention_mask=mask).logits.float()
-            shift_logits, shift_labels = logits[:, :-1], labels[:, 1:]
+                logits = model(
+                    input_ids=ids.to(model.device), attention_mask=mask.to(model.device)
+                ).logits.float()
+            shift_logits, shift_labels = logits[:, :-1].cpu(), labels[:, 1:]
             losses = torch.nn.functional.cross_entropy(
                 shift_logits.reshape(-1, shift_logits.size(-1)), shift_labels.reshape(-1), reduction="none"
             ).view(shift_labels.shape)

@@ -1,0 +1,182 @@
+"""Every model job of the DAGs becomes a pod on the Kubernetes backend: evaluation and registration
+(llmops_finetune), compression (llmops_deploy), and training under torchrun for several GPUs.
+
+The Kubernetes API cannot run here, so each pod is built as the task builds it at run time
+(``build_pod_request_obj``, and the operator's own ``dry_run``) and validated against the
+Kubernetes schema instead of being submitted.
+"""
+
+from pathlib import Path
+
+import pytest
+
+from tests.support.plans import make_plan
+from tuneops.contracts import CompressJob, Evaluations, GateDecision, SweepChoice, TrainingSummary
+from tuneops.stages.finetune import train_command
+
+REPO = Path(__file__).resolve().parents[2]
+PLAN = make_plan(
+    "qwen2.5-0.5b-instruct",
+    dataset_uri="s3://tuneops/artifacts/datasets/support_tickets/0123456789abcdef",
+    output_uri="s3://tuneops/artifacts/candidates/abc-0123456789abcdef",
+    mlflow_run_id="5f0c1e2d3c4b5a69",
+)
+SUMMARY = TrainingSummary(
+    output_uri=PLAN.output_uri,
+    base_model="Qwen/Qwen2.5-0.5B-Instruct",
+    base_model_path="Qwen/Qwen2.5-0.5B-Instruct",
+    dataset_uri=PLAN.dataset_uri,
+    dataset_version=PLAN.dataset_version,
+    recipe_hash=PLAN.recipe_hash,
+    mlflow_run_id=PLAN.mlflow_run_id,
+    steps=10,
+    stopped_early_at=None,
+    device="cuda",
+    world_size=1,
+    final_train_loss=1.0,
+    eval_loss=1.0,
+    train_examples=100,
+    dropped_too_long=0,
+    padding_efficiency=0.9,
+    tokens_per_s=1000.0,
+    resumed_from_step=0,
+    train_seconds=60.0,
+    trainable_params=1000,
+    peak_memory_gib=10.0,
+    adapter_sha256="a" * 64,
+)
+DECISION = GateDecision(
+    passed=True,
+    deciding_rule="all rules passed",
+    reasons=[],
+    checks=[],
+    table=[],
+    champion_version=None,
+    text="",
+    report_uri="s3://tuneops/artifacts/gates/x/report.html",
+)
+
+
+def _dags():
+    from airflow.dag_processing.dagbag import DagBag
+
+    return DagBag(str(REPO / "dags")).dags
+
+
+def _job_pod(dag_id: str, task_id: str, payload: dict):
+    """The DAG's model-job task as it runs on Kubernetes: its KubernetesPodOperator and the pod."""
+    from tuneops.airflow.model_job import ModelJobOperator
+
+    op = _dags()[dag_id].get_task(task_id)
+    assert isinstance(op, ModelJobOperator)
+    op.payload = payload  # what the templated XCom resolves to at run time
+    pod = op.pod_operator()
+    return pod, pod.build_pod_request_obj(dry_run=True)
+
+
+def _validate(pod) -> None:
+    import kubernetes_validate
+    from kubernetes.client import ApiClient
+
+    kubernetes_validate.validate(ApiClient().sanitize_for_serialization(pod), "1.32", strict=True)
+
+
+def _command(pod) -> list[str]:
+    container = pod.spec.containers[0]
+    return container.command + container.args
+
+
+def _assert_shaped_by_the_recipe(op, pod, gpus: str = "1") -> None:
+    container = pod.spec.containers[0]
+    assert container.image == "ghcr.io/tuneops/trainer:0.1.0" and pod.metadata.namespace == "tuneops"
+    assert container.resources.limits == {"memory": "64Gi", "nvidia.com/gpu": gpus}
+    assert pod.spec.node_selector == {"nvidia.com/gpu.present": "true"}
+    assert ("cache", "/cache") in [(m.name, m.mount_path) for m in container.volume_mounts]
+    assert {e.name: e.value for e in container.env}["HF_HOME"] == "/cache/huggingface"
+    assert [e.secret_ref.name for e in container.env_from] == ["tuneops-credentials"]
+    assert op.deferrable is True and op.do_xcom_push is True
+
+
+CHOICE = SweepChoice(plan=PLAN.model_copy(update={"compute": "kubernetes"}), summary=SUMMARY, table=[])
+JOBS = {
+    "evaluate": ("llmops_finetune", "evaluate", {"choice": CHOICE.model_dump(mode="json")}),
+    "register": (
+        "llmops_finetune",
+        "register_challenger",
+        {
+            "choice": CHOICE.model_dump(mode="json"),
+            "evaluations": Evaluations({}).model_dump(mode="json"),
+            "decision": DECISION.model_dump(mode="json"),
+            "labels": {"dag_id": "llmops_finetune", "dag_run_id": "manual__1"},
+        },
+    ),
+    "compress": (
+        "llmops_deploy",
+        "compress",
+        CompressJob(
+            model_name="tuneops-support-triage",
+            version="3",
+            variant="auto",
+            recipe="qwen2.5-0.5b-instruct",
+            project="support_tickets",
+            compute="kubernetes",
+            kubernetes=PLAN.recipe.compute.kubernetes,
+        ).model_dump(mode="json"),
+    ),
+}
+
+
+@pytest.mark.parametrize("job", sorted(JOBS))
+def test_each_model_job_is_a_pod_with_the_recipes_gpu_cache_and_secrets(job, capsys):
+    from tuneops.core.settings import load_settings
+    from tuneops.core.store import ArtifactStore
+    from tuneops.jobs import parse_input
+
+    dag_id, task_id, payload = JOBS[job]
+    op, pod = _job_pod(dag_id, task_id, payload)
+    command = _command(pod)
+    assert command[:4] == ["python", "-m", "tuneops.jobs", job] and command[4] == "--input"
+    store = ArtifactStore.from_settings(load_settings())
+    published = store.read_json(store.key_of(command[5]))  # the pod reads its input from the store
+    assert parse_input(job, published) == parse_input(job, payload)
+    assert pod.metadata.name.startswith(f"tuneops-{job}")
+    _assert_shaped_by_the_recipe(op, pod)
+    _validate(pod)
+    op.dry_run()  # the operator's own dry run prints the same pod as YAML
+    printed = capsys.readouterr().out
+    assert "- tuneops.jobs\n" in printed and f"- {job}\n" in printed and "nvidia.com/gpu: '1'" in printed
+
+
+def test_a_job_on_the_local_backend_never_builds_a_pod():
+    from tuneops.jobs import parse_input
+
+    dag_id, task_id, payload = JOBS["evaluate"]
+    local = {"choice": {**payload["choice"], "plan": {**payload["choice"]["plan"], "compute": "local"}}}
+    assert parse_input("evaluate", local).compute == "local"
+    assert parse_input("evaluate", payload).compute == "kubernetes"
+
+
+@pytest.mark.parametrize("gpus", [1, 4])
+def test_the_trainer_pod_runs_one_process_per_gpu_under_torchrun(gpus):
+    from tuneops.airflow.trainer_pod import TrainerPodOperator
+
+    plan = make_plan("qwen2.5-0.5b-instruct", {"compute": {"kubernetes": {"gpus": gpus}}})
+    mapped = _dags()["llmops_finetune"].get_task("train_kubernetes")
+    op = mapped.unmap({"plan": plan.model_dump(mode="json")})
+    assert isinstance(op, TrainerPodOperator)
+    pod_op = op.pod_operator()
+    pod = pod_op.build_pod_request_obj(dry_run=True)
+    trainer = train_command(plan)
+    if gpus == 1:
+        assert _command(pod) == trainer
+    else:
+        assert _command(pod) == ["torchrun", "--standalone", "--nproc_per_node=4", *trainer[1:]]
+    assert pod.spec.containers[0].resources.limits["nvidia.com/gpu"] == str(gpus)
+    _validate(pod)
+
+
+def test_an_unknown_job_fails_when_the_dag_is_parsed():
+    from tuneops.airflow.model_job import ModelJobOperator
+
+    with pytest.raises(ValueError, match="unknown model job 'merge'.*compress.*evaluate.*register"):
+        ModelJobOperator(task_id="x", job="merge", payload={})
