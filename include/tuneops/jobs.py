@@ -127,7 +127,9 @@ def run_locally(job: str, payload: BaseModel | dict, on_start=None, settings: Se
 
     settings = settings or load_settings()
     uri = publish_input(job, payload, settings)
-    process = TrainerProcess([sys.executable, *job_command(job, uri)[1:]], env=settings.child_env())
+    process = TrainerProcess(
+        [sys.executable, *job_command(job, uri)[1:]], env=settings.child_env(), name=f"model job {job}"
+    )
     if on_start is not None:
         on_start(process)
     out = process.run().strip().splitlines()

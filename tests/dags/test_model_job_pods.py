@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.plans import make_plan
-from tuneops.contracts import CompressJob, Evaluations, GateDecision, SweepChoice, TrainingSummary
+from tests.support.plans import DECISION, make_choice, make_plan
+from tuneops.contracts import CompressJob, Evaluations
 from tuneops.stages.finetune import train_command
 
 REPO = Path(__file__).resolve().parents[2]
@@ -20,40 +20,6 @@ PLAN = make_plan(
     dataset_uri="s3://tuneops/artifacts/datasets/support_tickets/0123456789abcdef",
     output_uri="s3://tuneops/artifacts/candidates/abc-0123456789abcdef",
     mlflow_run_id="5f0c1e2d3c4b5a69",
-)
-SUMMARY = TrainingSummary(
-    output_uri=PLAN.output_uri,
-    base_model="Qwen/Qwen2.5-0.5B-Instruct",
-    base_model_path="Qwen/Qwen2.5-0.5B-Instruct",
-    dataset_uri=PLAN.dataset_uri,
-    dataset_version=PLAN.dataset_version,
-    recipe_hash=PLAN.recipe_hash,
-    mlflow_run_id=PLAN.mlflow_run_id,
-    steps=10,
-    stopped_early_at=None,
-    device="cuda",
-    world_size=1,
-    final_train_loss=1.0,
-    eval_loss=1.0,
-    train_examples=100,
-    dropped_too_long=0,
-    padding_efficiency=0.9,
-    tokens_per_s=1000.0,
-    resumed_from_step=0,
-    train_seconds=60.0,
-    trainable_params=1000,
-    peak_memory_gib=10.0,
-    adapter_sha256="a" * 64,
-)
-DECISION = GateDecision(
-    passed=True,
-    deciding_rule="all rules passed",
-    reasons=[],
-    checks=[],
-    table=[],
-    champion_version=None,
-    text="",
-    report_uri="s3://tuneops/artifacts/gates/x/report.html",
 )
 
 
@@ -97,7 +63,7 @@ def _assert_shaped_by_the_recipe(op, pod, gpus: str = "1") -> None:
     assert op.deferrable is True and op.do_xcom_push is True
 
 
-CHOICE = SweepChoice(plan=PLAN.model_copy(update={"compute": "kubernetes"}), summary=SUMMARY, table=[])
+CHOICE = make_choice(PLAN.model_copy(update={"compute": "kubernetes"}))
 JOBS = {
     "evaluate": ("llmops_finetune", "evaluate", {"choice": CHOICE.model_dump(mode="json")}),
     "register": (

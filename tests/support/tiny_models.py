@@ -50,6 +50,32 @@ def build_tiny_model(
     return out_dir
 
 
+#: Prompts for comparing tiny models' outputs.
+PROMPTS = ["ticket 1: my card was charged twice", "ticket 9: order 63 web chat"]
+
+
+def build_lora_adapter(base: Path, out: Path, seed: int) -> Path:
+    """Save a LoRA adapter for ``base`` (attention projections, r 4) with its tokenizer to ``out``; its
+    B matrices are random, not zero as peft starts them, so the adapter changes the outputs as a
+    trained one does, with no training."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    torch.manual_seed(seed)
+    model = get_peft_model(
+        AutoModelForCausalLM.from_pretrained(base),
+        LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"]),
+    )
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "lora_B" in name:
+                param.normal_(0, 0.5)
+    model.save_pretrained(out, safe_serialization=True)
+    AutoTokenizer.from_pretrained(base).save_pretrained(out)
+    return out
+
+
 def register_tiny_version(name: str, seed: int, settings: Settings, template: str = "triage_v1") -> str:
     """Register a tiny random model as a new version of ``name``; returns the version."""
     import mlflow

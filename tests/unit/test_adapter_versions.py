@@ -16,31 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.tiny_models import build_tiny_model
+from tests.support.tiny_models import PROMPTS, build_lora_adapter, build_tiny_model
 from tuneops.core.settings import load_settings
 from tuneops.core.store import ArtifactStore
-
-PROMPTS = ["ticket 1: my card was charged twice", "ticket 9: order 63 web chat"]
-
-
-def _adapter(base: Path, out: Path, seed: int) -> Path:
-    """A LoRA adapter on every projection of ``base`` whose B matrices are not zero (so it matters)."""
-    import torch
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    torch.manual_seed(seed)
-    model = get_peft_model(
-        AutoModelForCausalLM.from_pretrained(base),
-        LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"]),
-    )
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            if "lora_B" in name:
-                param.normal_(0, 0.5)
-    model.save_pretrained(out, safe_serialization=True)
-    AutoTokenizer.from_pretrained(base).save_pretrained(out)
-    return out
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +35,7 @@ def registered(tmp_path_factory):
     settings = load_settings()
     root = tmp_path_factory.mktemp("adapter-version")
     base = build_tiny_model(root / "base", seed=3, hidden_size=256, layers=4)
-    adapter = _adapter(base, root / "adapter", seed=4)
+    adapter = build_lora_adapter(base, root / "adapter", seed=4)
     reference = log_base_model(
         base_reference(str(base), ArtifactStore.from_settings(settings)), str(base), settings
     )

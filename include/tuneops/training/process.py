@@ -1,4 +1,4 @@
-"""The local trainer as a child process that never outlives the task that started it.
+"""The local trainer (and every model job) as a child process that never outlives the task that started it.
 
 ``TrainerProcess`` starts ``python -m tuneops.training.train ...`` in a process group of its own and
 tells it its parent's pid; the trainer (``die_with_parent``, called first thing by
@@ -46,9 +46,17 @@ def die_with_parent() -> None:
 class TrainerProcess:
     """One trainer subprocess, tied to this process: ``run`` it, ``terminate`` it from ``on_kill``."""
 
-    def __init__(self, cmd: list[str], grace_seconds: float = 20.0, env: Mapping[str, str] | None = None):
-        """``env``: the trainer's environment (e.g. ``Settings.child_env()``); default this process's."""
+    def __init__(
+        self,
+        cmd: list[str],
+        grace_seconds: float = 20.0,
+        env: Mapping[str, str] | None = None,
+        name: str = "trainer",
+    ):
+        """``env``: the trainer's environment (e.g. ``Settings.child_env()``); default this process's.
+        ``name`` is what logs and errors call it (a model job passes its own)."""
         self.cmd = cmd
+        self.name = name
         self.grace_seconds = grace_seconds
         self.env = env
         self.process: subprocess.Popen | None = None
@@ -64,14 +72,14 @@ class TrainerProcess:
         self.process = subprocess.Popen(
             self.cmd, stdout=subprocess.PIPE, text=True, env=env, start_new_session=True
         )
-        log.info("trainer pid %d (process group %d)", self.process.pid, self.process.pid)
+        log.info("%s pid %d (process group %d)", self.name, self.process.pid, self.process.pid)
         try:
             out, _ = self.process.communicate()
         except BaseException:
             self.terminate()
             raise
         if self.process.returncode != 0:
-            raise RuntimeError(f"trainer exited with code {self.process.returncode}; its log is above")
+            raise RuntimeError(f"{self.name} exited with code {self.process.returncode}; its log is above")
         return out
 
     def terminate(self) -> None:
@@ -79,7 +87,7 @@ class TrainerProcess:
         proc = self.process
         if proc is None or proc.poll() is not None:
             return
-        log.warning("stopping trainer pid %d and its process group", proc.pid)
+        log.warning("stopping %s pid %d and its process group", self.name, proc.pid)
         for sig, wait in ((signal.SIGTERM, self.grace_seconds), (signal.SIGKILL, 10.0)):
             try:
                 os.killpg(proc.pid, sig)
