@@ -174,9 +174,10 @@ def cmd_serve(args) -> None:
 
 
 def cmd_compress(args) -> None:
+    from tuneops.config import load_recipe
     from tuneops.evaluation.compression import compare_variants
 
-    _print(compare_variants(args.model, args.version, args.recipe))
+    _print(compare_variants(args.model, args.version, load_recipe(args.recipe)))
 
 
 def build_parser() -> argparse.ArgumentParser:

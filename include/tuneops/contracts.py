@@ -229,13 +229,16 @@ class RegisterJob(PlannedJob):
 
 
 class CompressJob(Contract):
-    """Choose the serving variant of a champion (``tuneops.stages.deploy.choose_variant``), on the
-    compute of the recipe whose eval and compression settings apply."""
+    """Make the champion's merged export and choose its serving variant
+    (``tuneops.stages.deploy.choose_variant``), on the compute of the recipe whose eval and
+    compression settings apply. ``recipe`` is that recipe resolved (the project's settings applied)
+    on the worker, so the job reads no config file; None only for a variant named by hand without one.
+    """
 
     model_name: str
     version: str
     variant: str
-    recipe: str | None
+    recipe: Recipe | None
     project: str | None
     compute: Literal["local", "kubernetes"] = "local"
     kubernetes: KubernetesCompute = KubernetesCompute()

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel
 
+from tuneops.config import KubernetesCompute
 from tuneops.contracts import (
     CompressJob,
     EvaluateJob,
@@ -50,11 +51,13 @@ JOB_MODULE = "tuneops.jobs"
 class Job:
     input: type[BaseModel]
     summary: type[BaseModel]
+    #: Whether its pod gets the recipe's GPUs; registration uploads files and loads no model.
+    accelerated: bool = True
 
 
 JOBS = {
     "evaluate": Job(EvaluateJob, Evaluations),
-    "register": Job(RegisterJob, Registration),
+    "register": Job(RegisterJob, Registration, accelerated=False),
     "compress": Job(CompressJob, VariantChoice),
 }
 
@@ -85,6 +88,22 @@ def read_input(job: str, uri: str, settings: Settings):
     return parse_input(job, store.read_json(store.key_of(uri)))
 
 
+def pod_compute(job: str, contract) -> KubernetesCompute:
+    """The pod shape of ``job`` from its input's recipe: as it says, or without GPUs (and so without
+    the GPU node selector and toleration) for a job that loads no model."""
+    compute = contract.kubernetes
+    if job_spec(job).accelerated:
+        return compute
+    return compute.model_copy(update={"gpus": 0, "node_selector": {}, "tolerations": []})
+
+
+def pod_env(settings: Settings | None = None) -> dict[str, str]:
+    """What a job pod must share with the worker besides the credentials Secret: the artifact store
+    its input and outputs live in, and the MLflow experiment."""
+    settings = settings or load_settings()
+    return {"TUNEOPS_ARTIFACT_ROOT": settings.artifact_root, "TUNEOPS_EXPERIMENT": settings.experiment}
+
+
 def job_command(job: str, input_uri: str) -> list[str]:
     """The job's command line; the local subprocess and the pod run exactly this."""
     job_spec(job)
@@ -106,14 +125,7 @@ def run_job(job: str, contract, settings: Settings) -> BaseModel:
         )
     from tuneops.stages.deploy import choose_variant
 
-    return choose_variant(
-        contract.model_name,
-        contract.version,
-        contract.variant,
-        contract.recipe,
-        settings,
-        project=contract.project,
-    )
+    return choose_variant(contract, settings)
 
 
 def run_locally(job: str, payload: BaseModel | dict, on_start=None, settings: Settings | None = None) -> dict:

@@ -52,13 +52,22 @@ def _command(pod) -> list[str]:
     return container.command + container.args
 
 
-def _assert_shaped_by_the_recipe(op, pod, gpus: str = "1") -> None:
+def _assert_shaped_by_the_recipe(op, pod, gpu: bool) -> None:
+    from tuneops.core.settings import load_settings
+
     container = pod.spec.containers[0]
     assert container.image == "ghcr.io/tuneops/trainer:0.1.0" and pod.metadata.namespace == "tuneops"
-    assert container.resources.limits == {"memory": "64Gi", "nvidia.com/gpu": gpus}
-    assert pod.spec.node_selector == {"nvidia.com/gpu.present": "true"}
+    if gpu:
+        assert container.resources.limits == {"memory": "64Gi", "nvidia.com/gpu": "1"}
+        assert pod.spec.node_selector == {"nvidia.com/gpu.present": "true"}
+    else:  # a job that loads no model waits for no GPU node
+        assert container.resources.limits == {"memory": "64Gi"} and not pod.spec.node_selector
+        assert not pod.spec.tolerations
     assert ("cache", "/cache") in [(m.name, m.mount_path) for m in container.volume_mounts]
-    assert {e.name: e.value for e in container.env}["HF_HOME"] == "/cache/huggingface"
+    env = {e.name: e.value for e in container.env}
+    assert env["HF_HOME"] == "/cache/huggingface"
+    # The store the job's input and outputs live in is the worker's, not one under the pod's cache.
+    assert env["TUNEOPS_ARTIFACT_ROOT"] == load_settings().artifact_root
     assert [e.secret_ref.name for e in container.env_from] == ["tuneops-credentials"]
     assert op.deferrable is True and op.do_xcom_push is True
 
@@ -83,7 +92,7 @@ JOBS = {
             model_name="tuneops-support-triage",
             version="3",
             variant="auto",
-            recipe="qwen2.5-0.5b-instruct",
+            recipe=PLAN.recipe,
             project="support_tickets",
             compute="kubernetes",
             kubernetes=PLAN.recipe.compute.kubernetes,
@@ -106,20 +115,28 @@ def test_each_model_job_is_a_pod_with_the_recipes_gpu_cache_and_secrets(job, cap
     published = store.read_json(store.key_of(command[5]))  # the pod reads its input from the store
     assert parse_input(job, published) == parse_input(job, payload)
     assert pod.metadata.name.startswith(f"tuneops-{job}")
-    _assert_shaped_by_the_recipe(op, pod)
+    _assert_shaped_by_the_recipe(op, pod, gpu=job != "register")
     _validate(pod)
     op.dry_run()  # the operator's own dry run prints the same pod as YAML
     printed = capsys.readouterr().out
-    assert "- tuneops.jobs\n" in printed and f"- {job}\n" in printed and "nvidia.com/gpu: '1'" in printed
+    assert "- tuneops.jobs\n" in printed and f"- {job}\n" in printed
+    assert ("nvidia.com/gpu: '1'" in printed) == (job != "register")
 
 
-def test_a_job_on_the_local_backend_never_builds_a_pod():
-    from tuneops.jobs import parse_input
+def test_a_job_on_the_local_backend_runs_as_a_subprocess_and_never_builds_a_pod(monkeypatch):
+    import tuneops.jobs
+    from tuneops.airflow.model_job import ModelJobOperator
 
     dag_id, task_id, payload = JOBS["evaluate"]
     local = {"choice": {**payload["choice"], "plan": {**payload["choice"]["plan"], "compute": "local"}}}
-    assert parse_input("evaluate", local).compute == "local"
-    assert parse_input("evaluate", payload).compute == "kubernetes"
+    ran = []
+    monkeypatch.setattr(
+        tuneops.jobs, "run_locally", lambda job, p, on_start: ran.append((job, p)) or {"ok": 1}
+    )
+    monkeypatch.setattr(ModelJobOperator, "pod_operator", lambda self: pytest.fail("built a pod"))
+    op = _dags()[dag_id].get_task(task_id)
+    op.payload = local
+    assert op.execute({}) == {"ok": 1} and ran == [("evaluate", local)]
 
 
 @pytest.mark.parametrize("gpus", [1, 4])
@@ -138,6 +155,10 @@ def test_the_trainer_pod_runs_one_process_per_gpu_under_torchrun(gpus):
     else:
         assert _command(pod) == ["torchrun", "--standalone", "--nproc_per_node=4", *trainer[1:]]
     assert pod.spec.containers[0].resources.limits["nvidia.com/gpu"] == str(gpus)
+    shm = [v for v in pod.spec.volumes if v.empty_dir is not None and v.empty_dir.medium == "Memory"]
+    mounts = {m.name: m.mount_path for m in pod.spec.containers[0].volume_mounts}
+    # NCCL between the processes of one pod needs more shared memory than the default 64 MiB.
+    assert [mounts.get(v.name) for v in shm] == ([] if gpus == 1 else ["/dev/shm"])
     _validate(pod)
 
 

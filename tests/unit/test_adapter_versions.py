@@ -131,3 +131,20 @@ def test_a_replaced_base_model_is_refused_naming_it(registered, tmp_path):
         fetch_base({**files.base, "uri": str(swapped)}, tmp_path / "cache")
     with pytest.raises(BaseModelError, match="is not at .*restore it there"):
         fetch_base({**files.base, "uri": str(tmp_path / "gone")}, tmp_path / "cache")
+
+
+def test_evaluation_puts_an_adapter_champion_on_the_shared_base_when_it_is_the_same_base(
+    registered, tmp_path
+):
+    from tuneops.evaluation.evaluate import ModelRef
+    from tuneops.models.base_model import base_fingerprint
+    from tuneops.stages.finetune import champion_ref
+
+    settings = load_settings()
+    base = ModelRef("base", f"base:{base_fingerprint(str(registered['base']))}", str(registered["base"]))
+    ref = champion_ref(registered["name"], registered["version"], "fp", base, settings)
+    assert ref.path == base.path and ref.adapter_dir is not None  # swapped onto the loaded base
+    other = build_tiny_model(tmp_path / "other", seed=11, hidden_size=256, layers=4)
+    elsewhere = ModelRef("base", f"base:{base_fingerprint(str(other))}", str(other))
+    ref = champion_ref(registered["name"], registered["version"], "fp", elsewhere, settings)
+    assert ref.adapter_dir is None and (Path(ref.path) / "model.safetensors").is_file()  # its merged export

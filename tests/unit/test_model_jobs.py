@@ -52,8 +52,9 @@ def test_a_job_whose_input_cannot_be_read_exits_2_naming_it(capsys, tmp_path):
     )
 
 
-def test_a_failed_job_fails_its_task_naming_the_job_and_runs_as_a_tied_subprocess():
-    """The dataset of this plan was never published: the job starts, fails, and the task says which job."""
+def test_a_failed_job_fails_its_task_naming_the_job_and_runs_as_a_tied_subprocess(capfd):
+    """The plan's dataset is outside the artifact store: the job starts, fails saying so, and the task
+    names the job."""
     from tuneops.jobs import run_locally
     from tuneops.training.process import TrainerProcess
 
@@ -68,3 +69,5 @@ def test_a_failed_job_fails_its_task_naming_the_job_and_runs_as_a_tied_subproces
     (process,) = started
     assert process.cmd[1:4] == ["-m", "tuneops.jobs", "register"]
     assert process.process.returncode == 1 and process.name == "model job register"
+    err = capfd.readouterr().err
+    assert "s3://elsewhere/" in err and "is not inside the artifact store" in err

@@ -21,8 +21,12 @@ from tuneops.config import KubernetesCompute
 from tuneops.contracts import Plan
 
 
-def pod_settings(compute: KubernetesCompute) -> dict:
-    """KubernetesPodOperator attributes for a recipe's ``compute.kubernetes``."""
+def pod_settings(compute: KubernetesCompute, env: dict[str, str] | None = None) -> dict:
+    """KubernetesPodOperator attributes for a recipe's ``compute.kubernetes``; ``env`` adds variables.
+
+    A pod with more than one GPU gets a memory-backed ``/dev/shm``: NCCL between the processes of
+    one node needs more shared memory than the container runtime's default 64 MiB.
+    """
     from airflow.providers.cncf.kubernetes.utils.pod_manager import OnFinishAction
     from kubernetes.client import models as k8s
 
@@ -36,6 +40,11 @@ def pod_settings(compute: KubernetesCompute) -> dict:
         }
     else:
         source = {"empty_dir": k8s.V1EmptyDirVolumeSource(size_limit=cache.size)}
+    volumes = [k8s.V1Volume(name="cache", **source)]
+    mounts = [k8s.V1VolumeMount(name="cache", mount_path=cache.mount_path)]
+    if compute.gpus > 1:
+        volumes.append(k8s.V1Volume(name="dshm", empty_dir=k8s.V1EmptyDirVolumeSource(medium="Memory")))
+        mounts.append(k8s.V1VolumeMount(name="dshm", mount_path="/dev/shm"))
     return {
         "image": os.environ.get("TUNEOPS_TRAINER_IMAGE") or compute.image,
         "namespace": compute.namespace,
@@ -44,12 +53,13 @@ def pod_settings(compute: KubernetesCompute) -> dict:
         ),
         "node_selector": dict(compute.node_selector),
         "tolerations": [k8s.V1Toleration(**t.model_dump(exclude_none=True)) for t in compute.tolerations],
-        "volumes": [k8s.V1Volume(name="cache", **source)],
-        "volume_mounts": [k8s.V1VolumeMount(name="cache", mount_path=cache.mount_path)],
+        "volumes": volumes,
+        "volume_mounts": mounts,
         "env_vars": [
             # Model downloads and the artifact cache go to the volume, not the container's disk.
             k8s.V1EnvVar(name="HF_HOME", value=f"{cache.mount_path}/huggingface"),
             k8s.V1EnvVar(name="TUNEOPS_HOME", value=f"{cache.mount_path}/tuneops"),
+            *(k8s.V1EnvVar(name=name, value=value) for name, value in (env or {}).items()),
         ],
         "env_from": (
             [k8s.V1EnvFromSource(secret_ref=k8s.V1SecretEnvSource(name=compute.secret_env))]

@@ -271,6 +271,11 @@ class ArtifactStore:
             return self._local(key)
         return download_s3_dir(self.uri(key), self.cache_dir, self._s3_credentials())
 
+    def evict_cached(self, key: str) -> None:
+        """Drop this machine's copy of an S3 artifact (a damaged download); the store's own is untouched."""
+        if self.is_s3:
+            evict_s3_copy(self.uri(key), self.cache_dir)
+
     def write_json(self, key: str, obj: Any) -> str:
         """Publish a single JSON document as the folder ``key`` holding ``data.json``."""
         with tempfile.TemporaryDirectory() as tmp:
@@ -379,6 +384,12 @@ def download_s3_dir(uri: str, cache_dir: Path, credentials: Mapping[str, str] | 
         shutil.rmtree(local)
     os.replace(staging, local)
     return local
+
+
+def evict_s3_copy(uri: str, cache_dir: Path) -> None:
+    """Forget the local copy ``download_s3_dir`` keeps of ``uri``, so the next read downloads it again."""
+    bucket, prefix = _split_s3(uri)
+    shutil.rmtree(Path(cache_dir) / "s3" / bucket / prefix, ignore_errors=True)
 
 
 def list_files(uri: str) -> list[str]:

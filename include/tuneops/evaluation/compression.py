@@ -21,7 +21,7 @@ import logging
 import time
 from pathlib import Path
 
-from tuneops.config import GateRules, MetricRule, load_recipe, load_safety_suite
+from tuneops.config import GateRules, MetricRule, Recipe, load_safety_suite
 from tuneops.contracts import DatasetManifest
 from tuneops.core.settings import Settings, load_settings
 from tuneops.core.store import ArtifactStore
@@ -58,16 +58,12 @@ def latency_per_example(model, tokenizer, prompts: list[str], max_new_tokens: in
     return (time.perf_counter() - started) / len(prompts)
 
 
-def compare_variants(
-    model_name: str,
-    version: str,
-    recipe: str,
-    settings: Settings | None = None,
-    overrides: dict | None = None,
-) -> dict:
-    """Gate the recipe's quantized variant of ``model_name`` v``version`` against the merged model.
+def compare_variants(model_name: str, version: str, cfg: Recipe, settings: Settings | None = None) -> dict:
+    """Gate the quantized variant that recipe ``cfg`` asks for of ``model_name`` v``version`` against
+    the merged model (``cfg`` resolved with the project's settings: its safety suite).
 
-    ``overrides`` (nested) apply to the recipe, as a project's do (its safety suite).
+    ``int8`` is a CPU variant, so both models are measured on the CPU then; the bitsandbytes ones
+    load on the GPU, and so does the merged model they are compared with.
 
     Returns ``{"variant", "passed", "deciding_rule", "checks", "merged", "quantized", "report_uri"}``
     where ``variant`` is what to serve ("int8" when it passed, else "merged"). Raises
@@ -82,7 +78,6 @@ def compare_variants(
 
     settings = settings or load_settings()
     store = ArtifactStore.from_settings(settings)
-    cfg = load_recipe(recipe, overrides)
     client = registry_client(settings)
     mv = client.get_model_version(model_name, version)
     dataset_uri = dataset_uri_of(mv.tags)
@@ -116,9 +111,10 @@ def compare_variants(
 
     prompts = list(load_prompt_dataset(dataset_dir)["test"]["prompt"][: cfg.compression.latency_examples])
     special = manifest.add_special_tokens
+    device = "cpu" if variant == "int8" else "auto"  # both sides where the variant runs
     measured = {}
     for role, ref in refs.items():
-        model, tokenizer = load_model(ref.path, quantize=ref.quantize)
+        model, tokenizer = load_model(ref.path, quantize=ref.quantize, device=device)
         measured[role] = {
             "size_mb": model_size_mb(model, None if ref.quantize else model_dir),
             "latency_s": latency_per_example(model, tokenizer, prompts, cfg.eval.max_new_tokens, special),

@@ -61,7 +61,10 @@ class SharedBase:
     this base, the adapter loaded by name (peft keeps several on one model), merged into the weights
     for the evaluation (what serving's merged model computes) and unmerged after it. A ref on another
     base, or a quantized one, is loaded separately. The base is loaded on first use, so evaluations
-    reused from the store load nothing.
+    reused from the store load nothing. Unmerging subtracts what merging added, which in fp32 leaves
+    the base within rounding of itself (a last-bit difference, not a different model); keeping a copy
+    of every adapted weight instead would double the memory of the layers LoRA touches. Evaluate the
+    base first (``evaluate_models`` does) and it is scored on the untouched weights.
     """
 
     def __init__(self, base_path: str):

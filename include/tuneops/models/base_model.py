@@ -560,11 +560,16 @@ def fetch_base(reference: dict, cache_dir: Path) -> str:
     folder is read where it is. A folder's files must hash to the recorded fingerprint. Raises
     BaseModelError naming the URI and the fix when the base is gone or is other weights.
     """
-    from tuneops.core.store import ArtifactNotFound, download_s3_dir
+    from tuneops.core.store import ArtifactNotFound, download_s3_dir, evict_s3_copy
 
     uri = reference["uri"]
     if uri.startswith("s3://"):
         try:
+            path = str(download_s3_dir(uri, cache_dir))
+            with contextlib.suppress(BaseModelError):
+                verify_base(Path(path), reference)
+                return path
+            evict_s3_copy(uri, cache_dir)  # this machine's copy may be the damaged one
             path = str(download_s3_dir(uri, cache_dir))
         except ArtifactNotFound as exc:
             raise BaseModelError(_base_gone(reference)) from exc
@@ -573,7 +578,7 @@ def fetch_base(reference: dict, cache_dir: Path) -> str:
             raise BaseModelError(_base_gone(reference))
         path = uri
     else:
-        return uri  # a hub id is its own name: nothing to hash
+        return uri  # a hub id is its own name: nothing to hash (import it to pin its weights)
     verify_base(Path(path), reference)
     return path
 
@@ -592,6 +597,6 @@ def verify_base(folder: Path, reference: dict) -> None:
 def _base_gone(reference: dict) -> str:
     return (
         f"the base model {reference['ref']} that this registered adapter references is not at {reference['uri']}: "
-        "restore it there (tuneops base-model import, or the store it was trained with), or point the tracking "
-        "client at the deployment's artifact store (TUNEOPS_HOME / TUNEOPS_ARTIFACT_ROOT and its credentials)"
+        "restore it there (tuneops base-model import, or the artifact store it was trained with), or give this "
+        "process read access to that location (for an s3:// URI, the store's credentials)"
     )

@@ -22,9 +22,9 @@ def load_model(
 
     ``quantize``: ``int8`` (dynamic, CPU), or ``bnb-8bit`` / ``bnb-4bit`` (bitsandbytes, CUDA only).
     ``device``: ``auto`` puts the model on this process's GPU when it has one (sharded over all of
-    them when it has several), else on the CPU; ``cpu`` keeps it there (a merge to save). Weights stay
-    fp32 either way, so a GPU job scores what the CPU would. Raises ValueError for a quantization
-    this machine cannot run, naming what it needs.
+    them when it has several), else on the CPU; ``cpu`` keeps it there (a merge to save, the int8
+    variant). Weights stay fp32 on either device (GPU kernels may still round differently). Raises
+    ValueError for a quantization this machine cannot run, naming what it needs.
     """
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer

@@ -182,57 +182,107 @@ def load_version_files(
     )
     if not config.get("base"):
         return files
-    base = json.loads(config["base"])
-    path = merged_export(weights, base, expected, settings) if export else None
-    return replace(files, path=path, adapter_path=weights, base=base)
+    files = replace(files, path=None, adapter_path=weights, base=json.loads(config["base"]))
+    return replace(files, path=merged_export(files, settings)) if export else files
 
 
 EXPORT_FILE = "export.json"
+EXPORT_TAG = "tuneops.export_sha256"  # on an adapter version: the hash of its merged export's files
 
 
 def export_fingerprint(base_fingerprint: str, adapter_sha256: str) -> str:
-    """The fingerprint of base + adapter: what evaluation calls the candidate, and what names its export."""
+    """The fingerprint of a base + adapter pair: it names the merged export (and, over the ``base:``
+    form of the base's fingerprint, the candidate in evaluation)."""
     from tuneops.core.hashing import hash_json
 
     return hash_json({"base": base_fingerprint, "adapter": adapter_sha256})
 
 
-def merged_export(adapter_dir: Path, base: dict, adapter_sha256: str, settings: Settings) -> Path:
-    """The adapter merged into its base, as a whole-model folder, made once per fingerprint.
+def merged_export(files: RegisteredModelFiles, settings: Settings) -> Path:
+    """The adapter of ``files`` merged into its base, as a whole-model folder, made once per fingerprint.
 
-    Published in the artifact store under ``exports/<fingerprint>`` with ``export.json`` (what it was
-    made from and the hash of its files), so every serving replica and compression job reuses it. An
-    export whose files no longer match its record is removed and made again. The base is fetched and
-    checked against the fingerprint the version recorded (``tuneops.models.base_model.fetch_base``).
+    Published in the artifact store under ``exports/<fingerprint>`` (with ``export.json``, what it was
+    made from), so every serving replica and compression job reuses it. It is trusted only as far as
+    the registry says: its files must hash to the version's ``tuneops.export_sha256`` tag, which only
+    the process that made it from the verified adapter and base sets. A local copy of an S3 export
+    that does not match is downloaded again; an export that still does not, or that no tag vouches
+    for, is made again from the adapter and the base (checked against the recorded fingerprint; read
+    where the reference says, else from its MLflow copy). A process that may not write the store or
+    the registry (a read-only serving replica) keeps what it made in its local cache instead.
     """
     from tuneops.core.hashing import hash_dir
     from tuneops.core.store import MARKER, ArtifactStore
-    from tuneops.models.base_model import fetch_base
 
-    fingerprint = export_fingerprint(base["fingerprint"], adapter_sha256)
+    client = registry_client(settings)
+    recorded = client.get_model_version(files.name, files.version).tags.get(EXPORT_TAG)
+    fingerprint = export_fingerprint(files.base["fingerprint"], files.weights_sha256)
     store = ArtifactStore.from_settings(settings)
     key = f"exports/{fingerprint[:24]}"
-    if store.exists(key):
-        folder = store.fetch_dir(key)
-        record = json.loads((folder / EXPORT_FILE).read_text())
-        if record.get("fingerprint") == fingerprint and hash_dir(
-            folder, exclude=(EXPORT_FILE, MARKER)
-        ) == record.get("weights_sha256"):
-            return folder
-        log.warning("merged export %s does not match its record; making it again", store.uri(key))
-        store.remove_dir(key)
-    base_path = fetch_base(base, settings.cache_dir)
-    with store.publishing(key) as out:
-        merge_adapter(base_path, adapter_dir, out)
-        record = {
-            "fingerprint": fingerprint,
-            "base": base,
-            "adapter_sha256": adapter_sha256,
-            "weights_sha256": hash_dir(out, exclude=(EXPORT_FILE, MARKER)),
-        }
-        (out / EXPORT_FILE).write_text(json.dumps(record, indent=2, sort_keys=True))
-    log.info("merged export of adapter %s on base %s: %s", adapter_sha256[:12], base["ref"], store.uri(key))
+
+    def matches(folder: Path) -> bool:
+        return hash_dir(folder, exclude=(EXPORT_FILE, MARKER)) == recorded
+
+    local = settings.cache_dir / "exports" / fingerprint[:24]
+    if recorded and local.is_dir() and matches(local):
+        return local
+    if recorded and store.exists(key):
+        if matches(store.fetch_dir(key)):
+            return store.fetch_dir(key)
+        store.evict_cached(key)  # this machine's download may be the damaged copy
+        if matches(store.fetch_dir(key)):
+            return store.fetch_dir(key)
+        log.warning(
+            "merged export %s is not the one %s v%s recorded; making it again",
+            store.uri(key),
+            files.name,
+            files.version,
+        )
+    made = _make_export(files, fingerprint, local, settings)
+    digest = hash_dir(made, exclude=(EXPORT_FILE, MARKER))
+    try:
+        if store.exists(key) and hash_dir(store.fetch_dir(key), exclude=(EXPORT_FILE, MARKER)) != digest:
+            store.remove_dir(key)  # not what the adapter and base make: replaced by what they do
+        store.publish_dir(made, key)
+        if recorded != digest:
+            set_version_tags(client, files.name, files.version, {EXPORT_TAG: digest})
+    except Exception as exc:  # a read-only replica: serve the verified local export all the same
+        log.warning(
+            "could not publish the merged export of %s v%s (%s); using the local copy",
+            files.name,
+            files.version,
+            exc,
+        )
+        return made
+    log.info(
+        "merged export of %s v%s on base %s: %s", files.name, files.version, files.base["ref"], store.uri(key)
+    )
+    if store.is_s3:
+        return made  # the local copy is this machine's cache of what was just uploaded
+    shutil.rmtree(made, ignore_errors=True)  # a local store holds it already: one copy on disk
     return store.fetch_dir(key)
+
+
+def _make_export(files: RegisteredModelFiles, fingerprint: str, dest: Path, settings: Settings) -> Path:
+    """Merge the verified adapter into its verified base at ``dest`` (staged, then renamed into place)."""
+    from tuneops.models.base_model import BaseModelError, fetch_base
+
+    try:
+        base_path = fetch_base(files.base, settings.cache_dir)
+    except BaseModelError:
+        if not files.base.get("mlflow_uri"):
+            raise
+        base_path = fetch_logged_base(files.base, settings.cache_dir)  # the copy registration logged
+    staging = dest.with_name(f".{dest.name}.{uuid.uuid4().hex}")
+    staging.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        merge_adapter(base_path, files.adapter_path, staging)
+        record = {"fingerprint": fingerprint, "base": files.base, "adapter_sha256": files.weights_sha256}
+        (staging / EXPORT_FILE).write_text(json.dumps(record, indent=2, sort_keys=True))
+        shutil.rmtree(dest, ignore_errors=True)
+        staging.rename(dest)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return dest
 
 
 def _fetch_version(name: str, version: str, dest: Path, expected: str) -> None:
@@ -341,26 +391,51 @@ def log_base_model(reference: dict, base_path: str, settings: Settings) -> dict:
             pass  # created by another registration meanwhile
         experiment = client.get_experiment_by_name(BASE_EXPERIMENT)
     fingerprint = reference["fingerprint"]
-    found = client.search_runs(
-        [experiment.experiment_id],
-        f"tags.`{BASE_TAG}` = '{fingerprint}' and tags.`{BASE_LOGGED_TAG}` = 'true'",
-        order_by=["attributes.start_time ASC"],
-        max_results=1,
-    )
-    if found:
-        run_id = found[0].info.run_id
-    else:
-        run = client.create_run(
-            experiment.experiment_id,
-            tags={BASE_TAG: fingerprint, "tuneops.base_model": reference["ref"]},
-            run_name=f"base-{fingerprint[:12]}",
+    search = f"tags.`{BASE_TAG}` = '{fingerprint}' and tags.`{BASE_LOGGED_TAG}` = 'true'"
+
+    def logged():
+        runs = client.search_runs(
+            [experiment.experiment_id], search, order_by=["attributes.start_time ASC"], max_results=1
         )
-        run_id = run.info.run_id
-        client.log_artifacts(run_id, base_path, "base")
-        client.set_tag(run_id, BASE_LOGGED_TAG, "true")  # only a complete upload is ever referenced
-        client.set_terminated(run_id)
-        log.info("logged base model %s (%s) to MLflow run %s", reference["ref"], fingerprint[:12], run_id)
+        return runs[0].info.run_id if runs else None
+
+    run_id = logged()
+    if run_id is None:
+        from tuneops.core.locks import store_lock
+        from tuneops.core.store import ArtifactStore
+
+        owner = f"log base {fingerprint[:12]} on {socket.gethostname()} pid {os.getpid()}"
+        # One upload per base however many registrations start at once; a long upload renews its lease.
+        with store_lock(
+            ArtifactStore.from_settings(settings),
+            f"registry-base-{fingerprint[:16]}",
+            owner=owner,
+            ttl_seconds=REGISTER_LEASE_SECONDS,
+            wait_seconds=REGISTER_WAIT_SECONDS,
+            heartbeat_seconds=REGISTER_LEASE_SECONDS / 4,
+        ):
+            run_id = logged() or _upload_base(client, experiment.experiment_id, reference, base_path)
     return {**reference, "mlflow_uri": f"runs:/{run_id}/base"}
+
+
+def _upload_base(client, experiment_id: str, reference: dict, base_path: str) -> str:
+    """A new run holding the base's files; tagged logged only once the upload completed (a failed one
+    is marked FAILED and never referenced)."""
+    fingerprint = reference["fingerprint"]
+    run_id = client.create_run(
+        experiment_id,
+        tags={BASE_TAG: fingerprint, "tuneops.base_model": reference["ref"]},
+        run_name=f"base-{fingerprint[:12]}",
+    ).info.run_id
+    try:
+        client.log_artifacts(run_id, base_path, "base")
+    except BaseException:
+        client.set_terminated(run_id, status="FAILED")
+        raise
+    client.set_tag(run_id, BASE_LOGGED_TAG, "true")
+    client.set_terminated(run_id)
+    log.info("logged base model %s (%s) to MLflow run %s", reference["ref"], fingerprint[:12], run_id)
+    return run_id
 
 
 def _base_artifact_location(settings: Settings) -> str | None:

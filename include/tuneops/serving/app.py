@@ -254,7 +254,8 @@ def load_version(name: str, version: str, variant: str, settings: Settings) -> L
     from tuneops.registry.registry import load_version_files
 
     files = load_version_files(name, version, settings)
-    merged, tokenizer = load_model(str(files.path))
+    # int8 (dynamic quantization) runs on the CPU only: load there for it, on the GPU if any otherwise.
+    merged, tokenizer = load_model(str(files.path), device="cpu" if variant == "int8" else "auto")
     model = quantize_model(merged, variant) if variant != "merged" else merged
     generate(model, tokenizer, ["warm-up"], max_new_tokens=1)
     return LoadedModel(

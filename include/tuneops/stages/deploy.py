@@ -7,32 +7,22 @@ from tuneops.core.settings import Settings, load_settings
 from tuneops.core.store import ArtifactStore
 
 
-def choose_variant(
-    model_name: str,
-    version: str,
-    variant: str,
-    recipe: str | None,
-    settings: Settings | None = None,
-    project: str | None = None,
-) -> VariantChoice:
-    """``variant`` as asked, or with ``auto`` the quantized one when it passes its gate against the merged.
-
-    The recipe whose eval and compression settings apply is ``recipe`` if given, else the project's
-    (``project``, else the one registering ``model_name``); the project's overrides apply either way.
-    This runs the compression job's work (it loads the model): ``plan_compression`` is what a worker
-    calls first.
+def choose_variant(job: CompressJob | dict, settings: Settings | None = None) -> VariantChoice:
+    """The compression job's work: the champion's merged export (``registry.merged_export``, made once
+    per fingerprint, so serving only reads it), then ``job.variant`` as asked, or with ``auto`` the
+    quantized one when it passes its gate against the merged model (``compare_variants``).
+    ``plan_compression`` makes the job's input on the worker. Returns the choice and its report.
     """
-    from tuneops.config import load_project
     from tuneops.evaluation.compression import compare_variants
+    from tuneops.registry.registry import load_version_files
 
+    job = CompressJob.model_validate(job)
     settings = settings or load_settings()
-    job = plan_compression(model_name, version, variant, recipe, settings, project)
-    champion = {"model_name": model_name, "version": str(version), "project": job.project}
-    if variant != "auto":
-        return VariantChoice(**champion, variant=variant, report_uri=None)
-    owner = load_project(job.project, settings.project_dirs) if job.project else None
-    overrides = owner.recipe_overrides() if owner else None
-    result = compare_variants(model_name, str(version), job.recipe, settings, overrides)
+    load_version_files(job.model_name, job.version, settings)  # makes and verifies the merged export
+    champion = {"model_name": job.model_name, "version": job.version, "project": job.project}
+    if job.variant != "auto":
+        return VariantChoice(**champion, variant=job.variant, report_uri=None)
+    result = compare_variants(job.model_name, job.version, job.recipe, settings)
     return VariantChoice(**champion, variant=result["variant"], report_uri=result["report_uri"])
 
 
@@ -44,8 +34,10 @@ def plan_compression(
     settings: Settings | None = None,
     project: str | None = None,
 ) -> CompressJob:
-    """The compression job's input: the recipe whose settings apply (``recipe``, else the project's) and
-    its compute (where the model fits). Loads no weights. Raises ConfigError when ``auto`` has no recipe.
+    """The compression job's input, made on the worker (no weights): the recipe whose eval and
+    compression settings apply (``recipe``, else the project's, else the one of the project
+    registering ``model_name``), resolved with the project's settings, and its compute (where the
+    model fits). Raises ConfigError when ``auto`` has no recipe to apply.
     """
     from tuneops.config import ConfigError, load_project, load_recipe, project_for_model
 
@@ -57,12 +49,13 @@ def plan_compression(
         raise ConfigError(
             f"no project registers {model_name} and no recipe was given: set the 'recipe' Param or the project"
         )
-    compute = load_recipe(recipe, owner.recipe_overrides() if owner else None).compute if recipe else None
+    resolved = load_recipe(recipe, owner.recipe_overrides() if owner else None) if recipe else None
+    compute = resolved.compute if resolved else None
     return CompressJob(
         model_name=model_name,
         version=str(version),
         variant=variant,
-        recipe=recipe,
+        recipe=resolved,
         project=project,
         **({"compute": compute.backend, "kubernetes": compute.kubernetes} if compute else {}),
     )

@@ -386,7 +386,7 @@ def evaluate_models(
     if champ is not None:
         fp = champ.tags.get(FINGERPRINT_TAG, f"registry:{plan.model_name}/{champ.version}")
         try:
-            refs.append(_champion_ref(plan.model_name, str(champ.version), fp, base, settings))
+            refs.append(champion_ref(plan.model_name, str(champ.version), fp, base, settings))
         except Exception as exc:  # the comparison cannot be made: fail closed, say why
             out["champion"] = RoleEvaluation(
                 error=f"could not load champion v{champ.version}: {exc}", fingerprint=fp
@@ -412,14 +412,14 @@ def evaluate_models(
     return Evaluations(out)
 
 
-def _champion_ref(name: str, version: str, fingerprint: str, base, settings: Settings):
+def champion_ref(name: str, version: str, fingerprint: str, base, settings: Settings):
     """The champion as evaluation loads it: its adapter on the shared base when it was trained on the
     same base, else a whole model (its weights, or its adapter's merged export)."""
     from tuneops.evaluation.evaluate import ModelRef
     from tuneops.registry.registry import load_version_files
 
     files = load_version_files(name, version, settings, export=False)
-    if files.base is not None and files.base["fingerprint"] == base.fingerprint:
+    if files.base is not None and f"base:{files.base['fingerprint']}" == base.fingerprint:
         return ModelRef("champion", fingerprint, base.path, str(files.adapter_path))
     if files.base is not None:
         files = load_version_files(name, version, settings)
