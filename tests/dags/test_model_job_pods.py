@@ -11,16 +11,11 @@ from pathlib import Path
 import pytest
 
 from tests.support.plans import DECISION, make_choice, make_plan
+from tests.support.plans import GPU_PLAN as PLAN
 from tuneops.contracts import CompressJob, Evaluations
 from tuneops.stages.finetune import train_command
 
 REPO = Path(__file__).resolve().parents[2]
-PLAN = make_plan(
-    "qwen2.5-0.5b-instruct",
-    dataset_uri="s3://tuneops/artifacts/datasets/support_tickets/0123456789abcdef",
-    output_uri="s3://tuneops/artifacts/candidates/abc-0123456789abcdef",
-    mlflow_run_id="5f0c1e2d3c4b5a69",
-)
 
 
 def _dags():

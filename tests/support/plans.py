@@ -64,3 +64,12 @@ DECISION = GateDecision(
     text="",
     report_uri="s3://tuneops/artifacts/gates/x/report.html",
 )
+
+
+#: The shipped GPU recipe's plan, as the pod tests render it: run-scoped URIs on S3.
+GPU_PLAN = make_plan(
+    "qwen2.5-0.5b-instruct",
+    dataset_uri="s3://tuneops/artifacts/datasets/support_tickets/0123456789abcdef",
+    output_uri="s3://tuneops/artifacts/candidates/abc-0123456789abcdef",
+    mlflow_run_id="5f0c1e2d3c4b5a69",
+)
