@@ -161,7 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     from tuneops.training.process import die_with_parent
-    from tuneops.training.train import write_xcom_sidecar
+    from tuneops.training.train import report_summary
 
     die_with_parent()  # started by a task: never outlive it
     args = build_parser().parse_args(argv)
@@ -185,8 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    write_xcom_sidecar(summary)
-    print(summary.model_dump_json())
+    report_summary(summary)
     return 0
 
 

@@ -121,7 +121,8 @@ class RegisteredModelFiles:
     weights_sha256: str  # of the version's own files: the adapter folder, or the full weights
     #: The adapter folder (safetensors + tokenizer), checked against ``weights_sha256``; None for full weights.
     adapter_path: Path | None = None
-    #: The base model the adapter was trained on: ``{"ref", "fingerprint", "uri"}``; None for full weights.
+    #: The base model the adapter was trained on: ``{"ref", "fingerprint", "uri", "mlflow_uri"}``
+    #: (``mlflow_uri`` absent for a hub id); None for full weights.
     base: dict | None = None
 
 
@@ -226,11 +227,11 @@ def merged_export(files: RegisteredModelFiles, settings: Settings) -> Path:
     if recorded and local.is_dir() and matches(local):
         return local
     if recorded and store.exists(key):
-        if matches(store.fetch_dir(key)):
-            return store.fetch_dir(key)
-        store.evict_cached(key)  # this machine's download may be the damaged copy
-        if matches(store.fetch_dir(key)):
-            return store.fetch_dir(key)
+        for _ in range(2):
+            folder = store.fetch_dir(key)
+            if matches(folder):
+                return folder
+            store.evict_cached(key)  # this machine's download may be the damaged copy: once more
         log.warning(
             "merged export %s is not the one %s v%s recorded; making it again",
             store.uri(key),

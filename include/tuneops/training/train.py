@@ -27,6 +27,7 @@ from itertools import chain, count
 from pathlib import Path
 
 import yaml
+from pydantic import BaseModel
 
 from tuneops.config import Recipe, load_recipe, recipe_hash
 from tuneops.contracts import TrainingSummary
@@ -647,10 +648,17 @@ class _MainOnlyMlflow:
         return getattr(mlflow, name) if self.main else (lambda *args, **kwargs: None)
 
 
-def write_xcom_sidecar(summary: TrainingSummary, path: Path = XCOM_RETURN) -> None:
+def write_xcom_sidecar(summary: BaseModel, path: Path = XCOM_RETURN) -> None:
     """Inside a KubernetesPodOperator pod, hand the summary to Airflow through the XCom sidecar file."""
     if path.parent.is_dir():
         path.write_text(summary.model_dump_json())
+
+
+def report_summary(summary: BaseModel) -> None:
+    """How a job hands back its summary: the pod's XCom sidecar, and the last line of stdout (the
+    local backend reads that one)."""
+    write_xcom_sidecar(summary)
+    print(summary.model_dump_json())
 
 
 def parse_sets(items: list[str]) -> dict:
@@ -725,8 +733,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if summary.rank is not None:  # a non-zero rank of a torchrun launch: rank 0 reports
         return 0
-    write_xcom_sidecar(summary)
-    print(summary.model_dump_json())
+    report_summary(summary)
     return 0
 
 
